@@ -1,0 +1,37 @@
+"""Diamond Cutter: look inside convolutional networks and find where to cut them.
+
+The public API is re-exported here; see the README for a tour.
+"""
+
+from .capture import capture, forward_hooks, preserved, truncated
+from .errors import CheckpointError, DiamondCutterError, ImageError, UnknownNameError, WeightsUnavailableError
+from .images import DEMO_SAMPLES, SAMPLES, ImageBatch, load_images, sample_path
+from .layers import Layer, LayerTable
+from .model import Model, Prediction, predict
+from .zoo import list_models, load_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "DEMO_SAMPLES",
+    "DiamondCutterError",
+    "ImageBatch",
+    "ImageError",
+    "Layer",
+    "LayerTable",
+    "Model",
+    "Prediction",
+    "SAMPLES",
+    "UnknownNameError",
+    "WeightsUnavailableError",
+    "capture",
+    "forward_hooks",
+    "list_models",
+    "load_images",
+    "load_model",
+    "predict",
+    "preserved",
+    "sample_path",
+    "truncated",
+]

@@ -1,0 +1,170 @@
+"""The one place Diamond Cutter registers hooks on a user's network.
+
+Everything that needs to observe or alter a layer's output during a forward pass
+(layer discovery, activation capture, guided backpropagation, feature
+visualization) goes through :func:`forward_hooks`, which always removes what it
+registered, and :func:`preserved`, which restores the network's train/eval modes
+and ``requires_grad`` flags. Together they keep the promise that a model passed
+in is never left changed, also when the work inside raises.
+
+Why forward hooks return a clone: torchvision networks apply ``ReLU(inplace=True)``
+right after many layers. A captured activation that is the very tensor the next
+module mutates in place would be silently overwritten. The hook therefore keeps
+the original tensor (which stays on the autograd path, so gradients with respect
+to it are exact) and hands a clone to the rest of the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import DiamondCutterError, UnknownNameError
+
+ForwardHook = Callable[[nn.Module, tuple, Any], Any]
+
+
+def resolve_modules(module: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]:
+    """Map layer names (``named_modules`` names) to modules, with suggestions for typos."""
+    table = dict(module.named_modules())
+    out = {}
+    for name in names:
+        if name not in table:
+            raise UnknownNameError("layer", name, [n for n in table if n])
+        out[name] = table[name]
+    return out
+
+
+@contextmanager
+def forward_hooks(module: nn.Module, hooks: Mapping[str, ForwardHook]) -> Iterator[None]:
+    """Register forward hooks on named submodules for the duration of the block.
+
+    A hook may return a replacement output, as with ``register_forward_hook``.
+    Every handle is removed in ``finally``.
+    """
+    handles = []
+    try:
+        for name, sub in resolve_modules(module, hooks).items():
+            handles.append(sub.register_forward_hook(hooks[name]))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def preserved(module: nn.Module, *, eval_mode: bool = True, freeze: bool = False) -> Iterator[nn.Module]:
+    """Run a block on ``module`` and restore its modes and ``requires_grad`` flags afterwards.
+
+    ``eval_mode`` switches the network to eval for the block (attribution and
+    feature visualization must see inference behaviour); ``freeze`` turns off
+    parameter gradients, which input attribution never needs and which would
+    otherwise cost a weight-gradient computation per layer.
+    """
+    modes = [(m, m.training) for m in module.modules()]
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    try:
+        if eval_mode:
+            module.eval()
+        if freeze:
+            for p, _ in flags:
+                p.requires_grad_(False)
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+class Capture:
+    """Activations of named layers recorded during one forward pass.
+
+    Use :func:`capture`. ``activations[name]`` holds the layer's output of the
+    last call (a module that runs several times keeps its last output, and
+    ``calls[name]`` counts the runs). Gradients of any scalar with respect to
+    captured activations come from :meth:`gradients`, which uses
+    ``torch.autograd.grad`` so parameter gradients are never filled.
+    """
+
+    def __init__(self, names: Sequence[str], detach: bool):
+        self.names = list(names)
+        self.detach = detach
+        self.activations: dict[str, Any] = {}
+        self.calls: dict[str, int] = {name: 0 for name in names}
+
+    def hook_for(self, name: str) -> ForwardHook:
+        def hook(_module: nn.Module, _inputs: tuple, output: Any) -> Any:
+            self.calls[name] += 1
+            if not isinstance(output, torch.Tensor):
+                self.activations[name] = output
+                return None
+            if self.detach:
+                self.activations[name] = output.detach().clone()
+                return None
+            self.activations[name] = output
+            return output.clone()
+
+        return hook
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self.activations:
+            raise DiamondCutterError(
+                f"layer {name!r} did not run in the forward pass (it may be unused for this input)"
+            )
+        return self.activations[name]
+
+    def gradients(self, score: torch.Tensor, names: Sequence[str] | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:
+        """d(score.sum())/d(activation) for each named layer, without touching parameter grads."""
+        names = list(names or self.names)
+        tensors = [self[name] for name in names]
+        for name, t in zip(names, tensors):
+            if not t.requires_grad:
+                raise DiamondCutterError(
+                    f"layer {name!r} carries no gradient: run the forward with an input that requires grad"
+                )
+        grads = torch.autograd.grad(score.sum(), tensors, **kwargs)
+        return dict(zip(names, grads))
+
+
+@contextmanager
+def capture(module: nn.Module, names: Iterable[str], *, detach: bool = False) -> Iterator[Capture]:
+    """Record the outputs of ``names`` while the block runs forward passes through ``module``.
+
+    With ``detach=False`` (the default) the recorded tensors stay on the autograd
+    graph so :meth:`Capture.gradients` can differentiate with respect to them.
+    """
+    names = list(dict.fromkeys(names))
+    rec = Capture(names, detach)
+    with forward_hooks(module, {name: rec.hook_for(name) for name in names}):
+        yield rec
+
+
+class StopForward(Exception):
+    """Raised by :func:`truncated` hooks to end a forward pass early."""
+
+
+@contextmanager
+def truncated(module: nn.Module, last: str) -> Iterator[Callable[[torch.Tensor], None]]:
+    """Yield ``run(x)`` that executes ``module`` only until layer ``last`` has produced its output.
+
+    Work downstream of the layer is skipped, which is what makes feature
+    extraction at early cuts and feature visualization of early layers cheap.
+    Combine with :func:`capture` to read the layer's output.
+    """
+
+    def stop(_m: nn.Module, _i: tuple, _o: Any) -> None:
+        raise StopForward
+
+    def run(x: torch.Tensor) -> None:
+        try:
+            module(x)
+        except StopForward:
+            return
+
+    with forward_hooks(module, {last: stop}):
+        yield run

@@ -1,0 +1,285 @@
+"""Loading images for a model: decode, fix orientation and mode, resize, crop, normalise.
+
+Sources can be files, folders, glob patterns, URLs, PIL images, numpy arrays,
+tensors or the names of sample images shipped with scikit-image (so every
+command runs offline). The original picture is kept next to the network's input
+so overlays can be drawn on what the user actually gave.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from .errors import DiamondCutterError, ImageError, UnknownNameError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+#: Sample images shipped inside scikit-image's package (no download needed).
+SAMPLES = {
+    "chelsea": "chelsea.png",
+    "coffee": "coffee.png",
+    "astronaut": "astronaut.png",
+    "rocket": "rocket.jpg",
+    "motorcycle": "motorcycle_left.png",
+    "camera": "camera.png",
+    "coins": "coins.png",
+    "hubble": "hubble_deep_field.jpg",
+    "retina": "retina.jpg",
+    "brick": "brick.png",
+    "grass": "grass.png",
+    "gravel": "gravel.png",
+}
+#: The samples the demo and the docs use: real photographs of ImageNet-like objects.
+DEMO_SAMPLES = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle")
+
+
+def sample_path(name: str) -> Path:
+    """Path of a shipped sample image by name (``chelsea``, ``coffee``, ...)."""
+    from skimage import data
+
+    if name not in SAMPLES:
+        raise UnknownNameError("sample image", name, SAMPLES)
+    return Path(data.data_dir) / SAMPLES[name]
+
+
+@dataclass
+class ImageBatch:
+    """Images prepared for one model.
+
+    ``pixels`` are the resized, cropped images in ``[0, 1]`` (N×C×H×W) for display
+    and overlays; ``tensor`` is what the network takes (``pixels`` normalised);
+    ``originals`` are the decoded pictures as given; ``ids`` name each image
+    (file name, URL or sample name).
+    """
+
+    tensor: torch.Tensor
+    pixels: torch.Tensor
+    originals: list[Image.Image]
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int | slice | Sequence[int]) -> ImageBatch:
+        if isinstance(index, int):
+            index = [index]
+        if isinstance(index, slice):
+            index = list(range(len(self)))[index]
+        index = list(index)
+        return ImageBatch(
+            self.tensor[index], self.pixels[index], [self.originals[i] for i in index], [self.ids[i] for i in index]
+        )
+
+    def to(self, device: torch.device | str) -> ImageBatch:
+        return ImageBatch(self.tensor.to(device), self.pixels.to(device), self.originals, self.ids)
+
+    def images(self) -> list[Image.Image]:
+        """The network's view of each image (resized and cropped) as PIL images."""
+        arr = (self.pixels.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arr]
+
+
+def load_images(
+    sources: Any,
+    model: Any = None,
+    *,
+    size: tuple[int, int] | int | None = None,
+    skip_bad: bool = False,
+) -> ImageBatch:
+    """Load images for ``model`` (a :class:`~diamond_cutter.model.Model`), or at ``size`` without one.
+
+    ``sources`` is one source or a list of them: paths, folders (their image
+    files, sorted), glob patterns, ``http(s)://`` URLs, sample names, PIL images,
+    numpy arrays (H×W or H×W×C, uint8 or floats in [0, 1]) and tensors (C×H×W or
+    N×C×H×W in [0, 1]). A file that cannot be decoded raises :class:`ImageError`
+    naming it; with ``skip_bad=True`` it is skipped with a warning instead.
+    """
+    channels, height, width = _target(model, size)
+    pictures: list[Image.Image] = []
+    ids: list[str] = []
+    for source_id, opener in _expand(sources):
+        try:
+            picture = opener()
+        except ImageError as err:
+            if not skip_bad:
+                raise
+            warnings.warn(f"skipping {err}", stacklevel=2)
+            continue
+        pictures.append(picture)
+        ids.append(source_id)
+    if not pictures:
+        raise ImageError("no images to load" + (" (every source was unreadable)" if skip_bad else ""))
+    pixels = torch.stack([_to_pixels(p, channels, height, width) for p in pictures])
+    tensor = model.normalize(pixels) if model is not None else pixels
+    return ImageBatch(tensor, pixels, pictures, ids)
+
+
+def as_batch(images: Any, model: Any) -> ImageBatch:
+    """Accept an ImageBatch, a normalised input tensor or any ``load_images`` source.
+
+    A tensor here is taken as the network's input (already normalised), the way
+    a user with their own preprocessing passes it; :func:`load_images` instead
+    reads tensors as ``[0, 1]`` pixels.
+    """
+    if isinstance(images, ImageBatch):
+        if tuple(images.tensor.shape[1:]) != tuple(model.input_size):
+            if images.originals:
+                return load_images(images.originals, model)
+            raise DiamondCutterError(f"images are {tuple(images.tensor.shape[1:])}, the model wants {model.input_size}")
+        return images
+    if isinstance(images, torch.Tensor):
+        x = images.unsqueeze(0) if images.ndim == 3 else images
+        model.check_input(x)
+        pixels = model.denormalize(x.detach()).clamp(0, 1)
+        return ImageBatch(x, pixels, [], [f"image {i}" for i in range(len(x))])
+    return load_images(images, model)
+
+
+def _target(model: Any, size: tuple[int, int] | int | None) -> tuple[int, int, int]:
+    if model is not None:
+        c, h, w = model.input_size
+    else:
+        c, h, w = 3, 224, 224
+    if size is not None:
+        h, w = (size, size) if isinstance(size, int) else size
+    return c, h, w
+
+
+def _expand(sources: Any) -> Iterable[tuple[str, Any]]:
+    """Yield ``(id, opener)`` for every image a source list names, lazily decoded."""
+    if isinstance(sources, (str, os.PathLike, Image.Image, np.ndarray)):
+        sources = [sources]
+    elif isinstance(sources, torch.Tensor):
+        sources = list(sources) if sources.ndim == 4 else [sources]
+    for i, source in enumerate(sources):
+        if isinstance(source, Image.Image):
+            yield getattr(source, "filename", "") or f"image {i}", lambda s=source: _normalise_mode(s)
+        elif isinstance(source, np.ndarray):
+            yield f"array {i}", lambda s=source: _from_array(s)
+        elif isinstance(source, torch.Tensor):
+            yield f"tensor {i}", lambda s=source: _from_array(s.detach().cpu().permute(1, 2, 0).numpy())
+        elif isinstance(source, (str, os.PathLike)):
+            yield from _expand_path(str(source))
+        else:
+            raise ImageError(f"cannot load an image from a {type(source).__name__}")
+
+
+def _expand_path(source: str) -> Iterable[tuple[str, Any]]:
+    if source.startswith(("http://", "https://")):
+        yield source, lambda: _decode(_download(source), source)
+        return
+    path = Path(source).expanduser()
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not files:
+            raise ImageError(f"folder {source} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        for f in files:
+            yield str(f), lambda f=f: _open(f)
+    elif path.is_file():
+        yield str(path), lambda: _open(path)
+    elif glob.has_magic(source):
+        matches = sorted(glob.glob(source, recursive=True))
+        if not matches:
+            raise ImageError(f"no files match {source}")
+        for m in matches:
+            yield m, lambda m=m: _open(Path(m))
+    elif source.removeprefix("sample:") in SAMPLES:
+        name = source.removeprefix("sample:")
+        yield name, lambda: _open(sample_path(name))
+    else:
+        raise ImageError(f"no such file, folder or sample image: {source} (samples: {', '.join(SAMPLES)})")
+
+
+def _download(url: str, timeout: float = 15.0) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.read()
+    except urllib.error.HTTPError as err:
+        raise ImageError(f"cannot download {url}: HTTP {err.code} {err.reason}") from None
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise ImageError(f"cannot download {url}: {reason}") from None
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ImageError(f"cannot read {path}: {err.strerror or err}") from None
+    return _decode(data, str(path))
+
+
+def _decode(data: bytes, name: str) -> Image.Image:
+    if not data:
+        raise ImageError(f"{name} is empty (0 bytes), not an image")
+    try:
+        picture = Image.open(io.BytesIO(data))
+        picture.load()
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
+        raise ImageError(f"{name} is not a readable image: {err}") from None
+    picture = ImageOps.exif_transpose(picture)
+    picture.filename = name  # type: ignore[attr-defined]
+    return _normalise_mode(picture)
+
+
+def _normalise_mode(picture: Image.Image) -> Image.Image:
+    """Any PIL mode to 8-bit RGB or L: 16-bit scaled, CMYK converted, alpha composited on white."""
+    mode = picture.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(picture, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if mode == "F":
+        arr = np.asarray(picture, dtype=np.float64)
+        return Image.fromarray((np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8), "L")
+    if mode == "P":
+        picture = picture.convert("RGBA" if "transparency" in picture.info else "RGB")
+    if picture.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGBA", picture.size, (255, 255, 255, 255))
+        picture = Image.alpha_composite(background, picture.convert("RGBA")).convert("RGB")
+    if picture.mode not in ("RGB", "L"):
+        picture = picture.convert("RGB")
+    return picture
+
+
+def _from_array(arr: np.ndarray) -> Image.Image:
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
+        raise ImageError(f"an image array must be H×W or H×W×3/4, got shape {arr.shape}")
+    if arr.dtype == np.uint16:
+        arr = (arr / 257.0).round().astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        arr = (np.clip(arr.astype(np.float64), 0, 1) * 255).round().astype(np.uint8)
+    return _normalise_mode(Image.fromarray(arr))
+
+
+def _to_pixels(picture: Image.Image, channels: int, height: int, width: int) -> torch.Tensor:
+    """Resize so the image covers ``height×width``, centre-crop, and return C×H×W floats in [0, 1]."""
+    picture = picture.convert("L" if channels == 1 else "RGB")
+    w, h = picture.size
+    scale = max(height / h, width / w)
+    new = (max(width, round(w * scale)), max(height, round(h * scale)))
+    picture = picture.resize(new, Image.Resampling.BICUBIC)
+    left, top = (new[0] - width) // 2, (new[1] - height) // 2
+    picture = picture.crop((left, top, left + width, top + height))
+    arr = np.asarray(picture, dtype=np.float32) / 255.0
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if channels not in (1, 3):
+        raise ImageError(f"cannot make {channels}-channel input from a picture; pass tensors instead")
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)

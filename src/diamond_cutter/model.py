@@ -1,0 +1,190 @@
+"""The :class:`Model`: a network plus everything needed to use it on images.
+
+A bare ``nn.Module`` does not say what size of image it wants, how to
+normalise it, what its classes are called or where its logits come out. Model
+carries those facts next to the network so every tool (attribution, feature
+visualization, transfer) can take a Model and do the right thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import torch
+from torch import nn
+
+from .capture import preserved
+from .errors import DiamondCutterError, UnknownNameError
+from .layers import LayerTable, discover_layers
+from .progress import bar
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def default_logits(output: Any) -> torch.Tensor:
+    """Pick the logits out of what a network returns: a tensor, a tuple/list (first item),
+    a dict (``logits`` or ``out`` key) or an object with a ``logits`` attribute
+    (torchvision's ``InceptionOutputs``)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if hasattr(output, "logits"):
+        return output.logits
+    if isinstance(output, dict):
+        for key in ("logits", "out"):
+            if key in output:
+                return output[key]
+        raise DiamondCutterError(
+            f"the network returns a dict with keys {sorted(output)}; pass output=lambda out: out[KEY] to pick the logits"
+        )
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise DiamondCutterError(f"cannot find logits in a {type(output).__name__}; pass output=... to pick them")
+
+
+@dataclass(eq=False)
+class Model:
+    """A network with its preprocessing, class names and layer inventory.
+
+    ``module`` expects normalised input of shape ``N×input_size``;
+    :meth:`normalize` maps ``[0, 1]`` pixels to that space. Calling the Model
+    returns logits (via ``output``, which picks them from tuple/dict outputs).
+    """
+
+    module: nn.Module
+    name: str
+    input_size: tuple[int, int, int]
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    labels: list[str] = field(default_factory=list)
+    weights: str | None = None
+    output: Callable[[Any], torch.Tensor] = default_logits
+    interpolation: str = "bicubic"
+
+    def __post_init__(self) -> None:
+        self.input_size = tuple(int(v) for v in self.input_size)  # type: ignore[assignment]
+        if len(self.input_size) != 3:
+            raise DiamondCutterError(f"input_size must be (channels, height, width), got {self.input_size}")
+        c = self.input_size[0]
+        if len(self.mean) == 1 and c > 1:
+            self.mean = tuple(self.mean) * c
+        if len(self.std) == 1 and c > 1:
+            self.std = tuple(self.std) * c
+        if len(self.mean) != c or len(self.std) != c:
+            raise DiamondCutterError(f"mean/std need {c} values for {c} input channels")
+        if not self.labels:
+            self.labels = [f"class {i}" for i in range(self.num_classes)]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(self.module(x))
+
+    def __repr__(self) -> str:
+        return f"Model({self.name!r}, weights={self.weights!r}, input={self.input_size}, classes={len(self.labels)})"
+
+    @cached_property
+    def layers(self) -> LayerTable:
+        """The layer inventory (one hooked forward on a dummy input, computed once)."""
+        return discover_layers(self.module, self.input_size, self.output)
+
+    @cached_property
+    def num_classes(self) -> int:
+        if self.labels:
+            return len(self.labels)
+        return int(self.layers[self.layers.output].shape[0]) if self.layers.output else 0
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.module.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def layer(self, name: str):
+        """The :class:`~diamond_cutter.layers.Layer` called ``name`` (suggestions on a typo)."""
+        return self.layers.resolve(name)
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``[0, 1]`` pixels (N×C×H×W) to the network's input space."""
+        mean = torch.tensor(self.mean, device=pixels.device, dtype=pixels.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=pixels.device, dtype=pixels.dtype).view(1, -1, 1, 1)
+        return (pixels - mean) / std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's input space back to ``[0, 1]`` pixels."""
+        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        return x * std + mean
+
+    def class_index(self, target: int | str) -> int:
+        """A class index from an index or a class name (case-insensitive; suggestions on a typo)."""
+        if isinstance(target, bool):
+            raise DiamondCutterError(f"a class must be an index or a name, not {target!r}")
+        if isinstance(target, int) or (hasattr(target, "__index__") and not isinstance(target, str)):
+            index = int(target)
+            if not 0 <= index < self.num_classes:
+                raise DiamondCutterError(f"class index {index} is out of range: the model has {self.num_classes} classes")
+            return index
+        if isinstance(target, str):
+            lowered = [label.lower() for label in self.labels]
+            if target.lower() in lowered:
+                return lowered.index(target.lower())
+            raise UnknownNameError("class", target, self.labels)
+        raise DiamondCutterError(f"a class must be an index or a name, not {type(target).__name__}")
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear error for a tensor the network cannot take."""
+        if x.ndim != 4 or x.shape[1] != self.input_size[0]:
+            raise DiamondCutterError(
+                f"expected images shaped N×{self.input_size[0]}×H×W for {self.name}, got {tuple(x.shape)}"
+            )
+
+
+@dataclass
+class Prediction:
+    """Top-k classes per image: indices, names and probabilities (softmax of the logits)."""
+
+    indices: torch.Tensor
+    probabilities: torch.Tensor
+    names: list[list[str]]
+    image_ids: list[str]
+
+    def __str__(self) -> str:
+        lines = []
+        for image_id, names, probs in zip(self.image_ids, self.names, self.probabilities.tolist()):
+            top = ", ".join(f"{n} {p:.1%}" for n, p in zip(names, probs))
+            lines.append(f"{image_id}: {top}")
+        return "\n".join(lines)
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [
+            {"image": image_id, "top": [{"index": i, "name": n, "probability": p} for i, n, p in zip(idx, names, probs)]}
+            for image_id, idx, names, probs in zip(
+                self.image_ids, self.indices.tolist(), self.names, self.probabilities.tolist()
+            )
+        ]
+
+
+def batched_logits(model: Model, x: torch.Tensor, batch_size: int = 32, progress: bool = False) -> torch.Tensor:
+    """Logits of ``x`` in eval mode, batch by batch, without gradients."""
+    model.check_input(x)
+    chunks = []
+    with torch.inference_mode():
+        with preserved(model.module):
+            for start in bar(range(0, len(x), batch_size), "predict", enabled=progress):
+                chunks.append(model(x[start : start + batch_size].to(model.device)).float().cpu())
+    return torch.cat(chunks)
+
+
+def predict(model: Model, images: Any, k: int = 5, batch_size: int = 32, progress: bool = False) -> Prediction:
+    """Top-``k`` classes for each image (an ImageBatch, a tensor, or anything ``load_images`` takes)."""
+    from .images import as_batch
+
+    batch = as_batch(images, model)
+    logits = batched_logits(model, batch.tensor, batch_size, progress)
+    probs = logits.softmax(dim=1)
+    k = min(k, probs.shape[1])
+    top = probs.topk(k, dim=1)
+    names = [[model.labels[i] for i in row] for row in top.indices.tolist()]
+    return Prediction(top.indices, top.values, names, list(batch.ids))
+
