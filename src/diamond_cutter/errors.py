@@ -39,7 +39,7 @@ class WeightsUnavailableError(DiamondCutterError, RuntimeError):
 
 def suggest(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
     """The closest valid names to ``name``, best first (prefix matches count too)."""
-    choices = list(choices)
+    choices = list(dict.fromkeys(choices))
     close = difflib.get_close_matches(name, choices, n=n, cutoff=0.6)
     lowered = name.lower()
     for choice in choices:

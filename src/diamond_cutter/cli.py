@@ -1,0 +1,45 @@
+"""The ``diamond-cutter`` command.
+
+Each subcommand lives in its own module under :mod:`diamond_cutter.commands`
+and exposes ``register(subparsers)``, which adds its parser and sets ``run``.
+Errors from bad input print one line (no traceback) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from .errors import DiamondCutterError
+
+#: Modules under diamond_cutter.commands, in the order their commands are listed in --help.
+COMMAND_MODULES = ("inventory", "predict", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diamond-cutter",
+        description="Look inside convolutional networks and find where to cut them for transfer learning.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"diamond_cutter.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except DiamondCutterError as err:
+        print(f"diamond-cutter: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("diamond-cutter: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

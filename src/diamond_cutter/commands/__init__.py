@@ -1,0 +1,1 @@
+"""Subcommands of ``diamond-cutter``; each module has ``register(subparsers)``."""
