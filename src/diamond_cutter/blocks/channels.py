@@ -1,0 +1,98 @@
+"""Channel attribution (Building Blocks' linear attribution, summed over space).
+
+For each channel c of a layer, ``Σ_{h,w} A[c,h,w] · ∂score/∂A[c,h,w]``: how much
+the channel's activation, taken as a whole, pushes the class score up or down.
+For a layer followed only by linear operations this is exactly the channel's
+share of the logit; elsewhere it is the first-order estimate Building Blocks uses.
+Many images are averaged, which ranks the channels that matter for a class
+across a set rather than for one picture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .linear import Classes, LayerAttribution, class_name, linear_attribution
+
+
+@dataclass
+class ChannelScore:
+    """One channel and its attribution (positive: evidence for, negative: against)."""
+
+    channel: int
+    score: float
+
+
+@dataclass
+class ChannelAttribution:
+    """Per-channel attribution of a layer to ``positive − negative`` classes.
+
+    ``per_image`` is N×C; ``scores`` its mean over images. ``positive`` and
+    ``negative`` hold each image's class indices (``negative`` is None for a
+    single-class attribution); ``*_names`` the matching class names.
+    """
+
+    layer: str
+    scores: torch.Tensor
+    per_image: torch.Tensor
+    positive: list[int]
+    negative: list[int] | None
+    positive_names: list[str]
+    negative_names: list[str] | None
+    image_ids: list[str]
+
+    def top(self, k: int = 8) -> list[ChannelScore]:
+        """The ``k`` channels with the largest (most positive) scores, best first."""
+        values, idx = self.scores.topk(min(k, len(self.scores)))
+        return [ChannelScore(int(i), float(v)) for i, v in zip(idx, values)]
+
+    def bottom(self, k: int = 8) -> list[ChannelScore]:
+        """The ``k`` channels with the most negative scores, most negative first."""
+        values, idx = (-self.scores).topk(min(k, len(self.scores)))
+        return [ChannelScore(int(i), -float(v)) for i, v in zip(idx, values)]
+
+    @property
+    def title(self) -> str:
+        """"tabby − tiger cat" style description of what is attributed (one name when shared)."""
+        pos = _summary(self.positive_names)
+        return pos if self.negative_names is None else f"{pos} − {_summary(self.negative_names)}"
+
+    def _repr_html_(self) -> str:
+        from ..report.html import render_fragment
+
+        return render_fragment("channels_fragment.html.j2", channels=self, icons={})
+
+
+def _summary(names: list[str]) -> str:
+    unique = list(dict.fromkeys(names))
+    return unique[0] if len(unique) == 1 else "per-image classes (" + ", ".join(unique[:4]) + ("…" if len(unique) > 4 else "") + ")"
+
+
+def from_layer_attribution(model, la: LayerAttribution) -> ChannelAttribution:
+    """Sum a :class:`LayerAttribution` over space (shared by the report, which computes it once)."""
+    per_image = la.attributions.sum(dim=(2, 3))
+    return ChannelAttribution(
+        la.layer,
+        per_image.mean(0),
+        per_image,
+        la.positive,
+        la.negative,
+        [class_name(model, i) for i in la.positive],
+        None if la.negative is None else [class_name(model, i) for i in la.negative],
+        la.image_ids,
+    )
+
+
+def channel_attribution(
+    model, images: Any, layer: str, classes: Classes = "auto", *, batch_size: int = 16, progress: bool = False
+) -> ChannelAttribution:
+    """Attribution of every channel of ``layer`` to a class, or to one class minus another.
+
+    ``classes``: ``"auto"`` (each image's top-1 minus its top-2 prediction), one
+    class (index, name or ``"top1"``), a ``(positive, negative)`` tuple, or a
+    list with one positive class per image.
+    """
+    return from_layer_attribution(model, linear_attribution(model, images, layer, classes, batch_size=batch_size, progress=progress))

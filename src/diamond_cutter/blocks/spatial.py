@@ -1,0 +1,156 @@
+"""Where in the image: the semantic map (top channels per spatial cell) and the heatmap
+(per-cell attribution of a class, or of a positive minus a negative class).
+
+A layer with an H×W output splits the input into H×W cells; cell (i, j) covers
+the input rows ``i·S/H … (i+1)·S/H`` (S the input side). That is the cell's
+centre of receptive field, not its whole receptive field, which is the
+convention of Building Blocks' semantic dictionaries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..images import as_batch
+from .linear import Classes, LayerAttribution, class_name, linear_attribution
+
+#: Building Blocks' colours: orange for evidence for the positive class, blue for the negative one.
+POSITIVE_RGB = (255, 127, 14)
+NEGATIVE_RGB = (31, 119, 180)
+
+
+@dataclass
+class SemanticMap:
+    """Per-cell channels of one image at one layer.
+
+    ``activations`` (C×H×W) and, when a class was given, ``attributions`` (C×H×W,
+    activation × gradient). ``image`` is the network's view of the picture.
+    """
+
+    layer: str
+    image_id: str
+    image: Image.Image
+    activations: torch.Tensor
+    attributions: torch.Tensor | None = None
+    title: str = ""
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return int(self.activations.shape[1]), int(self.activations.shape[2])
+
+    def cells(self) -> list[tuple[int, int]]:
+        h, w = self.grid
+        return [(i, j) for i in range(h) for j in range(w)]
+
+    def top_channels(self, cell: tuple[int, int], k: int = 5, by: str = "activation") -> list[tuple[int, float]]:
+        """The ``k`` strongest channels at ``cell`` as (channel, value), by activation or attribution."""
+        source = self.activations if by == "activation" else self.attributions
+        if source is None:
+            raise ValueError("this semantic map has no attributions: pass classes= to semantic_map")
+        values = source[:, cell[0], cell[1]]
+        top = values.topk(min(k, len(values)))
+        return [(int(c), float(v)) for c, v in zip(top.indices, top.values)]
+
+    def cell_box(self, cell: tuple[int, int]) -> tuple[int, int, int, int]:
+        """(left, top, right, bottom) in the network-view image's pixels."""
+        h, w = self.grid
+        width, height = self.image.size
+        i, j = cell
+        return (j * width // w, i * height // h, (j + 1) * width // w, (i + 1) * height // h)
+
+    def heatmap(self) -> Heatmap:
+        """The per-cell attribution summed over channels (needs attributions)."""
+        if self.attributions is None:
+            raise ValueError("this semantic map has no attributions: pass classes= to semantic_map")
+        return Heatmap(self.layer, self.image_id, self.image, self.attributions.sum(0), self.title)
+
+
+@dataclass
+class Heatmap:
+    """Per-cell attribution (H×W) of ``title``'s score; positive cells are evidence for it."""
+
+    layer: str
+    image_id: str
+    image: Image.Image
+    values: torch.Tensor
+    title: str = ""
+
+    def argmax(self) -> tuple[int, int]:
+        """The cell with the largest attribution."""
+        flat = int(self.values.argmax())
+        return divmod(flat, int(self.values.shape[1]))
+
+    def render(self, alpha: float = 0.75) -> Image.Image:
+        """The image with positive cells tinted orange and negative ones blue, by magnitude."""
+        return tint(self.image, self.values, alpha)
+
+    def _repr_html_(self) -> str:
+        from ..report.html import image_tag
+
+        return image_tag(self.render(), f"heatmap: {self.title}")
+
+
+def tint(image: Image.Image, values: torch.Tensor, alpha: float = 0.75) -> Image.Image:
+    """Blend orange (positive) / blue (negative) over ``image`` with opacity ∝ |value| (bilinear)."""
+    up = _upsample(values, image.size)
+    colour = np.where(up[..., None] >= 0, np.array(POSITIVE_RGB), np.array(NEGATIVE_RGB))
+    return _blend(image, np.abs(up) * alpha, colour)
+
+
+def tint_colour(image: Image.Image, values: torch.Tensor, rgb: tuple[int, int, int], alpha: float = 0.75) -> Image.Image:
+    """Blend one colour over ``image`` with opacity ∝ value (non-negative values, bilinear)."""
+    return _blend(image, _upsample(values.clamp(min=0), image.size) * alpha, np.array(rgb))
+
+
+def _upsample(values: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """H×W values scaled to [-1, 1] by their largest magnitude and resized to ``size`` (W, H)."""
+    scale = float(values.abs().max()) or 1.0
+    up = F.interpolate(values[None, None].float() / scale, size=(size[1], size[0]), mode="bilinear", align_corners=False)
+    return up[0, 0].clamp(-1, 1).numpy()
+
+
+def _blend(image: Image.Image, weight: np.ndarray, colour: np.ndarray) -> Image.Image:
+    base = np.asarray(image.convert("RGB"), dtype=np.float64) * 0.85
+    w = weight[..., None]
+    return Image.fromarray((base * (1 - w) + colour * w).clip(0, 255).astype(np.uint8))
+
+
+def from_layer_attribution(
+    model, la: LayerAttribution, index: int, picture: Image.Image, with_attribution: bool = True
+) -> SemanticMap:
+    """The semantic map of image ``index`` from a computed :class:`LayerAttribution`."""
+    title = class_name(model, la.positive[index])
+    if la.negative is not None:
+        title += " − " + class_name(model, la.negative[index])
+    return SemanticMap(
+        la.layer,
+        la.image_ids[index],
+        picture,
+        la.activations[index],
+        la.attributions[index] if with_attribution else None,
+        title,
+    )
+
+
+def semantic_map(model, image: Any, layer: str, classes: Classes | None = None) -> SemanticMap:
+    """Top channels per cell of ``layer`` for one image (the first, if several are given).
+
+    With ``classes`` (see :func:`~diamond_cutter.blocks.channels.channel_attribution`)
+    the map also ranks each cell's channels by attribution to that class.
+    """
+    batch = as_batch(image, model)[0]
+    la = linear_attribution(model, batch, layer, classes if classes is not None else "top1")
+    return from_layer_attribution(model, la, 0, batch.images()[0], with_attribution=classes is not None)
+
+
+def heatmap(model, image: Any, layer: str, classes: Classes = "top1") -> Heatmap:
+    """Per-cell attribution of one class (``classes="tabby"``) or of two (``("tabby", "tiger cat")``):
+    positive cells (orange) are evidence for the first, negative (blue) for the second."""
+    batch = as_batch(image, model)[0]
+    return from_layer_attribution(model, linear_attribution(model, batch, layer, classes), 0, batch.images()[0]).heatmap()
