@@ -1,0 +1,33 @@
+"""Shared fixtures: the embedded real model (loaded once) and small fast networks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import diamond_cutter as dc
+from helpers import InplaceNet
+
+
+@pytest.fixture(scope="session")
+def embedded() -> dc.Model:
+    """EfficientNet-Lite0 with its real ImageNet weights (offline)."""
+    return dc.load_model("efficientnet_lite0")
+
+
+@pytest.fixture(scope="session")
+def samples(embedded) -> dc.ImageBatch:
+    return dc.load_images(["chelsea", "coffee"], embedded)
+
+
+@pytest.fixture
+def inplace_net() -> nn.Module:
+    torch.manual_seed(0)
+    net = InplaceNet()
+    with torch.no_grad():  # non-trivial BN statistics so the network is not near-linear
+        for bn in (net.bn1, net.bn2):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.bias.uniform_(-0.3, 0.3)
+    return net.eval()

@@ -1,0 +1,31 @@
+"""The command line: the foundation commands print real results and errors are one line."""
+
+from __future__ import annotations
+
+import json
+
+from diamond_cutter.cli import main
+
+
+def test_layers_json_and_unknown_model(capsys):
+    assert main(["layers", "resnet18", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert table["output"] == "fc" and table["pre_output"] == "avgpool"
+    layer4 = next(row for row in table["layers"] if row["name"] == "layer4")
+    assert (layer4["channels"], layer4["height"], layer4["grid"]) == (512, 7, 23)
+    assert main(["layers", "resnt18"]) == 2
+    assert "did you mean 'resnet18'" in capsys.readouterr().err
+
+
+def test_models_lists_embedded_first(capsys):
+    assert main(["models"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("efficientnet_lite0") and "offline-ready" in first
+
+
+def test_predict_on_sample_images(capsys):
+    assert main(["predict", "efficientnet_lite0", "coffee", "--json", "-k", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result[0]["image"] == "coffee" and result[0]["top"][0]["name"] == "espresso"
+    assert main(["predict", "efficientnet_lite0", "no_such_file.png"]) == 2
+    assert "no such file" in capsys.readouterr().err

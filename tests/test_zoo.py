@@ -1,0 +1,169 @@
+"""Model zoo: the embedded real model, Lucid's inventory, checkpoints and offline behaviour."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import socket
+
+import pytest
+import torch
+from torch import nn
+
+import diamond_cutter as dc
+from diamond_cutter import zoo
+
+CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+def test_embedded_checkpoint_maps_every_key_with_matching_shapes():
+    import timm
+
+    state = torch.load(zoo.embedded_checkpoint(), map_location="cpu", weights_only=True)
+    target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    mapped = {zoo._lite0_key(k): v.shape for k, v in state.items()}
+    assert len(state) == 296
+    assert set(mapped) == set(target)
+    assert all(target[k].shape == shape for k, shape in mapped.items())
+
+
+def test_embedded_model_classifies_real_images(embedded, samples):
+    pred = dc.predict(embedded, samples, k=5)
+    print(pred)
+    cat_prob = float(torch.tensor([p for i, p in zip(pred.indices[0].tolist(), pred.probabilities[0].tolist())
+                                   if i in CAT_CLASSES]).sum())
+    assert int(pred.indices[0, 0]) in CAT_CLASSES
+    assert cat_prob > 0.8
+    assert pred.names[1][0] in ("espresso", "cup")
+    assert float(pred.probabilities[1, 0]) > 0.5
+
+
+def test_embedded_normalisation_is_the_better_one(embedded, samples):
+    """The docstring's claim: (x-0.5)/0.5 beats ImageNet mean/std on the shipped samples."""
+    imagenet = dc.load_model("efficientnet_lite0", mean=dc.model.IMAGENET_MEAN, std=dc.model.IMAGENET_STD)
+    with torch.no_grad():
+        ours = torch.softmax(embedded(samples.tensor), 1)
+        theirs = torch.softmax(imagenet(dc.load_images(["chelsea", "coffee"], imagenet).tensor), 1)
+    for probs in (ours, theirs):
+        print("cat", float(probs[0, 281:286].sum()), "espresso", float(probs[1, 967]))
+    assert ours[0, 281:286].sum() > theirs[0, 281:286].sum()
+    assert ours[1, 967] > theirs[1, 967]
+
+
+LUCID_FACTS = [
+    # (name, layer, channels, spatial side or None)
+    ("inceptionv1", "inception4d", 528, 14),
+    ("vgg16", "features.29", 512, 14),
+    ("vgg19", "features.35", 512, 14),
+    ("resnet50", "layer4", 2048, 7),
+    ("resnet101", "layer4", 2048, 7),
+    ("resnet152", "layer3", 1024, 14),
+    ("alexnet", "features.12", 256, 6),
+    ("inceptionv3", "Mixed_7c", 2048, 8),
+    ("inceptionv4", "features.21", 1536, 8),
+    ("inception_resnet_v2", "conv2d_7b", 1536, 8),
+    ("mobilenet_v1", "blocks", 1024, 7),
+    ("nasnet_large", "cell_17", 4032, 11),
+    ("pnasnet_large", "cell_11", 4320, 11),
+]
+
+
+@pytest.mark.parametrize("name,layer,channels,side", LUCID_FACTS, ids=[f[0] for f in LUCID_FACTS])
+def test_lucid_inventory_layer_tables(name, layer, channels, side):
+    model = dc.load_model(name, weights=None)
+    table = model.layers
+    record = table[layer]
+    assert record.channels == channels
+    assert (record.height, record.width) == (side, side)
+    assert record.grid == math.ceil(math.sqrt(channels))
+    assert table.output is not None and table[table.output].channels == 1000
+    assert table.pre_output is not None
+    indices = [layer.index for layer in table]
+    assert indices == sorted(indices)
+
+
+def test_known_output_and_pre_output_layers():
+    vgg = dc.load_model("vgg16", weights=None).layers
+    assert (vgg.output, vgg.pre_output) == ("classifier.6", "classifier.4")
+    assert vgg[vgg.pre_output].channels == 4096
+    res = dc.load_model("resnet50", weights=None).layers
+    assert (res.output, res.pre_output) == ("fc", "avgpool")
+    assert res["layer4"].index < res["avgpool"].index < res["fc"].index
+
+
+def test_unknown_and_unavailable_models_explain_themselves():
+    with pytest.raises(dc.UnknownNameError, match="did you mean 'resnet50'"):
+        dc.load_model("resnt50", weights=None)
+    with pytest.raises(dc.DiamondCutterError, match="neither torchvision nor timm"):
+        dc.load_model("nasnet_mobile", weights=None)
+    assert dc.load_model("timm/resnet18", weights=None).module.__class__.__module__.startswith("timm")
+
+
+def test_pretrained_download_fails_fast_offline(monkeypatch, tmp_path):
+    """The real download path, stopped at the network boundary: a clear error, no hang, no traceback wall."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def no_network(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    with pytest.raises(dc.WeightsUnavailableError, match="weights=None"):
+        dc.load_model("resnet18", weights="imagenet")
+    with pytest.raises(dc.WeightsUnavailableError, match="huggingface.co"):
+        dc.load_model("timm/resnet18", weights="imagenet")
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_checkpoint_with_pickled_object_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"weight": Evil()}, f)
+    with pytest.raises(dc.CheckpointError, match="refusing"):
+        dc.load_model("resnet18", weights=path)
+    torch.save({"state_dict": {"fc.weight": torch.zeros(2)}, "note": object.__new__(nn.Module)}, tmp_path / "obj.pt")
+    with pytest.raises(dc.CheckpointError):
+        dc.load_model("resnet18", weights=tmp_path / "obj.pt")
+
+
+def test_local_checkpoints_round_trip_and_shape_mismatch(tmp_path):
+    from safetensors.torch import save_file
+
+    source = dc.load_model("resnet18", weights=None)
+    save_file(source.module.state_dict(), str(tmp_path / "r18.safetensors"))
+    torch.save({"state_dict": source.module.state_dict()}, tmp_path / "r18.pth")
+    x = torch.randn(1, 3, 64, 64)
+    for file in ("r18.safetensors", "r18.pth"):
+        loaded = dc.load_model("resnet18", weights=tmp_path / file)
+        assert torch.equal(loaded(x), source(x))
+    with pytest.raises(dc.CheckpointError, match="wrong shape|missing|unexpected"):
+        dc.load_model("resnet34", weights=tmp_path / "r18.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(dc.CheckpointError, match="not a valid safetensors"):
+        dc.load_model("resnet18", weights=tmp_path / "junk.safetensors")
+
+
+def test_fine_tuned_checkpoint_with_own_labels(tmp_path):
+    model = dc.load_model("resnet18", weights=None, labels=["cat", "dog"])
+    assert model.num_classes == 2 and model.layers[model.layers.output].channels == 2
+    assert model.class_index("dog") == 1
+
+
+def test_user_module_gets_defaults(inplace_net):
+    model = dc.load_model(inplace_net, input_size=(3, 32, 32))
+    assert model.mean == dc.model.IMAGENET_MEAN and len(model.labels) == 5
+    assert model.layers.output == "fc" and model.layers.pre_output == "pool"
+    gray = dc.load_model(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(3)).eval(), input_size=(1, 28, 28))
+    assert gray.mean == (0.5,) and gray.input_size == (1, 28, 28)
+
+
+def test_class_names_and_bad_targets(embedded):
+    assert embedded.class_index("tiger cat") == 282
+    assert embedded.class_index(282) == 282
+    with pytest.raises(dc.UnknownNameError, match="did you mean 'tiger cat'"):
+        embedded.class_index("tigre cat")
+    with pytest.raises(dc.DiamondCutterError, match="out of range"):
+        embedded.class_index(1000)
