@@ -3,6 +3,7 @@
 The public API is re-exported here; see the README for a tour.
 """
 
+from .blocks import channel_attribution, dataset_examples, heatmap, neuron_groups, semantic_map
 from .capture import capture, forward_hooks, preserved, truncated
 from .errors import CheckpointError, DiamondCutterError, ImageError, UnknownNameError, WeightsUnavailableError
 from .images import DEMO_SAMPLES, SAMPLES, ImageBatch, load_images, sample_path
@@ -26,6 +27,11 @@ __all__ = [
     "UnknownNameError",
     "WeightsUnavailableError",
     "capture",
+    "channel_attribution",
+    "dataset_examples",
+    "heatmap",
+    "neuron_groups",
+    "semantic_map",
     "forward_hooks",
     "list_models",
     "load_images",
