@@ -96,3 +96,18 @@ def test_shared_module_and_non_tensor_outputs_are_reported():
     assert table["split"].output == "tuple" and table["split"].channels is None
     assert "returns tuple" in table["split"].note
     assert table.names == ["conv", "split", "fc"]
+
+
+def test_dict_outputs_need_and_accept_an_output_selector():
+    class DictNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return {"scores": self.conv(x).mean((2, 3)), "aux": x}
+
+    with pytest.raises(dc.DiamondCutterError, match="output=lambda out"):
+        dc.load_model(DictNet().eval(), input_size=(3, 8, 8))
+    model = dc.load_model(DictNet().eval(), input_size=(3, 8, 8), output=lambda out: out["scores"])
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 4) and len(model.labels) == 4

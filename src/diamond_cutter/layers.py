@@ -82,10 +82,21 @@ class Layer:
 
 
 class LayerTable(Sequence[Layer]):
-    """Layers in forward order, plus the input, output and pre-output facts of the network."""
+    """Layers in forward order, plus the input, output and pre-output facts of the network.
 
-    def __init__(self, layers: list[Layer], input_size: tuple[int, ...], output: str | None, pre_output: str | None):
+    ``num_outputs`` is the width of the logits (``None`` if the network does not return N×K).
+    """
+
+    def __init__(
+        self,
+        layers: list[Layer],
+        input_size: tuple[int, ...],
+        output: str | None,
+        pre_output: str | None,
+        num_outputs: int | None = None,
+    ):
         self._layers = layers
+        self.num_outputs = num_outputs
         self._by_name = {layer.name: layer for layer in layers}
         self.input_size = tuple(input_size)
         self.output = output
@@ -192,7 +203,8 @@ def discover_layers(module: nn.Module, input_size: Sequence[int], logits: Any = 
         for i, name in enumerate(order)
     ]
     output_name, pre_output = _output_layers(layers, modules, out)
-    return LayerTable(layers, tuple(input_size), output_name, pre_output)
+    width = int(out.shape[1]) if isinstance(out, torch.Tensor) and out.ndim == 2 else None
+    return LayerTable(layers, tuple(input_size), output_name, pre_output, width)
 
 
 def _output_layers(layers: list[Layer], modules: dict[str, nn.Module], out: Any) -> tuple[str | None, str | None]:

@@ -93,7 +93,7 @@ class Model:
     def num_classes(self) -> int:
         if self.labels:
             return len(self.labels)
-        return int(self.layers[self.layers.output].shape[0]) if self.layers.output else 0
+        return self.layers.num_outputs or 0
 
     @property
     def device(self) -> torch.device:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError, DiamondCutterError, UnknownNameError, WeightsUnavailableError
-from .model import IMAGENET_MEAN, IMAGENET_STD, Model
+from .model import IMAGENET_MEAN, IMAGENET_STD, Model, default_logits
 
 EMBEDDED = "efficientnet_lite0"
 
@@ -124,6 +124,7 @@ def load_model(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     labels: Sequence[str] | None = None,
+    output: Callable[[Any], torch.Tensor] | None = None,
     device: str | torch.device | None = None,
 ) -> Model:
     """A :class:`Model` by name, or wrapping a user's own ``nn.Module``.
@@ -131,10 +132,12 @@ def load_model(
     ``weights``: ``"imagenet"`` for pretrained weights, ``None`` for random
     ones, or a checkpoint path. ``labels`` with a count other than the
     architecture's sets the number of classes (for fine-tuned checkpoints).
-    Passing ``input_size``/``mean``/``std`` overrides the architecture's defaults.
+    Passing ``input_size``/``mean``/``std`` overrides the architecture's defaults;
+    ``output`` picks the logits from what the network returns when that is not a
+    tensor, a tuple (first item), a dict with ``logits``/``out`` or ``InceptionOutputs``.
     """
     if isinstance(name_or_module, nn.Module):
-        model = _wrap_module(name_or_module, input_size, mean, std, labels)
+        model = _wrap_module(name_or_module, input_size, mean, std, labels, output or default_logits)
         if weights not in (None, "imagenet"):
             load_checkpoint(model.module, weights)
     else:
@@ -144,6 +147,7 @@ def load_model(
         model.input_size = tuple(input_size) if input_size else model.input_size  # type: ignore[assignment]
         model.mean = tuple(mean) if mean else model.mean
         model.std = tuple(std) if std else model.std
+        model.output = output or model.output
     model.module.eval()
     if device is not None:
         model.module.to(device)
@@ -306,7 +310,7 @@ def _download(build, arch: str) -> nn.Module:
 # --- checkpoints ------------------------------------------------------------------------------
 
 
-def _wrap_module(module: nn.Module, input_size, mean, std, labels) -> Model:
+def _wrap_module(module: nn.Module, input_size, mean, std, labels, output) -> Model:
     if input_size is None:
         first = next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
         input_size = (first.in_channels if first is not None else 3, 224, 224)
@@ -316,10 +320,9 @@ def _wrap_module(module: nn.Module, input_size, mean, std, labels) -> Model:
     if std is None:
         std = IMAGENET_STD if channels == 3 else (0.5,) * channels
     name = type(module).__name__
-    model = Model(module, name, tuple(input_size), tuple(mean), tuple(std), list(labels or []))
+    model = Model(module, name, tuple(input_size), tuple(mean), tuple(std), list(labels or []), output=output)
     if not labels:
-        num = model.layers[model.layers.output].shape[0] if model.layers.output else 0
-        model.labels = _labels_for(int(num), None)
+        model.labels = _labels_for(model.num_classes, None)
     return model
 
 
