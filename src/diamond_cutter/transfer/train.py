@@ -1,0 +1,207 @@
+"""Training a new head on a frozen cut backbone (optionally fine-tuning its last blocks).
+
+With the backbone frozen and no augmentation, the backbone's output never
+changes between epochs, so it is computed once and the head trains on it:
+epochs then cost a head's forward, not the network's. Augmentation or
+fine-tuning need the backbone in every step and take the slow path.
+
+The model passed in is never changed: a frozen backbone is used under
+:func:`~diamond_cutter.capture.preserved` (modes and ``requires_grad`` restored),
+and fine-tuning works on a copy of the network.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..capture import preserved
+from ..errors import DiamondCutterError
+from ..model import Model
+from ..progress import bar
+from .cuts import CutBackbone, candidate_cuts, list_cuts
+from .data import LabelledImages, load_labelled
+from .heads import TransferNet, build_head, head_spec
+from .metrics import Metrics, classification_metrics
+
+OPTIMIZERS = {
+    "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd),
+    "adamw": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
+    "sgd": lambda params, lr, wd: torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd),
+}
+
+
+@dataclass
+class TrainConfig:
+    """How a head is trained. ``patience``: epochs without a better validation accuracy before stopping;
+    ``unfreeze``: how many of the backbone's last blocks (up to the cut) are fine-tuned too."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    augment: bool = False
+    patience: int = 8
+    unfreeze: int = 0
+    pooling: str = "avg"
+    width: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise DiamondCutterError(f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise DiamondCutterError("epochs and batch_size must be at least 1 and lr positive")
+
+
+@dataclass
+class TrainedHead:
+    """A trained head on ``model`` cut at ``cut``: the network, its metrics and the epoch history."""
+
+    model: Model
+    cut: str
+    spec: dict[str, Any]
+    net: TransferNet
+    metrics: Metrics
+    classes: list[str]
+    config: TrainConfig
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def fine_tuned(self) -> bool:
+        return self.config.unfreeze > 0
+
+    def as_model(self) -> Model:
+        """The transferred network as a :class:`Model`, usable with every attribution and visualization tool."""
+        m = self.model
+        return Model(self.net, f"{m.name}@{self.cut}+{self.spec['kind']}", m.input_size, m.mean, m.std,
+                     list(self.classes), weights=m.weights, interpolation=m.interpolation)
+
+    def save(self, path: str) -> None:
+        from .saved import save_transferred
+
+        save_transferred(self, path)
+
+    def summary(self) -> dict[str, Any]:
+        return {"model": self.model.name, "cut": self.cut, "head": self.spec, "metrics": self.metrics.as_dict(),
+                "config": asdict(self.config), "epochs_run": len(self.history)}
+
+
+def train_head(model: Model, data: Any, cut: str, head: str = "linear", config: TrainConfig | None = None,
+               progress: bool = True, **options: Any) -> TrainedHead:
+    """Train a ``head`` (``"linear"`` or ``"conv"``) on ``model`` cut at ``cut``; keep the best epoch on validation.
+
+    ``options`` are :class:`TrainConfig` fields (``epochs=``, ``lr=``, ``augment=``, ``unfreeze=``...).
+    """
+    config = config or TrainConfig(**options)
+    data = load_labelled(data)
+    candidate_cuts(model, [cut])  # unknown or incomplete cut: clear error before any work
+    net = copy.deepcopy(model.module) if config.unfreeze else model.module
+    backbone = CutBackbone(net, cut)
+    layer = model.layers.resolve(cut)
+    spec = head_spec(head, layer.channels or 0, len(data.classes), config.pooling, config.width)
+    with torch.random.fork_rng(), preserved(model.module, freeze=True):
+        torch.manual_seed(config.seed)
+        transfer = TransferNet(backbone, build_head(spec).to(model.device))
+        trainable = _unfreeze(model, net, cut, config.unfreeze)
+        history, metrics = _fit(transfer, trainable, model, data, config, progress)
+    return TrainedHead(model, cut, spec, transfer, metrics, list(data.classes), config, history)
+
+
+def _unfreeze(model: Model, net: nn.Module, cut: str, k: int) -> list[nn.Parameter]:
+    """Parameters of the last ``k`` blocks up to the cut (in the copied network), made trainable."""
+    if k <= 0:
+        return []
+    net.eval().requires_grad_(False)
+    index = model.layers.resolve(cut).index
+    blocks = [c.name for c in list_cuts(model) if c.index <= index][-k:]
+    modules = dict(net.named_modules())
+    params = list(dict.fromkeys(p for name in blocks for p in modules[name].parameters()))
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def _fit(transfer: TransferNet, trainable: list[nn.Parameter], model: Model, data: LabelledImages,
+         config: TrainConfig, progress: bool) -> tuple[list[dict[str, float]], Metrics]:
+    """Mini-batch training with early stopping on validation accuracy; returns the history and the best
+    epoch's metrics, and leaves the best weights loaded."""
+    fixed = not trainable and not config.augment
+    x_train = _inputs(transfer, model, data, data.train, config.batch_size, fixed)
+    x_val = _inputs(transfer, model, data, data.val, config.batch_size, fixed)
+    y = torch.as_tensor(data.labels[data.train], device=model.device)
+    params = list(transfer.head.parameters()) + trainable
+    opt = OPTIMIZERS[config.optimizer](params, config.lr, config.weight_decay)
+    best, best_acc, waited, history = _state(transfer, trainable), -1.0, 0, []
+    gen = torch.Generator().manual_seed(config.seed)
+    for epoch in bar(range(config.epochs), f"train {model.name}@{transfer.backbone.cut}", enabled=progress):
+        transfer.head.train()
+        order = torch.randperm(len(y), generator=gen)
+        total = 0.0
+        for start in range(0, len(y), config.batch_size):
+            idx = order[start : start + config.batch_size].to(model.device)
+            x = x_train[idx]
+            x = x if fixed else transfer.backbone(_augment(x, gen) if config.augment else x)
+            loss = nn.functional.cross_entropy(transfer.head(x), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        acc = float((_predict(transfer, x_val, fixed, config.batch_size) == data.labels[data.val]).mean())
+        history.append({"epoch": epoch + 1, "loss": total / len(y), "val_accuracy": acc})
+        if acc > best_acc:
+            best, best_acc, waited = _state(transfer, trainable), acc, 0
+        else:
+            waited += 1
+            if waited >= config.patience:
+                break
+    transfer.load_state_dict(best)
+    train_acc = float((_predict(transfer, x_train, fixed, config.batch_size) == data.labels[data.train]).mean())
+    val_pred = _predict(transfer, x_val, fixed, config.batch_size)
+    return history, classification_metrics(data.labels[data.val], val_pred, data.classes, train_acc)
+
+
+def _state(transfer: TransferNet, trainable: list[nn.Parameter]) -> dict[str, torch.Tensor]:
+    """A copy of the weights (the head's, plus the backbone's when fine-tuning; the rest by reference)."""
+    full = transfer.state_dict()
+    return {k: v.detach().clone() if trainable or k.startswith("head.") else v for k, v in full.items()}
+
+
+def _inputs(transfer: TransferNet, model: Model, data: LabelledImages, indices: np.ndarray, batch_size: int,
+            fixed: bool) -> torch.Tensor:
+    """The network input of ``indices`` or, for a fixed backbone, the backbone's output (computed once)."""
+    chunks = []
+    for start in range(0, len(indices), batch_size):
+        x = data.pixels(indices[start : start + batch_size], model).to(model.device)
+        if fixed:
+            with torch.no_grad():
+                x = transfer.backbone(x)
+        chunks.append(x)
+    return torch.cat(chunks)
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random horizontal flips and a random shift of up to 1/8 of the image (reflect-padded)."""
+    flip = torch.rand(len(x), generator=gen) < 0.5
+    x = torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(3), x)
+    pad = max(1, x.shape[-1] // 8)
+    padded = nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dy, dx = torch.randint(0, 2 * pad + 1, (2,), generator=gen).tolist()
+    return padded[..., dy : dy + x.shape[-2], dx : dx + x.shape[-1]]
+
+
+def _predict(transfer: TransferNet, x: torch.Tensor, fixed: bool, batch_size: int) -> np.ndarray:
+    """Predicted classes (eval mode, no gradients) from backbone outputs (``fixed``) or network inputs."""
+    was = transfer.head.training
+    transfer.head.eval()
+    with torch.no_grad():
+        net = transfer.head if fixed else transfer
+        preds = [net(x[s : s + batch_size]).argmax(dim=1).cpu().numpy() for s in range(0, len(x), batch_size)]
+    transfer.head.train(was)
+    return np.concatenate(preds)
