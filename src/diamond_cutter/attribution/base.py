@@ -1,0 +1,61 @@
+"""What every attribution method class shares: options, the batch loop and the result record."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, ClassVar
+
+import torch
+
+from ..capture import preserved
+from ..model import Model
+from .common import Selector, TargetSpec, prepare
+from .result import Attribution
+
+
+class Method:
+    """An attribution method bound to a model and its options; call :meth:`attribute` on images.
+
+    Subclasses implement :meth:`compute` (maps for a normalised batch). The model
+    runs in eval mode with parameter gradients off for the whole call and is
+    restored afterwards, also when the call raises.
+    """
+
+    name: ClassVar[str] = ""
+    #: Methods that run many forwards per image resolve "topK" targets up front
+    #: from the clean images, so every pass explains the class predicted for the original.
+    multipass: ClassVar[bool] = False
+
+    def __init__(self, model: Model, *, batch_size: int = 16):
+        self.model = model
+        self.batch_size = int(batch_size)
+        self.layer: str | None = None
+
+    def attribute(self, images: Any, target: TargetSpec = "top1") -> Attribution:
+        """Maps for ``images`` (ImageBatch, normalised tensor or sources) explaining ``target``."""
+        batch, x = prepare(self.model, images)
+        selector = Selector(self.model, target, len(x))
+        with preserved(self.model.module, freeze=True), self.context():
+            if self.multipass or len(x) > self.batch_size:
+                selector.resolve_with(x, self.batch_size)
+            maps = self.compute(x, selector)
+        return Attribution(
+            maps=maps.detach().float().cpu(),
+            method=self.name,
+            layer=self.layer,
+            targets=None if selector.classes is None else selector.classes.tolist(),
+            target_names=selector.labels(),
+            image_ids=list(batch.ids),
+            pixels=batch.pixels.detach().cpu(),
+            options=self.options(),
+        )
+
+    def context(self) -> AbstractContextManager:
+        """Model changes that last for the whole call (e.g. guided ReLU rules); none by default."""
+        return nullcontext()
+
+    def compute(self, x: torch.Tensor, selector: Selector) -> torch.Tensor:
+        raise NotImplementedError
+
+    def options(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "model" and isinstance(v, (int, float, str, bool))}

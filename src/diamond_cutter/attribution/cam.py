@@ -1,0 +1,192 @@
+"""Class activation maps at any spatial layer: Grad-CAM, Grad-CAM++, LayerCAM, Score-CAM, Guided Grad-CAM.
+
+Maps come back at the layer's resolution (N×1×h×w), unnormalised, so the
+strength of evidence stays comparable across images and classes (peers min-max
+scale each map, which hides that one class's evidence is many times weaker).
+Gradient CAMs differentiate with respect to the captured layer output only: the
+forward below the layer records no autograd history, which is both faster and
+what lets frozen backbones work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..capture import capture, truncated
+from ..errors import DiamondCutterError
+from ..model import Model
+from .base import Method
+from .common import Selector, chunks, forward_to_layers, spatial_layer
+from .gradients import GuidedBackprop
+
+
+class GradientCAM(Method):
+    """A CAM built from a layer's activations A and the target's gradients dY/dA (one forward + backward)."""
+
+    def __init__(self, model: Model, *, layer: str | None = None, relu: bool = True, batch_size: int = 16):
+        super().__init__(model, batch_size=batch_size)
+        self.layer = spatial_layer(model, layer).name
+        self.relu = relu
+
+    def compute(self, x: torch.Tensor, selector: Selector) -> torch.Tensor:
+        rows = torch.arange(len(x))
+        return torch.cat([self.layer_maps(x[s], selector, rows[s], [self.layer])[0] for s in chunks(len(x), self.batch_size)])
+
+    def layer_maps(self, x: torch.Tensor, selector: Selector, rows: torch.Tensor, layers: Sequence[str]) -> list[torch.Tensor]:
+        """One N×1×h×w map per layer from a single forward and backward."""
+        logits, rec = forward_to_layers(self.model, x, layers)
+        grads = rec.gradients(selector.score(logits, rows), list(layers))
+        maps = []
+        for name in layers:
+            cam = self.combine(rec[name].detach(), grads[name].detach())
+            maps.append((cam.clamp_min(0) if self.relu else cam).unsqueeze(1))
+        return maps
+
+    def combine(self, activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        """The N×h×w map (before the final ReLU) from activations and gradients, both N×C×h×w."""
+        raise NotImplementedError
+
+
+class GradCAM(GradientCAM):
+    """Grad-CAM (Selvaraju et al. 2017): channels weighted by their spatially averaged gradient."""
+
+    name = "gradcam"
+
+    def combine(self, activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        weights = grads.mean(dim=(2, 3), keepdim=True)
+        return (weights * activations).sum(1)
+
+
+class GradCAMPlusPlus(GradientCAM):
+    """Grad-CAM++ (Chattopadhyay et al. 2018), with the usual exponential-score closed form for α."""
+
+    name = "gradcam++"
+
+    def combine(self, activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        g2 = grads.square()
+        denominator = 2 * g2 + activations.sum(dim=(2, 3), keepdim=True) * g2 * grads + 1e-6
+        alpha = torch.where(grads != 0, g2 / denominator, torch.zeros_like(grads))
+        weights = (alpha * grads.clamp_min(0)).sum(dim=(2, 3), keepdim=True)
+        return (weights * activations).sum(1)
+
+
+class LayerCAM(GradientCAM):
+    """LayerCAM (Jiang et al. 2021): each position weighted by its own positive gradient.
+
+    ``layer`` may be a list of layers: their maps are fused as in the LayerCAM
+    paper's hierarchical maps: each scaled by tanh(γ·M / max M) (γ = ``gamma``),
+    resized to the finest layer's grid and combined by element-wise maximum. A
+    fused map is therefore in [0, 1) rather than raw.
+    """
+
+    name = "layercam"
+
+    def __init__(
+        self, model: Model, *, layer: str | Sequence[str] | None = None, gamma: float = 2.0, batch_size: int = 16
+    ):
+        names = [layer] if layer is None or isinstance(layer, str) else list(layer)
+        if not names:
+            raise DiamondCutterError("LayerCAM needs at least one layer")
+        super().__init__(model, layer=names[0], batch_size=batch_size)
+        self.layers = [spatial_layer(model, n).name for n in names]
+        self.layer = "+".join(self.layers)
+        self.gamma = float(gamma)
+
+    def compute(self, x: torch.Tensor, selector: Selector) -> torch.Tensor:
+        rows = torch.arange(len(x))
+        out = []
+        for s in chunks(len(x), self.batch_size):
+            maps = self.layer_maps(x[s], selector, rows[s], self.layers)
+            out.append(maps[0] if len(maps) == 1 else self.fuse(maps))
+        return torch.cat(out)
+
+    def combine(self, activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+        return (grads.clamp_min(0) * activations).sum(1)
+
+    def fuse(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        size = max((m.shape[-2:] for m in maps), key=lambda s: s[0] * s[1])
+        scaled = []
+        for m in maps:
+            top = m.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+            m = torch.tanh(self.gamma * m / top)
+            scaled.append(F.interpolate(m, size=tuple(size), mode="bilinear", align_corners=False))
+        return torch.stack(scaled).amax(0)
+
+
+class ScoreCAM(Method):
+    """Score-CAM (Wang et al. 2020): channels weighted by the softmax of the target score of masked inputs.
+
+    Each channel's map, upsampled and min-max scaled to [0, 1], masks the input;
+    the target logits of all masked copies come from batched forwards without
+    gradients (``batch_size`` masked images per forward), and channels whose
+    maps are flat share one forward since they give the same masked image.
+    """
+
+    name = "scorecam"
+    multipass = True
+
+    def __init__(self, model: Model, *, layer: str | None = None, batch_size: int = 32):
+        super().__init__(model, batch_size=batch_size)
+        self.layer = spatial_layer(model, layer).name
+
+    def compute(self, x: torch.Tensor, selector: Selector) -> torch.Tensor:
+        activations = self.layer_activations(x)
+        weights = torch.stack([self._weights(x[i], activations[i], selector, i) for i in range(len(x))])
+        return (weights[:, :, None, None] * activations).sum(1, keepdim=True).clamp_min(0)
+
+    def layer_activations(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer's output for ``x``; the forward stops at the layer."""
+        out = []
+        module = self.model.module
+        with torch.no_grad(), capture(module, [self.layer], detach=True) as rec, truncated(module, self.layer) as run:
+            for s in chunks(len(x), self.batch_size):
+                run(x[s])
+                out.append(rec[self.layer].float())
+        return torch.cat(out)
+
+    def _weights(self, image: torch.Tensor, activations: torch.Tensor, selector: Selector, index: int) -> torch.Tensor:
+        masks = F.interpolate(activations[None], size=image.shape[-2:], mode="bilinear", align_corners=True)[0]
+        low = masks.amin(dim=(1, 2), keepdim=True)
+        high = masks.amax(dim=(1, 2), keepdim=True)
+        masks = (masks - low) / (high - low + 1e-8)
+        flat = (high - low).view(-1) == 0
+        scores = torch.empty(len(masks), device=image.device)
+        active = (~flat).nonzero().view(-1)
+        rows = torch.full((self.batch_size,), index)
+        with torch.inference_mode():
+            for s in chunks(len(active), self.batch_size):
+                channels = active[s]
+                logits = self.model(image[None] * masks[channels, None])
+                scores[channels] = selector.score(logits, rows[: len(channels)]).float()
+            if flat.any():
+                scores[flat] = selector.score(self.model(torch.zeros_like(image)[None]), rows[:1]).float()
+        return scores.softmax(0)
+
+
+class GuidedGradCAM(Method):
+    """Guided Grad-CAM: guided backprop (N×3×H×W) times Grad-CAM upsampled to the input.
+
+    ``interpolate`` is the upsampling mode for the CAM (``"bilinear"``, or
+    ``"nearest"`` as captum's GuidedGradCam uses).
+    """
+
+    name = "guided_gradcam"
+
+    def __init__(self, model: Model, *, layer: str | None = None, interpolate: str = "bilinear", batch_size: int = 16):
+        super().__init__(model, batch_size=batch_size)
+        self.gradcam = GradCAM(model, layer=layer, batch_size=batch_size)
+        self.guided = GuidedBackprop(model, batch_size=batch_size)
+        self.layer = self.gradcam.layer
+        if interpolate not in ("bilinear", "nearest", "bicubic"):
+            raise DiamondCutterError(f"interpolate must be 'bilinear', 'nearest' or 'bicubic', got {interpolate!r}")
+        self.interpolate = interpolate
+
+    def compute(self, x: torch.Tensor, selector: Selector) -> torch.Tensor:
+        cams = self.gradcam.compute(x, selector)
+        with self.guided.context():
+            guided = self.guided.compute(x, selector)
+        align = False if self.interpolate != "nearest" else None
+        return guided * F.interpolate(cams, size=x.shape[-2:], mode=self.interpolate, align_corners=align)
