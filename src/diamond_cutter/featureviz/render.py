@@ -1,0 +1,302 @@
+"""The renderer: optimize a batch of images so that an objective goes up.
+
+Why it is fast: Lucid and Lucent render one channel at a time through the
+whole network. Here one optimization renders a batch (one image per channel),
+and the forward pass stops right after the deepest layer the objective reads
+(:func:`~diamond_cutter.capture.truncated`), which for a mid layer skips most
+of the network. Each image's randomness (initial noise, transformations) comes
+from its own seed, derived from the run's seed and the item's key (its channel),
+so a channel looks the same whichever batch it was rendered in.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..capture import capture, preserved, truncated
+from ..errors import DiamondCutterError
+from ..progress import bar
+from .objectives import OUTPUT, Objective, channel
+from .param import Parameterization, make_param
+from .transforms import Compose, Randomness, Transform, make_transforms, redirected_relus
+
+#: Lucid's defaults.
+DEFAULT_STEPS = 512
+DEFAULT_LR = 0.05
+
+Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
+
+
+def item_seed(seed: int, key: int) -> int:
+    """The seed of one batch item: a function of the run's seed and the item's key only."""
+    return (int(seed) * 1_000_003 + int(key)) % (2**63)
+
+
+def to_pil(tensor: torch.Tensor) -> list[Image.Image]:
+    """N×C×H×W in [0, 1] to PIL images (grayscale for one channel)."""
+    arr = (tensor.detach().float().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    return [Image.fromarray(a[0] if a.shape[0] == 1 else a[:3].transpose(1, 2, 0)) for a in arr]
+
+
+@dataclass
+class RenderResult:
+    """Rendered images (``tensor`` N×C×H×W in [0, 1]), the objective per image on the
+    untransformed result (``scores``) and the images at the requested ``thresholds``."""
+
+    tensor: torch.Tensor
+    scores: torch.Tensor
+    description: str
+    intermediate: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def images(self) -> list[Image.Image]:
+        return to_pil(self.tensor)
+
+
+@dataclass
+class Settings:
+    """Everything besides the objective that decides what a render looks like (and an atlas's cache key)."""
+
+    steps: int = DEFAULT_STEPS
+    size: tuple[int, int] | None = None
+    param: str = "fft"
+    lr: float = DEFAULT_LR
+    seed: int = 0
+    transforms: str | Transform | Sequence[Transform] | None = "standard"
+    blur: float = 0.0
+    redirect_steps: int = 0
+    param_options: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able summary (the parts that change the pictures)."""
+        transforms = self.transforms if isinstance(self.transforms, (str, type(None))) else repr(self.transforms)
+        options = {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in self.param_options.items()}
+        return {
+            "steps": self.steps, "size": list(self.size) if self.size else None, "param": self.param, "lr": self.lr,
+            "seed": self.seed, "transforms": transforms, "blur": self.blur, "redirect_steps": self.redirect_steps,
+            "param_options": options,
+        }
+
+
+def image_size(model: Any, size: int | Sequence[int] | None) -> tuple[int, int]:
+    if size is None:
+        return tuple(model.input_size[1:])  # type: ignore[return-value]
+    if isinstance(size, int):
+        size = (size, size)
+    h, w = (int(v) for v in size)
+    if h < 8 or w < 8:
+        raise DiamondCutterError(f"image size {h}×{w} is too small to visualize (at least 8×8)")
+    return h, w
+
+
+def deepest_layer(model: Any, layers: Sequence[str]) -> str | None:
+    """The layer that runs last among ``layers`` (None when the objective needs the logits)."""
+    if OUTPUT in layers:
+        return None
+    table = model.layers
+    return max(layers, key=lambda name: table.resolve(name).index)
+
+
+def forward_fn(model: Any, layers: Sequence[str], stack: ExitStack) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
+    """A function image→activations that runs the network only as far as the objective needs."""
+    hooked = [name for name in layers if name != OUTPUT]
+    for name in hooked:
+        model.layer(name)
+    rec = stack.enter_context(capture(model.module, hooked))
+    last = deepest_layer(model, layers)
+    run = stack.enter_context(truncated(model.module, last)) if last else None
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if model.device.type == "cuda" else nullcontext()
+
+    def forward(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        with autocast:
+            if run is not None:
+                run(x)
+                return {name: rec[name].float() for name in hooked}
+            logits = model(x).float()
+        return {**{name: rec[name].float() for name in hooked}, OUTPUT: logits}
+
+    return forward
+
+
+def render_objective(
+    model: Any,
+    objective: Objective,
+    *,
+    n: int | None = None,
+    keys: Sequence[int] | None = None,
+    steps: int = DEFAULT_STEPS,
+    size: int | Sequence[int] | None = None,
+    param: str | Parameterization = "fft",
+    lr: float = DEFAULT_LR,
+    seed: int = 0,
+    transforms: str | Transform | Sequence[Transform] | None = "standard",
+    blur: float = 0.0,
+    redirect_steps: int = 0,
+    thresholds: Sequence[int] = (),
+    progress: bool = True,
+    param_options: dict[str, Any] | None = None,
+    callback: Callback | None = None,
+) -> RenderResult:
+    """Optimize images that maximize ``objective`` (one image per batch item) and return them.
+
+    ``keys`` name the batch items for seeding (channel indices, by default
+    ``0..n-1``); ``thresholds`` are steps at which to keep intermediate images;
+    ``redirect_steps`` applies Lucid's ReLU gradient redirection for that many
+    first steps; ``callback(step, images, scores)`` sees every step (scores on
+    the transformed images). ``param`` may be a ready :class:`Parameterization`
+    (e.g. ``FFTParam.from_image``) to start from an existing picture.
+    """
+    if steps < 1:
+        raise DiamondCutterError("steps must be at least 1")
+    n = objective.batch or n or (len(keys) if keys is not None else 1)
+    keys = list(range(n)) if keys is None else list(keys)
+    if len(keys) != n:
+        raise DiamondCutterError(f"{len(keys)} seeds keys for {n} images")
+    seeds = [item_seed(seed, k) for k in keys]
+    h, w = image_size(model, size)
+    device = model.device
+    if isinstance(param, Parameterization):
+        image_param = param.to(device)
+    else:
+        image_param = make_param(param, seeds, model.input_size[0], h, w, **(param_options or {})).to(device)
+    chain: Compose = make_transforms(transforms, blur)
+    rng = Randomness([torch.Generator().manual_seed(s + 1) for s in seeds])
+    optimizer = torch.optim.Adam(image_param.parameters(), lr=lr)
+    intermediate: dict[int, torch.Tensor] = {}
+    with ExitStack() as stack:
+        stack.enter_context(preserved(model.module, freeze=True))
+        redirect = ExitStack()
+        if redirect_steps > 0:
+            redirect.enter_context(redirected_relus(model.module))
+        stack.enter_context(redirect)
+        forward = forward_fn(model, objective.layers, stack)
+        for step in bar(range(1, steps + 1), objective.description[:60], enabled=progress):
+            if step == redirect_steps + 1:
+                redirect.close()
+            images = image_param()
+            scores = objective(forward(model.normalize(chain(images, rng))), model)
+            params = [p for p in image_param.parameters()]
+            grads = torch.autograd.grad(-scores.sum(), params)
+            for p, g in zip(params, grads):
+                p.grad = g
+            optimizer.step()
+            if callback is not None:
+                callback(step, images.detach(), scores.detach())
+            if step in thresholds:
+                intermediate[step] = image_param().detach().cpu()
+        redirect.close()
+        with torch.no_grad():
+            final = image_param().detach()
+            scores = objective(forward(model.normalize(final)), model).detach().cpu()
+    return RenderResult(final.cpu(), scores, objective.description, intermediate)
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes a render may use: half the free GPU memory, or a quarter of the free RAM (capped at 4 GiB)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free // 2
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        free = 4 << 30
+    return min(free // 4, 4 << 30)
+
+
+def auto_batch_size(model: Any, layer: str, size: tuple[int, int], cap: int | None = None) -> int:
+    """How many images fit at once: the activations up to ``layer`` (forward + backward) against free memory."""
+    table = model.layers
+    last = table.resolve(layer).index
+    area = size[0] * size[1] / (model.input_size[1] * model.input_size[2])
+    floats = sum(int(np.prod(t.shape)) for t in table if t.index <= last and t.shape and t.leaf)
+    per_image = max(1, int(floats * area * 4 * 3))
+    cap = cap or (256 if model.device.type == "cuda" else 32)
+    return int(max(1, min(cap, available_memory(model.device) // per_image)))
+
+
+@dataclass
+class Visualization:
+    """Feature visualizations of channels of one layer: ``tensor`` N×C×H×W in [0, 1],
+    ``scores`` (mean channel activation on its own image), ``images`` as PIL."""
+
+    layer: str
+    channels: list[int]
+    tensor: torch.Tensor
+    scores: torch.Tensor
+    settings: dict[str, Any]
+
+    @property
+    def images(self) -> list[Image.Image]:
+        return to_pil(self.tensor)
+
+    def __getitem__(self, channel_index: int) -> Image.Image:
+        """The picture of channel ``channel_index`` (a channel number, not a position)."""
+        if channel_index not in self.channels:
+            raise DiamondCutterError(f"channel {channel_index} was not rendered (have {self.channels[:8]}...)")
+        return to_pil(self.tensor[self.channels.index(channel_index)][None])[0]
+
+    def save(self, folder: str | os.PathLike) -> list[Path]:
+        """One PNG per channel: ``<layer>_<channel>.png``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for ch, picture in zip(self.channels, self.images):
+            paths.append(folder / f"{self.layer.replace('.', '_')}_{ch:04d}.png")
+            picture.save(paths[-1])
+        return paths
+
+
+def layer_channels(model: Any, layer: str, channels: int | Sequence[int] | None) -> list[int]:
+    """All channels of a layer (None), one, or a list, range-checked."""
+    info = model.layer(layer)
+    if not info.channels:
+        raise DiamondCutterError(f"layer {layer!r} has no channels to visualize (output {info.output})")
+    if channels is None:
+        return list(range(info.channels))
+    chosen = [int(channels)] if isinstance(channels, int) else [int(c) for c in channels]
+    bad = [c for c in chosen if not 0 <= c < info.channels]
+    if bad or not chosen:
+        raise DiamondCutterError(f"channels {bad or '[]'} are out of range: {layer!r} has {info.channels} channels")
+    return chosen
+
+
+def visualize(
+    model: Any,
+    layer: str,
+    channels: int | Sequence[int] | None = None,
+    *,
+    steps: int = DEFAULT_STEPS,
+    size: int | Sequence[int] | None = None,
+    param: str = "fft",
+    seed: int = 0,
+    batch_size: int | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> Visualization:
+    """Render one image per channel of ``layer`` in ⌈C/B⌉ batched optimizations.
+
+    ``batch_size`` bounds memory (default: what fits); further ``options``
+    (``lr``, ``transforms``, ``blur``, ``redirect_steps``, ``param_options``)
+    go to :func:`render_objective`. ``steps=64, size=64`` gives quick icons.
+    """
+    chosen = layer_channels(model, layer, channels)
+    hw = image_size(model, size)
+    batch = batch_size or auto_batch_size(model, layer, hw)
+    tensors, scores = [], []
+    for start in range(0, len(chosen), batch):
+        chunk = chosen[start : start + batch]
+        result = render_objective(model, channel(layer, chunk), keys=chunk, steps=steps, size=hw, param=param,
+                                  seed=seed, progress=progress, **options)
+        tensors.append(result.tensor)
+        scores.append(result.scores)
+    settings = Settings(steps=steps, size=hw, param=param, seed=seed, **options).describe()
+    return Visualization(layer, chosen, torch.cat(tensors), torch.cat(scores), settings)
