@@ -11,15 +11,14 @@ across a set rather than for one picture.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from .linear import Classes, LayerAttribution, class_name, linear_attribution
 
 
-@dataclass
-class ChannelScore:
+class ChannelScore(NamedTuple):
     """One channel and its attribution (positive: evidence for, negative: against)."""
 
     channel: int
@@ -61,9 +60,9 @@ class ChannelAttribution:
         return pos if self.negative_names is None else f"{pos} − {_summary(self.negative_names)}"
 
     def _repr_html_(self) -> str:
-        from ..report.html import render_fragment
+        from ..report.html import render
 
-        return render_fragment("channels_fragment.html.j2", channels=self, icons={})
+        return render("channels_fragment.html.j2", channels=self, icon_uris={}, k=8)
 
 
 def _summary(names: list[str]) -> str:

@@ -46,9 +46,9 @@ class DatasetExamples:
     examples: list[Example] = field(default_factory=list)
 
     def _repr_html_(self) -> str:
-        from ..report.html import render_fragment
+        from ..report.html import render
 
-        return render_fragment("examples_fragment.html.j2", examples=self)
+        return render("examples_fragment.html.j2", examples=self)
 
 
 #: Scores a batch: activations N×C×H×W -> (N scores, N cells as (row, column)).

@@ -68,9 +68,9 @@ class NeuronGroups:
         return tint_colour(self.images[image], self.spatial[image, group], GROUP_COLOURS[group % len(GROUP_COLOURS)], alpha)
 
     def _repr_html_(self) -> str:
-        from ..report.html import render_fragment
+        from ..report.html import render
 
-        return render_fragment("groups_fragment.html.j2", groups=self, renders=self.renders(0), icons={})
+        return render("groups_fragment.html.j2", groups=self, renders=self.renders(0), icons={})
 
     def renders(self, image: int = 0) -> list[Image.Image]:
         return [self.render(g, image) for g in range(self.k)]

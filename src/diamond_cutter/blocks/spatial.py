@@ -116,7 +116,9 @@ def _upsample(values: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
 
 
 def _blend(image: Image.Image, weight: np.ndarray, colour: np.ndarray) -> Image.Image:
-    base = np.asarray(image.convert("RGB"), dtype=np.float64) * 0.85
+    """``colour`` over a mostly-grey, dimmed ``image``, so tints stand out also on orange or blue pictures."""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
+    base = (0.35 * rgb + 0.65 * rgb.mean(axis=2, keepdims=True)) * 0.8
     w = weight[..., None]
     return Image.fromarray((base * (1 - w) + colour * w).clip(0, 255).astype(np.uint8))
 

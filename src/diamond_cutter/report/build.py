@@ -1,0 +1,204 @@
+"""``report(model, images, layer=...)``: everything Diamond Cutter can say about a set of
+images at one layer, gathered into one :class:`Report` that saves as one HTML file.
+
+One forward + backward pass gives the layer's activations and attributions; the
+channel attribution, semantic maps, heatmaps and neuron groups are all views of
+it, so they agree with each other by construction.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .. import __version__
+from ..blocks import channels as channel_blocks
+from ..blocks import spatial as spatial_blocks
+from ..blocks.groups import NeuronGroups, neuron_groups
+from ..blocks.linear import Classes, linear_attribution
+from ..errors import DiamondCutterError
+from ..images import as_batch
+from ..model import Prediction, predict
+from ..progress import bar
+from .html import image_uri, render
+from .icons import IconSettings, channel_icons, group_icons
+
+#: Saliency methods shown side by side in the gallery (names of ``diamond_cutter.attribute``).
+SALIENCY_METHODS = ("saliency", "integrated_gradients", "gradcam", "guided_gradcam")
+
+
+@dataclass
+class ImageSection:
+    """What the report shows for one image."""
+
+    index: int
+    image_id: str
+    picture: Image.Image
+    semantic: spatial_blocks.SemanticMap
+    heatmap: Image.Image
+    cells: list[dict[str, list[tuple[int, float]]]]
+    groups: list[Image.Image]
+    activation_grid: list[tuple[int, float, Image.Image]]
+    saliency: list[tuple[str, Image.Image | None, str]] = field(default_factory=list)
+
+    @property
+    def heatmap_cell(self) -> int:
+        """Row-major index of the cell with the largest attribution (the panel's first cell)."""
+        row, col = self.semantic.heatmap().argmax()
+        return row * self.semantic.grid[1] + col
+
+
+@dataclass
+class Report:
+    """The gathered results; :meth:`save` writes them as one self-contained HTML file."""
+
+    model_name: str
+    layer: str
+    predictions: Prediction
+    channels: channel_blocks.ChannelAttribution
+    sections: list[ImageSection]
+    groups: NeuronGroups | None
+    icons: dict[int, Image.Image]
+    group_icons: list[Image.Image]
+    layer_rows: list[dict[str, Any]]
+    settings: dict[str, Any]
+    top_k: int
+
+    def html(self) -> str:
+        """The report as one HTML document (images inline, no external resources)."""
+        return render("report.html.j2", report=self, icon_uris={c: image_uri(i) for c, i in self.icons.items()}, uri=image_uri)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the HTML file (parent folders are created) and return its path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.html(), encoding="utf-8")
+        return path
+
+    def _repr_html_(self) -> str:
+        return self.html()
+
+
+def report(
+    model,
+    images: Any,
+    layer: str,
+    classes: Classes = "auto",
+    *,
+    top_k: int = 8,
+    cell_k: int = 3,
+    groups: int = 6,
+    icons: IconSettings | None = None,
+    saliency: tuple[str, ...] = SALIENCY_METHODS,
+    activation_tiles: int = 16,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> Report:
+    """Analyse ``images`` at ``layer`` for ``classes`` (``"auto"``: each image's top-1 minus its top-2).
+
+    ``top_k`` channels are listed each way, ``cell_k`` per semantic-map cell,
+    ``groups`` neuron groups (0 for none); ``icons`` sets how channel icons are
+    made (feature visualization settings or dataset patches).
+    """
+    icons = icons or IconSettings()
+    batch = as_batch(images, model)
+    pictures = batch.images()
+    prediction = predict(model, batch, k=5, batch_size=batch_size)
+    la = linear_attribution(model, batch, layer, classes, batch_size=batch_size, progress=progress)
+    attribution = channel_blocks.from_layer_attribution(model, la)
+    semantic = [spatial_blocks.from_layer_attribution(model, la, i, pictures[i]) for i in range(len(batch))]
+    cells = [_cells(sm, cell_k) for sm in semantic]
+    found = _groups(model, batch, layer, la, groups, batch_size)
+    wanted = [s.channel for s in attribution.top(top_k) + attribution.bottom(top_k)]
+    wanted += [c for image in cells for cell in image for kind in cell.values() for c, _ in kind]
+    icon_images = channel_icons(model, layer, wanted, la.activations, pictures, icons, progress)
+    g_icons = group_icons(model, layer, found.directions, found.spatial, pictures, icons) if found else []
+    sections = [
+        ImageSection(
+            i,
+            batch.ids[i],
+            pictures[i],
+            sm,
+            sm.heatmap().render(),
+            cells[i],
+            found.renders(i) if found else [],
+            _activation_grid(la.activations[i], pictures[i].size, activation_tiles),
+        )
+        for i, sm in enumerate(semantic)
+    ]
+    _saliency(model, batch, la.positive, layer, saliency, sections, progress)
+    settings = _settings(model, batch, layer, attribution, top_k, cell_k, groups, icons, saliency)
+    return Report(
+        model.name, layer, prediction, attribution, sections, found, icon_images, g_icons,
+        [row.as_dict() for row in model.layers], settings, top_k,
+    )
+
+
+def _cells(sm: spatial_blocks.SemanticMap, k: int) -> list[dict[str, list[tuple[int, float]]]]:
+    """Per cell (row-major) its top channels by activation and by attribution."""
+    return [{"act": sm.top_channels(c, k), "attr": sm.top_channels(c, k, by="attribution")} for c in sm.cells()]
+
+
+def _groups(model, batch, layer: str, la, k: int, batch_size: int) -> NeuronGroups | None:
+    if k <= 0:
+        return None
+    classes = (la.positive,) if la.negative is None else (la.positive, la.negative)
+    return neuron_groups(model, batch, layer, k=min(k, la.activations.shape[1]), classes=classes, batch_size=batch_size)
+
+
+def _activation_grid(acts: torch.Tensor, size: tuple[int, int], count: int) -> list[tuple[int, float, Image.Image]]:
+    """The ``count`` channels with the largest mean activation, each as a grey map of the image's size / 3."""
+    means = acts.mean(dim=(1, 2))
+    top = means.topk(min(count, len(means)))
+    side = (max(1, size[0] // 3), max(1, size[1] // 3))
+    out = []
+    for c, v in zip(top.indices.tolist(), top.values.tolist()):
+        m = acts[c]
+        m = (m - m.min()) / ((m.max() - m.min()) or 1.0)
+        up = F.interpolate(m[None, None], size=(side[1], side[0]), mode="bilinear", align_corners=False)[0, 0]
+        out.append((c, v, Image.fromarray((up.clamp(0, 1) * 255).byte().numpy(), "L")))
+    return out
+
+
+def _saliency(
+    model, batch, targets: list[int], layer: str, methods: tuple[str, ...], sections: list[ImageSection], progress: bool
+) -> None:
+    """Each saliency method's overlays for each image and its positive class (a missing
+    method or one that fails is listed with the reason instead of stopping the report)."""
+    try:
+        from ..attribution import attribute
+    except ImportError:
+        for s in sections:
+            s.saliency = [(m, None, "saliency methods are not installed") for m in methods]
+        return
+    for method in bar(methods, "saliency", enabled=progress):
+        try:
+            overlays = attribute(model, batch, method=method, target=targets, layer=layer).overlay()
+            for s, image in zip(sections, overlays):
+                s.saliency.append((method, image, ""))
+        except (DiamondCutterError, TypeError, ValueError) as err:
+            for s in sections:
+                s.saliency.append((method, None, str(err)))
+
+
+def _settings(model, batch, layer, attribution, top_k, cell_k, groups, icons: IconSettings, saliency) -> dict[str, Any]:
+    return {
+        "model": f"{model.name} (weights: {model.weights or 'random'})",
+        "layer": f"{layer} {tuple(model.layer(layer).shape)}",
+        "images": ", ".join(batch.ids),
+        "attributed score": f"logit of {attribution.title}",
+        "channels listed": f"top {top_k} each way; {cell_k} per semantic-map cell",
+        "neuron groups": f"{groups} (NMF of the layer's activations clipped at 0)" if groups else "off",
+        "icons": icons.made_by,
+        "saliency methods": ", ".join(saliency) or "off",
+        "made": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} with Diamond Cutter {__version__}, "
+        f"torch {torch.__version__}, Python {platform.python_version()}",
+    }
