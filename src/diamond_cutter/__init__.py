@@ -3,8 +3,10 @@
 The public API is re-exported here; see the README for a tour.
 """
 
+from .atlas import Atlas, atlas
 from .blocks import channel_attribution, dataset_examples, heatmap, neuron_groups, semantic_map
 from .capture import capture, forward_hooks, preserved, truncated
+from .featureviz import RenderResult, Visualization, objectives, render_objective, visualize
 from .errors import CheckpointError, DiamondCutterError, ImageError, UnknownNameError, WeightsUnavailableError
 from .images import DEMO_SAMPLES, SAMPLES, ImageBatch, load_images, sample_path
 from .layers import Layer, LayerTable
@@ -14,6 +16,13 @@ from .zoo import list_models, load_model
 __version__ = "0.1.0"
 
 __all__ = [
+    "Atlas",
+    "RenderResult",
+    "Visualization",
+    "atlas",
+    "objectives",
+    "render_objective",
+    "visualize",
     "CheckpointError",
     "DEMO_SAMPLES",
     "DiamondCutterError",

@@ -1,0 +1,80 @@
+"""``diamond-cutter visualize`` and ``diamond-cutter atlas``: feature visualizations from the command line."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..atlas import atlas
+from ..errors import DiamondCutterError
+from ..featureviz import visualize
+from ..featureviz.param import PARAMS
+from ..zoo import load_model
+
+
+def parse_channels(text: str | None) -> list[int] | None:
+    """``"0-15"``, ``"3,7,9"`` or ``"0-3,10"`` to a list of channel indices (None: all)."""
+    if text is None:
+        return None
+    channels: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            channels.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    except ValueError:
+        raise DiamondCutterError(f"cannot read channels {text!r}: use a list like 0-15 or 3,7,9") from None
+    return channels
+
+
+def add_render_options(p: argparse.ArgumentParser, steps: int, size: int | None) -> None:
+    p.add_argument("model", help="model name (see `diamond-cutter models`)")
+    p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none', or a checkpoint path")
+    p.add_argument("--channels", help="channels to render, e.g. 0-15 or 3,7,9 (default: all)")
+    p.add_argument("--param", choices=PARAMS, default="fft", help="image parameterization (default fft)")
+    p.add_argument("--steps", type=int, default=steps, help=f"optimization steps (default {steps})")
+    p.add_argument("--size", type=int, default=size, help="image side in pixels (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, help="images per optimization (default: what fits in memory)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("visualize", help="render feature visualizations of channels of a layer")
+    add_render_options(p, 512, None)
+    p.add_argument("--layer", required=True, help="layer name (see `diamond-cutter layers MODEL`)")
+    p.add_argument("--out", required=True, help="folder for one PNG per channel")
+    p.set_defaults(run=run_visualize)
+
+    a = sub.add_parser("atlas", help="build (or resume) cached spritemaps of every channel of layers")
+    add_render_options(a, 512, 128)
+    a.add_argument("--layers", required=True, help="comma-separated layer names")
+    a.add_argument("--store", help="folder or fsspec URL for the cache (default: the user cache)")
+    a.add_argument("--out", help="also save each layer's spritemap PNG into this folder")
+    a.set_defaults(run=run_atlas)
+
+
+def model_from(args: argparse.Namespace):
+    return load_model(args.model, weights=None if args.weights == "none" else args.weights)
+
+
+def run_visualize(args: argparse.Namespace) -> int:
+    model = model_from(args)
+    vis = visualize(model, args.layer, parse_channels(args.channels), steps=args.steps, size=args.size,
+                    param=args.param, seed=args.seed, batch_size=args.batch_size)
+    paths = vis.save(args.out)
+    for ch, score, path in zip(vis.channels, vis.scores.tolist(), paths):
+        print(f"{args.layer} channel {ch}: mean activation {score:.3f} -> {path}")
+    return 0
+
+
+def run_atlas(args: argparse.Namespace) -> int:
+    model = model_from(args)
+    for layer in [name.strip() for name in args.layers.split(",") if name.strip()]:
+        result = atlas(model, layer, parse_channels(args.channels), steps=args.steps, size=args.size,
+                       param=args.param, seed=args.seed, store=args.store, batch_size=args.batch_size)
+        print(f"{layer}: {len(result.done)}/{result.channels} channels in {result.store.path(result.key)}")
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            target = Path(args.out) / f"{layer.replace('.', '_')}_atlas.png"
+            result.spritemap.save(target)
+            print(f"  spritemap -> {target}")
+    return 0
