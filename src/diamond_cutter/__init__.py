@@ -4,6 +4,10 @@ The public API is re-exported here; see the README for a tour.
 """
 
 from .atlas import Atlas, atlas
+from .attribution import (
+    LRP, Attribution, Deconvnet, GradCAM, GradCAMPlusPlus, GuidedBackprop, GuidedGradCAM, InputXGradient,
+    IntegratedGradients, LayerCAM, Occlusion, Saliency, SanityResult, ScoreCAM, SmoothGrad, attribute, sanity_check,
+)
 from .blocks import channel_attribution, dataset_examples, heatmap, neuron_groups, semantic_map
 from .capture import capture, forward_hooks, preserved, truncated
 from .featureviz import RenderResult, Visualization, objectives, render_objective, visualize
@@ -16,6 +20,23 @@ from .zoo import list_models, load_model
 __version__ = "0.1.0"
 
 __all__ = [
+    "LRP",
+    "Attribution",
+    "Deconvnet",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "GuidedBackprop",
+    "GuidedGradCAM",
+    "InputXGradient",
+    "IntegratedGradients",
+    "LayerCAM",
+    "Occlusion",
+    "Saliency",
+    "SanityResult",
+    "ScoreCAM",
+    "SmoothGrad",
+    "attribute",
+    "sanity_check",
     "Atlas",
     "RenderResult",
     "Visualization",

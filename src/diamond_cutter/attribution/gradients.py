@@ -8,7 +8,7 @@ ever computed. Maps are returned raw and signed, N×3×H×W.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -306,14 +306,3 @@ class IntegratedGradients(Method):
             summed.index_add_(0, r, grads * weights[step[s]].view(-1, 1, 1, 1))
         return (x - baseline) * summed
 
-
-def relu_gradient(
-    model: Model, x: torch.Tensor, score: Callable[[torch.Tensor], torch.Tensor], rule: str = "guided"
-) -> torch.Tensor:
-    """Input gradient of an arbitrary score of the network output under a ReLU rule.
-
-    ``score`` maps the model's logits to one value per image; used for guided
-    backprop of a single filter (where the score reads a captured activation).
-    """
-    with relu_rule(model.module, rule):
-        return input_gradient(model, x, score)
