@@ -8,6 +8,7 @@ from torch import nn
 
 import diamond_cutter as dc
 from helpers import InplaceNet
+from report_fixtures import tiny_report  # noqa: F401  (shared by test_report*.py)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,8 @@ from .errors import CheckpointError, DiamondCutterError, ImageError, UnknownName
 from .images import DEMO_SAMPLES, SAMPLES, ImageBatch, load_images, sample_path
 from .layers import Layer, LayerTable
 from .model import Model, Prediction, predict
+from .report import Report, report
+from .visuallog import VisualLog
 from .zoo import list_models, load_model
 
 __version__ = "0.1.0"
@@ -53,8 +55,10 @@ __all__ = [
     "LayerTable",
     "Model",
     "Prediction",
+    "Report",
     "SAMPLES",
     "UnknownNameError",
+    "VisualLog",
     "WeightsUnavailableError",
     "capture",
     "channel_attribution",
@@ -67,6 +71,7 @@ __all__ = [
     "load_images",
     "load_model",
     "predict",
+    "report",
     "preserved",
     "sample_path",
     "truncated",

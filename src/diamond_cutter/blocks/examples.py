@@ -80,7 +80,7 @@ def shared_position_examples(
     info = spatial_layer(model, layer)
     if not (0 <= cell[0] < info.height and 0 <= cell[1] < info.width):
         raise DiamondCutterError(f"cell {cell} is outside {layer}'s {info.height}×{info.width} grid")
-    target = _activations(model, _as_sources_batch(query, model), layer)[0][:, cell[0], cell[1]]
+    target = layer_activations(model, _as_sources_batch(query, model), layer)[0][:, cell[0], cell[1]]
 
     def score(acts: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         vectors = acts[:, :, cell[0], cell[1]]
@@ -93,7 +93,7 @@ def _search(model, images: Any, layer: str, query: str, score: Scorer, k: int, b
     best: list[tuple[float, str, tuple[int, int], Image.Image]] = []
     grid = (0, 0)
     for batch in bar(_batches(images, model, batch_size), f"examples {layer}", enabled=progress):
-        acts = _activations(model, batch, layer)
+        acts = layer_activations(model, batch, layer)
         grid = (int(acts.shape[2]), int(acts.shape[3]))
         values, cells = score(acts)
         pictures = batch.images()
@@ -113,7 +113,7 @@ def crop_cell(picture: Image.Image, cell: tuple[int, int], grid: tuple[int, int]
     return picture.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC)
 
 
-def _activations(model, batch: ImageBatch, layer: str) -> torch.Tensor:
+def layer_activations(model, batch: ImageBatch, layer: str) -> torch.Tensor:
     """The layer's output for a batch; the forward stops at the layer."""
     with torch.no_grad(), preserved(model.module), capture(model.module, [layer], detach=True) as rec:
         with truncated(model.module, layer) as run:

@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .. import __version__
 from ..blocks import channels as channel_blocks
 from ..blocks import spatial as spatial_blocks
 from ..blocks.groups import NeuronGroups, neuron_groups
@@ -98,7 +97,7 @@ def report(
     groups: int = 6,
     icons: IconSettings | None = None,
     saliency: tuple[str, ...] = SALIENCY_METHODS,
-    activation_tiles: int = 16,
+    tiles: int = 16,
     batch_size: int = 16,
     progress: bool = True,
 ) -> Report:
@@ -106,7 +105,7 @@ def report(
 
     ``top_k`` channels are listed each way, ``cell_k`` per semantic-map cell,
     ``groups`` neuron groups (0 for none); ``icons`` sets how channel icons are
-    made (feature visualization settings or dataset patches).
+    made (feature visualization settings or dataset patches); ``tiles`` activation maps per image.
     """
     icons = icons or IconSettings()
     batch = as_batch(images, model)
@@ -130,7 +129,7 @@ def report(
             sm.heatmap().render(),
             cells[i],
             found.renders(i) if found else [],
-            _activation_grid(la.activations[i], pictures[i].size, activation_tiles),
+            activation_tiles(la.activations[i], pictures[i].size, tiles),
         )
         for i, sm in enumerate(semantic)
     ]
@@ -154,7 +153,7 @@ def _groups(model, batch, layer: str, la, k: int, batch_size: int) -> NeuronGrou
     return neuron_groups(model, batch, layer, k=min(k, la.activations.shape[1]), classes=classes, batch_size=batch_size)
 
 
-def _activation_grid(acts: torch.Tensor, size: tuple[int, int], count: int) -> list[tuple[int, float, Image.Image]]:
+def activation_tiles(acts: torch.Tensor, size: tuple[int, int], count: int) -> list[tuple[int, float, Image.Image]]:
     """The ``count`` channels with the largest mean activation, each as a grey map of the image's size / 3."""
     means = acts.mean(dim=(1, 2))
     top = means.topk(min(count, len(means)))
@@ -190,6 +189,8 @@ def _saliency(
 
 
 def _settings(model, batch, layer, attribution, top_k, cell_k, groups, icons: IconSettings, saliency) -> dict[str, Any]:
+    from .. import __version__  # the package finishes importing after this module
+
     return {
         "model": f"{model.name} (weights: {model.weights or 'random'})",
         "layer": f"{layer} {tuple(model.layer(layer).shape)}",

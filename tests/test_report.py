@@ -1,0 +1,62 @@
+"""The HTML report: self-contained, escaped, consistent with the building blocks; the CLI."""
+
+from __future__ import annotations
+
+import re
+
+import diamond_cutter as dc
+from report_fixtures import EVIL, LAYER
+
+from diamond_cutter.cli import main
+
+
+def test_every_section_is_there(tiny_report):
+    result, path = tiny_report
+    html = path.read_text()
+    for section in ("predictions", "channels", "semantic", "groups", "saliency", "layers", "settings"):
+        assert f'<section id="{section}">' in html
+    assert html == result._repr_html_()
+    assert html.count('class="cell') >= 2 * 7 * 7
+    assert "conv_head" in html and "tiger cat" in html
+
+
+def test_self_contained(tiny_report):
+    """Nothing is fetched at view time: every src/href is a data URI or an in-page anchor."""
+    html = tiny_report[1].read_text()
+    links = re.findall(r'(?:src|href)="([^"]*)"', html)
+    assert links and all(link.startswith(("data:", "#")) for link in links)
+    assert "<link" not in html and "@import" not in html and "url(" not in html
+    assert "default-src 'none'" in html
+
+
+def test_user_strings_are_escaped(tiny_report):
+    html = tiny_report[1].read_text()
+    assert EVIL not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;.png" in html
+
+
+def test_panels_start_at_the_strongest_cell(tiny_report):
+    result, _ = tiny_report
+    for section in result.sections:
+        values = section.semantic.attributions.sum(0).flatten()
+        assert section.heatmap_cell == int(values.argmax())
+        assert len(section.cells) == 49 and len(section.cells[0]["act"]) == 3
+
+
+def test_channels_match_channel_attribution(embedded, tiny_report):
+    result, _ = tiny_report
+    images = [s.picture for s in result.sections]
+    direct = dc.channel_attribution(embedded, dc.load_images(images, embedded), LAYER, "auto")
+    assert [c for c, _ in result.channels.top(4)] == [c for c, _ in direct.top(4)]
+    icons_needed = {c for c, _ in direct.top(4) + direct.bottom(4)}
+    assert icons_needed <= set(result.icons)
+
+
+def test_cli_writes_a_report_and_rejects_bad_classes(tmp_path, capsys):
+    out = tmp_path / "r.html"
+    code = main(["report", "efficientnet_lite0", "chelsea", "--layer", LAYER, "--classes", "tabby,tiger cat",
+                 "--icons", "patches", "--groups", "2", "--out", str(out)])
+    assert code == 0 and out.exists()
+    assert "tabby − tiger cat" in out.read_text()
+    assert main(["report", "efficientnet_lite0", "chelsea", "--layer", LAYER, "--classes", "tabbby", "--out", str(out)]) == 2
+    assert "did you mean 'tabby'" in capsys.readouterr().err
