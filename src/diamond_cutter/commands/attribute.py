@@ -1,0 +1,41 @@
+"""``diamond-cutter attribute MODEL IMAGES... --method gradcam``: write attribution renders to a folder."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..attribution.api import METHODS, attribute
+from ..images import load_images
+from ..zoo import load_model
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("attribute", help="saliency maps, CAMs, occlusion or LRP for images, saved as overlays")
+    p.add_argument("model", help="model name (see `diamond-cutter models`)")
+    p.add_argument("images", nargs="+", help="files, folders, globs, URLs or sample names (chelsea, coffee, ...)")
+    p.add_argument("--method", default="gradcam", help=f"one of: {', '.join(METHODS)} (default gradcam)")
+    p.add_argument("--layer", default=None, help="layer for CAM methods (default: the last spatial layer)")
+    p.add_argument(
+        "--target", action="append", default=None,
+        help="class index or name, or top1/top2/...; repeat for one per image (default top1)",
+    )
+    p.add_argument("--out", default="attributions", help="output folder or fsspec URL (default ./attributions)")
+    p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none', or a checkpoint path")
+    p.add_argument("--cmap", default="jet", help="matplotlib colour map for overlays (default jet)")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0..1 (default 0.5)")
+    p.add_argument("--batch-size", type=int, default=16, help="images (or perturbed copies) per forward")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    model = load_model(args.model, weights=None if args.weights == "none" else args.weights)
+    images = load_images(args.images, model)
+    targets = [int(t) if t.lstrip("-").isdigit() else t for t in (args.target or ["top1"])]
+    result = attribute(
+        model, images, method=args.method, target=targets[0] if len(targets) == 1 else targets,
+        layer=args.layer, batch_size=args.batch_size,
+    )
+    keys = result.save(args.out, cmap=args.cmap, alpha=args.alpha)
+    for caption, key in zip(result.captions(), keys):
+        print(f"{caption}: {args.out.rstrip('/')}/{key}")
+    return 0
