@@ -11,6 +11,7 @@ the full state, otherwise it is listed with a note and never cut at silently.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -55,12 +56,23 @@ class Cut:
         return asdict(self)
 
 
+#: Listings per network and input size: the check costs forward passes, and the architecture does not change.
+_LISTINGS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, ...], list[Cut]]] = weakref.WeakKeyDictionary()
+
+
 def list_cuts(model: Model) -> list[Cut]:
     """Every block-level layer of ``model`` (steps of a sequential container or the network's own children).
 
     Layers that do not carry the full state are included with ``single_tensor=False``
     and a note, so a listing shows why they are never picked.
     """
+    per_size = _LISTINGS.setdefault(model.module, {})
+    if model.input_size not in per_size:
+        per_size[model.input_size] = _listing(model)
+    return list(per_size[model.input_size])
+
+
+def _listing(model: Model) -> list[Cut]:
     names = _block_layers(model)
     cost = _cumulative_cost(model)
     complete = _carries_full_state(model, names)

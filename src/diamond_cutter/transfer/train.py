@@ -94,10 +94,14 @@ class TrainedHead:
 
 
 def train_head(model: Model, data: Any, cut: str, head: str = "linear", config: TrainConfig | None = None,
-               progress: bool = True, **options: Any) -> TrainedHead:
+               progress: bool = True, features: tuple[np.ndarray, np.ndarray] | None = None,
+               **options: Any) -> TrainedHead:
     """Train a ``head`` (``"linear"`` or ``"conv"``) on ``model`` cut at ``cut``; keep the best epoch on validation.
 
     ``options`` are :class:`TrainConfig` fields (``epochs=``, ``lr=``, ``augment=``, ``unfreeze=``...).
+    ``features`` are this cut's pooled (train, validation) features where a sweep
+    already has them: a linear head on a frozen backbone without augmentation
+    then trains on them without running the backbone at all.
     """
     config = config or TrainConfig(**options)
     data = load_labelled(data)
@@ -110,7 +114,13 @@ def train_head(model: Model, data: Any, cut: str, head: str = "linear", config: 
         torch.manual_seed(config.seed)
         transfer = TransferNet(backbone, build_head(spec).to(model.device))
         trainable = _unfreeze(model, net, cut, config.unfreeze)
-        history, metrics = _fit(transfer, trainable, model, data, config, progress)
+        fixed = not trainable and not config.augment
+        if features is not None and fixed and head == "linear":
+            x_train, x_val = (torch.as_tensor(f, device=model.device) for f in features)
+        else:
+            x_train = _inputs(transfer, model, data, data.train, config.batch_size, fixed)
+            x_val = _inputs(transfer, model, data, data.val, config.batch_size, fixed)
+        history, metrics = _fit(transfer, trainable, (x_train, x_val, fixed), data, config, model.name, progress)
     return TrainedHead(model, cut, spec, transfer, metrics, list(data.classes), config, history)
 
 
@@ -128,24 +138,25 @@ def _unfreeze(model: Model, net: nn.Module, cut: str, k: int) -> list[nn.Paramet
     return params
 
 
-def _fit(transfer: TransferNet, trainable: list[nn.Parameter], model: Model, data: LabelledImages,
-         config: TrainConfig, progress: bool) -> tuple[list[dict[str, float]], Metrics]:
+def _fit(transfer: TransferNet, trainable: list[nn.Parameter], inputs: tuple[torch.Tensor, torch.Tensor, bool],
+         data: LabelledImages, config: TrainConfig, name: str, progress: bool) -> tuple[list[dict[str, float]], Metrics]:
     """Mini-batch training with early stopping on validation accuracy; returns the history and the best
-    epoch's metrics, and leaves the best weights loaded."""
-    fixed = not trainable and not config.augment
-    x_train = _inputs(transfer, model, data, data.train, config.batch_size, fixed)
-    x_val = _inputs(transfer, model, data, data.val, config.batch_size, fixed)
-    y = torch.as_tensor(data.labels[data.train], device=model.device)
+    epoch's metrics, and leaves the best weights loaded.
+
+    ``inputs`` are (train, validation, fixed): backbone outputs when ``fixed``, else network inputs.
+    """
+    x_train, x_val, fixed = inputs
+    y = torch.as_tensor(data.labels[data.train], device=x_train.device)
     params = list(transfer.head.parameters()) + trainable
     opt = OPTIMIZERS[config.optimizer](params, config.lr, config.weight_decay)
     best, best_acc, waited, history = _state(transfer, trainable), -1.0, 0, []
     gen = torch.Generator().manual_seed(config.seed)
-    for epoch in bar(range(config.epochs), f"train {model.name}@{transfer.backbone.cut}", enabled=progress):
+    for epoch in bar(range(config.epochs), f"train {name}@{transfer.backbone.cut}", enabled=progress):
         transfer.head.train()
         order = torch.randperm(len(y), generator=gen)
         total = 0.0
         for start in range(0, len(y), config.batch_size):
-            idx = order[start : start + config.batch_size].to(model.device)
+            idx = order[start : start + config.batch_size].to(y.device)
             x = x_train[idx]
             x = x if fixed else transfer.backbone(_augment(x, gen) if config.augment else x)
             loss = nn.functional.cross_entropy(transfer.head(x), y[idx])

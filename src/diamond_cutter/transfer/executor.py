@@ -1,0 +1,74 @@
+"""Where sweep jobs run: in this process (default) or in a pool of worker processes.
+
+A sweep's jobs (one per model, then one per model's shortlisted heads) are
+independent and write every result to the store before returning it, so any
+executor that can call a top-level function on picklable arguments can run
+them. ``map`` must yield results in the order of ``jobs``.
+
+A cluster backend plugs in the same way: implement ``map`` by submitting
+``fn(job)`` for each job to the cluster (Dask ``client.map``, Ray ``remote``,
+a Slurm array reading pickled jobs) and yielding the gathered results. Give the
+sweep a store every node can reach (an fsspec URL such as ``s3://bucket/cache``)
+so cached features and finished pairs are shared, and a rerun after a lost
+node recomputes only what no node finished.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+import torch
+
+J = TypeVar("J")
+R = TypeVar("R")
+
+
+class Executor(Protocol):
+    def map(self, fn: Callable[[J], R], jobs: Iterable[J]) -> Iterator[R]: ...
+
+
+class InProcess:
+    """Run jobs one after another in this process (what a notebook or a single GPU wants)."""
+
+    def map(self, fn: Callable[[J], R], jobs: Iterable[J]) -> Iterator[R]:
+        return map(fn, jobs)
+
+
+class ProcessPool:
+    """Run jobs in ``workers`` spawned processes; on a machine with GPUs, one worker per GPU by default.
+
+    Job ``i`` runs with ``device = "cuda:{i mod GPUs}"`` when GPUs exist (the job
+    reads it from its ``device`` field), so each GPU holds one model at a time.
+    """
+
+    def __init__(self, workers: int | None = None):
+        gpus = torch.cuda.device_count()
+        self.devices = [f"cuda:{i}" for i in range(gpus)]
+        self.workers = workers or max(1, gpus or min(4, multiprocessing.cpu_count()))
+
+    def map(self, fn: Callable[[J], R], jobs: Iterable[J]) -> Iterator[R]:
+        jobs = [self._place(job, i) for i, job in enumerate(jobs)]
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
+            yield from pool.map(fn, jobs)
+
+    def _place(self, job: Any, i: int) -> Any:
+        if self.devices and hasattr(job, "device"):
+            job.device = self.devices[i % len(self.devices)]
+        return job
+
+
+def executor_for(name: str | Executor | None) -> Executor:
+    """``None``/``"local"`` -> :class:`InProcess`, ``"processes"`` -> :class:`ProcessPool`, or an executor as is."""
+    if name is None or name == "local":
+        return InProcess()
+    if name == "processes":
+        return ProcessPool()
+    if isinstance(name, str):
+        from ..errors import UnknownNameError
+
+        raise UnknownNameError("executor", name, ["local", "processes"])
+    return name
