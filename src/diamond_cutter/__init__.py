@@ -16,6 +16,7 @@ from .images import DEMO_SAMPLES, SAMPLES, ImageBatch, load_images, sample_path
 from .layers import Layer, LayerTable
 from .model import Model, Prediction, predict
 from .report import Report, report
+from .transfer import SweepResult, TrainedHead, compare_predictions, load_transferred, sweep, train_head
 from .visuallog import VisualLog
 from .zoo import list_models, load_model
 
@@ -75,4 +76,10 @@ __all__ = [
     "preserved",
     "sample_path",
     "truncated",
+    "SweepResult",
+    "TrainedHead",
+    "compare_predictions",
+    "load_transferred",
+    "sweep",
+    "train_head",
 ]

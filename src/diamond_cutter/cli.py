@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from .errors import DiamondCutterError
 
 #: Modules under diamond_cutter.commands, in the order their commands are listed in --help.
-COMMAND_MODULES = ("inventory", "predict", "attribute", "visualize", "report", "demo")
+COMMAND_MODULES = ("inventory", "predict", "attribute", "visualize", "report", "sweep", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

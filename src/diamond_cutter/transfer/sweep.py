@@ -27,10 +27,12 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..errors import DiamondCutterError
 from ..model import Model
@@ -64,11 +66,19 @@ class ModelSpec:
     def load(self, device: str | None = None) -> Model:
         if isinstance(self.model, Model):
             return self.model
-        return load_model(self.model, weights=self.weights, input_size=self.input_size, device=device)
+        return _load(self.model, self.weights, self.input_size, device)
 
     @property
     def name(self) -> str:
         return self.model.name if isinstance(self.model, Model) else self.model
+
+
+@lru_cache(maxsize=4)
+def _load(name: str, weights: str | None, input_size: tuple[int, int, int] | None, device: str | None) -> Model:
+    """Load once per process; random weights are seeded, so every phase (and a rerun) sees the same network."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return load_model(name, weights=weights, input_size=input_size, device=device)
 
 
 @dataclass

@@ -1,0 +1,58 @@
+"""``diamond-cutter sweep --models A,B --data DIR --out DIR``: where to cut, on your labelled images."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..transfer.data import load_labelled
+from ..transfer.sweep import SHORTLIST, sweep
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="find the model and layer to cut at for your labelled images")
+    p.add_argument("--models", required=True, help="comma-separated model names (e.g. efficientnet_lite0,resnet50)")
+    p.add_argument("--data", required=True, help="folder with one subfolder per class, or a CSV of path,label")
+    p.add_argument("--out", required=True, help="folder (or fsspec URL) for results.csv, results.json, sweep.png")
+    p.add_argument("--val", help="separate validation folder/CSV (default: a stratified split of --data)")
+    p.add_argument("--val-fraction", type=float, default=0.25, help="validation share per class (default 0.25)")
+    p.add_argument("--cuts", default="auto", help="'auto' (default) or comma-separated layer names")
+    p.add_argument("--n-cuts", type=int, default=10, help="cuts per model with --cuts auto (default 10)")
+    p.add_argument("--heads", default="linear", help="comma-separated heads: linear, conv (default linear)")
+    p.add_argument("--shortlist", type=int, default=SHORTLIST, help="pairs that get the slower heads")
+    p.add_argument("--weights", default="imagenet", help="'imagenet' (default) or 'none' for random weights")
+    p.add_argument("--input-size", type=int, help="square input side in pixels (default: the model's)")
+    p.add_argument("--pooling", choices=("avg", "avgmax"), default="avg")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default="adam")
+    p.add_argument("--augment", action="store_true", help="random flips and shifts while training heads")
+    p.add_argument("--unfreeze", type=int, default=0, help="fine-tune this many blocks before the cut")
+    p.add_argument("--tolerance", type=float, default=0.01, help="accuracy a cheaper cut may give up (default 0.01)")
+    p.add_argument("--cache", help="feature/result cache (default: ~/.cache/diamond_cutter)")
+    p.add_argument("--executor", choices=("local", "processes"), default="local")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of stopping")
+    p.add_argument("--save-best", metavar="DIR", help="train the recommended head again and save it here")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    data = load_labelled(args.data, val=args.val, val_fraction=args.val_fraction, seed=args.seed,
+                         skip_bad=args.skip_bad)
+    size = (3, args.input_size, args.input_size) if args.input_size else None
+    result = sweep(
+        [m.strip() for m in args.models.split(",") if m.strip()], data,
+        cuts=args.cuts if args.cuts == "auto" else [c.strip() for c in args.cuts.split(",")],
+        heads=tuple(h.strip() for h in args.heads.split(",")), n_cuts=args.n_cuts,
+        weights=None if args.weights == "none" else args.weights, input_size=size, pooling=args.pooling,
+        shortlist=args.shortlist, tolerance=args.tolerance, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, optimizer=args.optimizer, augment=args.augment, unfreeze=args.unfreeze, seed=args.seed,
+        store=args.cache, out=args.out, executor=args.executor,
+    )
+    print(result)
+    print(f"wrote {args.out}/results.csv, results.json, sweep.png")
+    if args.save_best:
+        result.train_best().save(args.save_best)
+        print(f"saved the recommended model to {args.save_best}")
+    return 0
