@@ -1,0 +1,145 @@
+"""The sweep end to end: recommendation rule, real data with the embedded model, resuming, outputs, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import diamond_cutter as dc
+from diamond_cutter.cli import main
+from diamond_cutter.transfer import features
+from diamond_cutter.transfer.data import load_labelled, make_colour_dataset, make_digits_dataset, make_texture_dataset
+
+from helpers import assert_unchanged, snapshot
+
+TINY = dict(weights=None, input_size=(3, 32, 32), progress=False)
+
+
+@pytest.fixture(scope="module")
+def colours(tmp_path_factory) -> dc.transfer.LabelledImages:
+    return load_labelled(make_colour_dataset(tmp_path_factory.mktemp("colours"), per_class=10, size=16))
+
+
+@pytest.fixture(scope="module")
+def colour_sweep(colours, tmp_path_factory) -> tuple[dc.SweepResult, Path]:
+    out = tmp_path_factory.mktemp("out")
+    result = dc.sweep("resnet18", colours, n_cuts=6, epochs=15, store=tmp_path_factory.mktemp("store"), out=out,
+                      **TINY)
+    return result, out
+
+
+@pytest.fixture(scope="module")
+def lite0() -> dc.Model:
+    return dc.load_model("efficientnet_lite0", input_size=(3, 64, 64))
+
+
+def test_colour_labels_are_solved_early_and_the_cheap_cut_is_recommended(colour_sweep):
+    result, _ = colour_sweep
+    first = result.rows[0]
+    assert first["cut"] == "conv1" and first["ridge"] >= 0.9 and first["linear_acc"] >= 0.9
+    rec, best = result.recommendation, result.best
+    assert result.accuracy(rec) >= result.accuracy(best) - result.tolerance
+    deepest = max(result.rows, key=lambda r: r["relative_depth"])
+    assert rec["macs"] < deepest["macs"] / 5  # an early, cheap cut, not the pre-output map
+    assert rec["macs"] == min(r["macs"] for r in result.rows if result.accuracy(r) >= result.accuracy(best) - 0.01)
+    assert "within 1.0 points of the best" in result.reason
+
+
+def test_results_table_json_and_plot_are_written(colour_sweep):
+    result, out = colour_sweep
+    header = (out / "results.csv").read_text().splitlines()
+    assert header[0].startswith("model,cut,relative_depth,channels,feature_dim,macs,parameters,knn,ridge,logme")
+    assert len(header) == 1 + len(result.rows) == 7
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["recommendation"]["cut"] == result.recommendation["cut"]
+    assert set(saved["kendall_tau"]["linear"]) == {"knn", "ridge", "logme"}
+    assert "unreliably" in saved["note"]
+    assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_embedded_model_on_real_textures_and_digits(lite0, tmp_path):
+    """Real photographs of brick/grass/gravel: the best head must be far above chance (1/3).
+    Digits are defined by shape, not colour or texture: later cuts must beat the first."""
+    before = snapshot(lite0.module)
+    textures = make_texture_dataset(tmp_path / "tex", per_class=10, size=64)
+    res = dc.sweep([lite0], textures, n_cuts=4, epochs=20, store=tmp_path / "s", progress=False)
+    assert res.accuracy(res.best) >= 0.9
+    digits = make_digits_dataset(tmp_path / "dig", per_class=10, digits=(0, 1, 3, 7))
+    res = dc.sweep([lite0], digits, n_cuts=4, epochs=20, store=tmp_path / "s", progress=False)
+    first, later = res.rows[0], res.rows[2:]
+    assert max(res.accuracy(r) for r in later) >= res.accuracy(first) + 0.2
+    assert max(res.accuracy(r) for r in later) >= 0.75  # chance is 0.25
+    assert_unchanged(before, lite0.module)
+
+
+def test_a_killed_sweep_resumes_without_recomputing(colours, tmp_path, monkeypatch):
+    data = load_labelled(make_colour_dataset(tmp_path / "c", per_class=4, size=16))  # 12 images: 3 batches of 4
+    calls = []
+    real = features._forward_batch
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        if kill_at and len(calls) == kill_at:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(features, "_forward_batch", counted)
+    run = lambda: dc.sweep(["resnet18", "efficientnet_lite0"], data, n_cuts=3, epochs=3, batch_size=4,  # noqa: E731
+                           store=tmp_path / "s", **TINY)
+    kill_at = 5  # model 1: three batches done and its pairs stored; model 2: one batch cached, killed in the next
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    calls.clear()
+    kill_at = 0
+    resumed = run()
+    assert len(calls) == 2  # only model 2's last two batches
+    calls.clear()
+    again = run()
+    assert calls == []
+    assert [(r["model"], r["cut"], r["ridge"], r["logme"]) for r in again.rows] == \
+           [(r["model"], r["cut"], r["ridge"], r["logme"]) for r in resumed.rows]
+
+
+def test_process_pool_gives_the_same_rows_as_in_process(colours, colour_sweep, tmp_path):
+    result, _ = colour_sweep
+    pooled = dc.sweep("resnet18", colours, n_cuts=6, epochs=15, store=tmp_path / "fresh", executor="processes",
+                      **TINY)
+    for a, b in zip(result.rows, pooled.rows):
+        assert (a["cut"], a["knn"], a["ridge"], a["linear_acc"]) == (b["cut"], b["knn"], b["ridge"], b["linear_acc"])
+        assert a["logme"] == pytest.approx(b["logme"], rel=1e-6)
+
+
+def test_conv_heads_on_the_shortlist_and_kendall_tau(colours, tmp_path):
+    res = dc.sweep("resnet18", colours, heads=("linear", "conv"), n_cuts=4, shortlist=2, epochs=4,
+                   store=tmp_path / "s", **TINY)
+    with_conv = [r for r in res.rows if "conv_acc" in r]
+    assert len(with_conv) == 2
+    assert {r["cut"] for r in with_conv} == {r["cut"] for r in sorted(res.rows, key=lambda r: -r["ridge"])[:2]}
+    assert all(len(r["conv_confusion"]) == 3 and sum(map(sum, r["conv_confusion"])) == len(colours.val)
+               for r in with_conv)
+    taus = res.kendall["linear"]
+    assert all(np.isnan(t) or -1 <= t <= 1 for t in taus.values())
+
+
+def test_bad_sweep_input(colours, tmp_path):
+    with pytest.raises(dc.UnknownNameError, match="did you mean.*'layer3'"):
+        dc.sweep("resnet18", colours, cuts=["layer33"], store=tmp_path, **TINY)
+    with pytest.raises(dc.UnknownNameError, match="head"):
+        dc.sweep("resnet18", colours, heads=("mlp",), store=tmp_path, **TINY)
+
+
+def test_cli_sweep(tmp_path):
+    data = make_colour_dataset(tmp_path / "c", per_class=4, size=16)
+    args = ["sweep", "--models", "resnet18", "--weights", "none", "--input-size", "32", "--data", str(data),
+            "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--n-cuts", "3", "--epochs", "3",
+            "--save-best", str(tmp_path / "best")]
+    assert main(args) == 0
+    assert (tmp_path / "out" / "results.csv").is_file() and (tmp_path / "best" / "manifest.json").is_file()
+    one = tmp_path / "one"
+    (one / "only").mkdir(parents=True)
+    (data / "red" / "000.png").rename(one / "only" / "a.png")
+    assert main(["sweep", "--models", "resnet18", "--data", str(one), "--out", str(tmp_path / "o2")]) == 2
