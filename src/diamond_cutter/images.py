@@ -80,7 +80,10 @@ class ImageBatch:
             index = list(range(len(self)))[index]
         index = list(index)
         return ImageBatch(
-            self.tensor[index], self.pixels[index], [self.originals[i] for i in index], [self.ids[i] for i in index]
+            self.tensor[index],
+            self.pixels[index],
+            [self.originals[i] for i in index] if self.originals else [],
+            [self.ids[i] for i in index],
         )
 
     def to(self, device: torch.device | str) -> ImageBatch:
