@@ -22,7 +22,7 @@ DEMO_LAYER = "blocks.4"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the main job on the embedded model and sample images (offline)")
     p.add_argument("--out", default="diamond-cutter-demo.html", help="the report to write (default diamond-cutter-demo.html)")
-    p.add_argument("--icon-steps", type=int, default=48, help="feature visualization steps per icon (small, for speed)")
+    p.add_argument("--icon-steps", type=int, default=32, help="feature visualization steps per icon (few, for speed)")
     p.add_argument("--icon-size", type=int, default=48, help="icon side in pixels (small, for speed)")
     p.set_defaults(run=run)
 
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n{entry['image']}")
         for rank, top in enumerate(entry["top"], 1):
             print(f"  {rank}. {top['name']:28s} {top['probability']:6.1%}")
-    icons = IconSettings("auto", size=args.icon_size, steps=args.icon_steps)
+    icons = IconSettings("featureviz", size=args.icon_size, steps=args.icon_steps)
     analysis = report(model, images, DEMO_LAYER, "auto", icons=icons, progress=True)
     analysis.settings["note"] = f"demo settings: icons of {args.icon_size} px after {args.icon_steps} steps, chosen for speed"
     path = analysis.save(args.out)

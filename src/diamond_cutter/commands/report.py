@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_icon_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--icons", choices=("auto", "featureviz", "patches"), default="auto", help="how channel icons are made")
+    p.add_argument("--icons", choices=("featureviz", "patches"), default="featureviz", help="how channel icons are made")
     p.add_argument("--icon-size", type=int, default=64, help="icon side in pixels (default 64)")
     p.add_argument("--icon-steps", type=int, default=128, help="feature visualization steps per icon (default 128)")
     p.add_argument("--store", default=None, help="where rendered icons are cached (a folder or fsspec URL)")

@@ -119,7 +119,7 @@ def report(
     wanted = [s.channel for s in attribution.top(top_k) + attribution.bottom(top_k)]
     wanted += [c for image in cells for cell in image for kind in cell.values() for c, _ in kind]
     icon_images = channel_icons(model, layer, wanted, la.activations, pictures, icons, progress)
-    g_icons = group_icons(model, layer, found.directions, found.spatial, pictures, icons) if found else []
+    g_icons = group_icons(model, layer, found.directions, found.spatial, pictures, icons, progress) if found else []
     sections = [
         ImageSection(
             i,
@@ -170,22 +170,22 @@ def activation_tiles(acts: torch.Tensor, size: tuple[int, int], count: int) -> l
 def _saliency(
     model, batch, targets: list[int], layer: str, methods: tuple[str, ...], sections: list[ImageSection], progress: bool
 ) -> None:
-    """Each saliency method's overlays for each image and its positive class (a missing
-    method or one that fails is listed with the reason instead of stopping the report)."""
-    try:
-        from ..attribution import attribute
-    except ImportError:
-        for s in sections:
-            s.saliency = [(m, None, "saliency methods are not installed") for m in methods]
-        return
+    """Each saliency method's overlays for each image and its positive class; CAM methods look
+    at the report's layer. A method that fails is listed with the reason instead of stopping the report."""
+    from ..attribution import attribute
+    from ..attribution.api import LAYER_METHODS
+
     for method in bar(methods, "saliency", enabled=progress):
+        where = {"layer": layer} if method in LAYER_METHODS else {}
         try:
-            overlays = attribute(model, batch, method=method, target=targets, layer=layer).overlay()
-            for s, image in zip(sections, overlays):
-                s.saliency.append((method, image, ""))
-        except (DiamondCutterError, TypeError, ValueError) as err:
-            for s in sections:
-                s.saliency.append((method, None, str(err)))
+            overlays = attribute(model, batch, method=method, target=targets, **where).overlay()
+        except DiamondCutterError as err:
+            overlays = [None] * len(sections)
+            problem = str(err)
+        else:
+            problem = ""
+        for s, image in zip(sections, overlays):
+            s.saliency.append((method, image, problem))
 
 
 def _settings(model, batch, layer, attribution, top_k, cell_k, groups, icons: IconSettings, saliency) -> dict[str, Any]:
