@@ -19,7 +19,7 @@ from ..errors import CheckpointError, DiamondCutterError
 from ..model import Model
 from ..store import Store
 from ..zoo import _load_state, load_model, resolve
-from .cuts import CutBackbone, candidate_cuts
+from .cuts import CutBackbone
 from .heads import HEAD_KINDS, TransferNet, build_head
 
 FORMAT = "diamond-cutter-transferred"
@@ -96,7 +96,7 @@ def load_transferred(path: str, labels: list[str] | None = None, device: str | N
     try:
         if BACKBONE_FILE in blobs:
             _load_state(model.module, load(blobs[BACKBONE_FILE]), f"{path}/{BACKBONE_FILE}")
-        cut = candidate_cuts(model, [manifest["cut"]])[0]
+        cut = model.layers.resolve(manifest["cut"])  # checked as a cut when saved; here only its shape matters
         head = build_head(head_spec)
         _load_state(head, load(blobs[HEAD_FILE]), f"{path}/{HEAD_FILE}")
     except SafetensorError as err:

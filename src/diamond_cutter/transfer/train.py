@@ -121,6 +121,7 @@ def train_head(model: Model, data: Any, cut: str, head: str = "linear", config: 
             x_train = _inputs(transfer, model, data, data.train, config.batch_size, fixed)
             x_val = _inputs(transfer, model, data, data.val, config.batch_size, fixed)
         history, metrics = _fit(transfer, trainable, (x_train, x_val, fixed), data, config, model.name, progress)
+        transfer.head.eval()  # inference behaviour (BN running statistics) from here on, as after loading
     return TrainedHead(model, cut, spec, transfer, metrics, list(data.classes), config, history)
 
 
