@@ -55,7 +55,7 @@ def test_hover_shows_the_cells_channels(page, tiny_report):
     assert panel_channels(page, 0, "attr") == [c for c, _ in cells[target]["attr"]]
     row, col = divmod(target, result.sections[0].semantic.grid[1])
     assert page.locator("#panel-0 .cell-name").text_content() == f"cell {row}, {col}"
-    assert page.locator(f"#panel-0 ol.act li img").count() == len(after)  # every listed channel has its icon
+    assert page.locator("#panel-0 ol.act li img").count() == len(after)  # every listed channel has its icon
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator("#semantic").screenshot(path=str(ARTIFACTS / "report-semantic-map.png"))
     page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)

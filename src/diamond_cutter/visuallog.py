@@ -10,9 +10,7 @@ epochs, from a plain PyTorch loop or as a PyTorch Lightning callback.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,7 +19,7 @@ from PIL import Image
 from .errors import DiamondCutterError
 from .images import ImageBatch, as_batch
 from .report.build import activation_tiles
-from .report.html import render
+from .report.html import HtmlPage, render
 
 
 @dataclass
@@ -35,7 +33,7 @@ class Stage:
 
 
 @dataclass
-class VisualLog:
+class VisualLog(HtmlPage):
     """Images at named pipeline stages, saved as one HTML page (images inline)."""
 
     title: str = "Visual log"
@@ -50,15 +48,6 @@ class VisualLog:
 
     def html(self) -> str:
         return render("visuallog.html.j2", log=self)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.html(), encoding="utf-8")
-        return path
-
-    def _repr_html_(self) -> str:
-        return self.html()
 
 
 def to_pictures(images: Any) -> list[Image.Image]:

@@ -8,11 +8,9 @@ it, so they agree with each other by construction.
 
 from __future__ import annotations
 
-import os
 import platform
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,7 +25,7 @@ from ..errors import DiamondCutterError
 from ..images import as_batch
 from ..model import Prediction, predict
 from ..progress import bar
-from .html import image_uri, render
+from .html import HtmlPage, image_uri, render
 from .icons import IconSettings, channel_icons, group_icons
 
 #: Saliency methods shown side by side in the gallery (names of ``diamond_cutter.attribute``).
@@ -56,7 +54,7 @@ class ImageSection:
 
 
 @dataclass
-class Report:
+class Report(HtmlPage):
     """The gathered results; :meth:`save` writes them as one self-contained HTML file."""
 
     model_name: str
@@ -74,16 +72,6 @@ class Report:
     def html(self) -> str:
         """The report as one HTML document (images inline, no external resources)."""
         return render("report.html.j2", report=self, icon_uris={c: image_uri(i) for c, i in self.icons.items()}, uri=image_uri)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the HTML file (parent folders are created) and return its path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.html(), encoding="utf-8")
-        return path
-
-    def _repr_html_(self) -> str:
-        return self.html()
 
 
 def report(

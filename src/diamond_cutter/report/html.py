@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -47,3 +49,20 @@ def image_tag(image: Image.Image, alt: str) -> str:
 def render(template: str, **context: Any) -> str:
     """Render a template of ``report/templates`` (whole reports and notebook fragments alike)."""
     return environment().get_template(template).render(**context)
+
+
+class HtmlPage:
+    """A result that is one HTML page: saved as a file, shown inline in a notebook."""
+
+    def html(self) -> str:
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the HTML file (parent folders are created) and return its path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.html(), encoding="utf-8")
+        return path
+
+    def _repr_html_(self) -> str:
+        return self.html()
