@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
-import diamond_cutter as dc
-from report_fixtures import EVIL, LAYER
+import torch
 
+import diamond_cutter as dc
 from diamond_cutter.cli import main
+from report_fixtures import EVIL, LAYER
 
 
 def test_every_section_is_there(tiny_report):
@@ -60,3 +61,15 @@ def test_cli_writes_a_report_and_rejects_bad_classes(tmp_path, capsys):
     assert "tabby − tiger cat" in out.read_text()
     assert main(["report", "efficientnet_lite0", "chelsea", "--layer", LAYER, "--classes", "tabbby", "--out", str(out)]) == 2
     assert "did you mean 'tabby'" in capsys.readouterr().err
+
+
+def test_results_render_in_a_notebook(inplace_net):
+    model = dc.Model(inplace_net.eval(), "inplace", (3, 16, 16), labels=["<b>zero</b>", "one", "two", "three", "four"])
+    x = torch.rand(2, 3, 16, 16)
+    channels = dc.channel_attribution(model, x, "relu2", classes=(0, 1))._repr_html_()
+    assert "&lt;b&gt;zero&lt;/b&gt; − one" in channels and "<b>zero</b>" not in channels
+    groups = dc.neuron_groups(model, x, "relu2", k=2, classes=(0,))._repr_html_()
+    assert groups.count("data:image/png") == 2 and "&lt;b&gt;zero&lt;/b&gt;" in groups
+    assert dc.heatmap(model, x[0], "relu2", classes=0)._repr_html_().startswith('<img src="data:image/png;base64,')
+    examples = dc.dataset_examples(model, dc.load_images(list(x), model), "relu2", channel=3, k=2)._repr_html_()
+    assert examples.count("<figure") == 2
