@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import torch
 
 import diamond_cutter as dc
 from diamond_cutter.cli import main
+from diamond_cutter.report.icons import IconSettings
 from report_fixtures import EVIL, LAYER
 
 
@@ -73,3 +75,18 @@ def test_results_render_in_a_notebook(inplace_net):
     assert dc.heatmap(model, x[0], "relu2", classes=0)._repr_html_().startswith('<img src="data:image/png;base64,')
     examples = dc.dataset_examples(model, dc.load_images(list(x), model), "relu2", channel=3, k=2)._repr_html_()
     assert examples.count("<figure") == 2
+
+
+def test_icon_budget_visualizes_the_most_important_channels(inplace_net, tmp_path):
+    """With ``limit=2`` the two channels listed first are feature visualizations from the atlas
+    (the same pictures the atlas store then holds) and the others are patches."""
+    model = dc.Model(inplace_net.eval(), "inplace", (3, 16, 16))
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    settings = IconSettings("featureviz", size=16, steps=3, store=str(tmp_path), limit=2)
+    result = dc.report(model, x, "relu2", 0, top_k=2, groups=2, icons=settings, saliency=(), tiles=2, progress=False)
+    first = [c for c, _ in result.channels.top(2)]
+    stored = dc.atlas(model, "relu2", steps=3, size=16, store=str(tmp_path), render=False, progress=False)
+    for c in first:
+        assert np.array_equal(np.asarray(result.icons[c]), np.asarray(stored.icon(c)))
+    assert len(result.icons) > 2 and "2 most important channels" in result.settings["icons"]
+    assert len(result.group_icons) == 2 and result.group_icons[0].size == (16, 16)

@@ -9,6 +9,7 @@ it, so they agree with each other by construction.
 from __future__ import annotations
 
 import platform
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -104,8 +105,8 @@ def report(
     semantic = [spatial_blocks.from_layer_attribution(model, la, i, pictures[i]) for i in range(len(batch))]
     cells = [_cells(sm, cell_k) for sm in semantic]
     found = _groups(model, batch, layer, la, groups, batch_size)
-    wanted = [s.channel for s in attribution.top(top_k) + attribution.bottom(top_k)]
-    wanted += [c for image in cells for cell in image for kind in cell.values() for c, _ in kind]
+    listed = Counter(c for image in cells for cell in image for kind in cell.values() for c, _ in kind)
+    wanted = [s.channel for s in attribution.top(top_k) + attribution.bottom(top_k)] + [c for c, _ in listed.most_common()]
     icon_images = channel_icons(model, layer, wanted, la.activations, pictures, icons, progress)
     g_icons = group_icons(model, layer, found.directions, found.spatial, pictures, icons, progress) if found else []
     sections = [

@@ -8,7 +8,7 @@ way of showing what a channel detects.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,12 +21,14 @@ from ..blocks.examples import crop_cell
 @dataclass
 class IconSettings:
     """How icons are made: ``source`` is "featureviz" (feature visualizations) or "patches"
-    (dataset examples: fast); ``size`` in pixels, ``steps`` of optimization, ``store`` for the atlas cache."""
+    (dataset examples: fast); ``size`` in pixels, ``steps`` of optimization, ``store`` for the atlas cache,
+    ``limit`` the most channels to visualize (None: all that the report shows)."""
 
     source: str = "featureviz"
     size: int = 64
     steps: int = 64
     store: Any = None
+    limit: int | None = None
     made_by: str = field(default="", init=False)
 
 
@@ -38,21 +40,30 @@ def patch_icon(strength: torch.Tensor, pictures: list[Image.Image], size: int) -
     return crop_cell(pictures[index], divmod(rest, w), (h, w), 3.0, size)
 
 
-def channel_icons(model, layer: str, channels: Iterable[int], activations: torch.Tensor, pictures: list[Image.Image], settings: IconSettings, progress: bool = False) -> dict[int, Image.Image]:
-    """An icon per channel; records in ``settings.made_by`` what the icons show.
+def channel_icons(model, layer: str, channels: Sequence[int], activations: torch.Tensor, pictures: list[Image.Image], settings: IconSettings, progress: bool = False) -> dict[int, Image.Image]:
+    """An icon per channel, ``channels`` listed most important first; records in ``settings.made_by``
+    what the icons show.
 
     Feature visualizations come from the channel atlas, so channels rendered
     once (by this report or ``diamond-cutter atlas``) are reused from its store.
+    With ``settings.limit`` only that many channels (the first) are visualized
+    and the rest get patches, which bounds the time a report takes.
     """
     from ..atlas import atlas
 
-    channels = sorted(set(int(c) for c in channels))
-    if settings.source == "patches":
-        settings.made_by = "the patch of these images where the channel fires most"
-        return {c: patch_icon(activations[:, c], pictures, settings.size) for c in channels}
-    found = atlas(model, layer, channels=channels, steps=settings.steps, size=settings.size, store=settings.store, progress=progress)
-    settings.made_by = f"feature visualizations ({settings.steps} steps, {settings.size} px, from the channel atlas)"
-    return {c: found.icon(c) for c in channels}
+    channels = [int(c) for c in dict.fromkeys(channels)]
+    rendered = [] if settings.source == "patches" else channels[: settings.limit]
+    icons = {c: patch_icon(activations[:, c], pictures, settings.size) for c in channels[len(rendered) :]}
+    settings.made_by = "the patch of these images where the channel fires most"
+    if rendered:
+        found = atlas(model, layer, channels=sorted(rendered), steps=settings.steps, size=settings.size, store=settings.store, progress=progress)
+        icons.update({c: found.icon(c) for c in rendered})
+        settings.made_by = f"feature visualizations ({settings.steps} steps, {settings.size} px, from the channel atlas)"
+        if len(rendered) < len(channels):
+            settings.made_by += f" of the {len(rendered)} most important channels; for the other {len(channels) - len(rendered)}, " + (
+                "the patch of these images where the channel fires most"
+            )
+    return icons
 
 
 def group_icons(model, layer: str, directions: torch.Tensor, spatial: torch.Tensor, pictures: list[Image.Image], settings: IconSettings, progress: bool = False) -> list[Image.Image]:
