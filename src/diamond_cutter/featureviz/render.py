@@ -298,5 +298,6 @@ def visualize(
                                   seed=seed, progress=progress, **options)
         tensors.append(result.tensor)
         scores.append(result.scores)
-    settings = Settings(steps=steps, size=hw, param=param, seed=seed, **options).describe()
+    known = {k: v for k, v in options.items() if k in Settings.__dataclass_fields__}
+    settings = Settings(steps=steps, size=hw, param=param, seed=seed, **known).describe()
     return Visualization(layer, chosen, torch.cat(tensors), torch.cat(scores), settings)

@@ -1,0 +1,45 @@
+"""`diamond-cutter visualize` and `diamond-cutter atlas` end to end (tiny settings)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from diamond_cutter.cli import main
+from diamond_cutter.commands.visualize import parse_channels
+from diamond_cutter.errors import DiamondCutterError
+
+
+def test_parse_channels():
+    assert parse_channels("0-3,7") == [0, 1, 2, 3, 7]
+    assert parse_channels(None) is None
+    with pytest.raises(DiamondCutterError, match="0-15"):
+        parse_channels("a-b")
+
+
+def test_visualize_writes_one_png_per_channel(tmp_path, capsys):
+    out = tmp_path / "vis"
+    code = main(["visualize", "efficientnet_lite0", "--layer", "blocks.1", "--channels", "0-2", "--steps", "3",
+                 "--size", "32", "--out", str(out)])
+    assert code == 0
+    files = sorted(out.glob("*.png"))
+    assert [f.name for f in files] == ["blocks_1_0000.png", "blocks_1_0001.png", "blocks_1_0002.png"]
+    assert Image.open(files[0]).size == (32, 32)
+    assert "blocks.1 channel 2: mean activation" in capsys.readouterr().out
+
+
+def test_atlas_command_resumes_and_reports_errors(tmp_path, capsys):
+    args = ["atlas", "efficientnet_lite0", "--layers", "blocks.0,blocks.1", "--channels", "0-1", "--steps", "3",
+            "--size", "32", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "png")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "blocks.0: 2/16 channels" in out and "blocks.1: 2/24 channels" in out
+    assert Image.open(tmp_path / "png" / "blocks_1_atlas.png").size == (5 * 32, 5 * 32)
+    manifests = list((tmp_path / "store").rglob("manifest.json"))
+    assert len(manifests) == 2 and all(json.loads(m.read_text())["done"] == [0, 1] for m in manifests)
+    assert main(args[:3] + ["blocks.1", "--channels", "0-3"] + args[6:]) == 0
+    assert "blocks.1: 4/24 channels" in capsys.readouterr().out
+    assert main(["atlas", "efficientnet_lite0", "--layers", "blocks.77", "--store", str(tmp_path)]) == 2
+    assert "did you mean" in capsys.readouterr().err
