@@ -40,7 +40,7 @@ class Method:
                 selector.resolve_with(x, self.batch_size)
             maps = self.compute(x, selector)
         return Attribution(
-            maps=maps.detach().float().cpu(),
+            maps=maps.detach().float().cpu().contiguous(),
             method=self.name,
             layer=self.layer,
             targets=None if selector.classes is None else selector.classes.tolist(),

@@ -19,7 +19,7 @@ from ..capture import capture, truncated
 from ..errors import DiamondCutterError
 from ..model import Model
 from .base import Method
-from .common import Selector, chunks, forward_to_layers, spatial_layer
+from .common import Selector, chunks, fast_layout, forward_to_layers, spatial_layer
 from .gradients import GuidedBackprop
 
 
@@ -143,7 +143,7 @@ class ScoreCAM(Method):
         module = self.model.module
         with torch.no_grad(), capture(module, [self.layer], detach=True) as rec, truncated(module, self.layer) as run:
             for s in chunks(len(x), self.batch_size):
-                run(x[s])
+                run(fast_layout(x[s]))
                 out.append(rec[self.layer].float())
         return torch.cat(out)
 
@@ -159,7 +159,7 @@ class ScoreCAM(Method):
         with torch.inference_mode():
             for s in chunks(len(active), self.batch_size):
                 channels = active[s]
-                logits = self.model(image[None] * masks[channels, None])
+                logits = self.model(fast_layout(image[None] * masks[channels, None]))
                 scores[channels] = selector.score(logits, rows[: len(channels)]).float()
             if flat.any():
                 scores[flat] = selector.score(self.model(torch.zeros_like(image)[None]), rows[:1]).float()

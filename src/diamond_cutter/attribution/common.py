@@ -54,7 +54,7 @@ class Selector:
         if self.resolved:
             return
         with torch.no_grad():
-            logits = torch.cat([self.model(x[s : s + batch_size]) for s in range(0, len(x), batch_size)])
+            logits = torch.cat([self.model(fast_layout(x[s : s + batch_size])) for s in range(0, len(x), batch_size)])
         self.resolve(logits)
 
     def score(self, logits: torch.Tensor, rows: torch.Tensor | slice | None = None) -> torch.Tensor:
@@ -84,6 +84,15 @@ def prepare(model: Model, images: Any) -> tuple[ImageBatch, torch.Tensor]:
     x = batch.tensor.detach().to(model.device)
     model.check_input(x)
     return batch, x
+
+
+def fast_layout(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in channels-last memory order on CPU, where oneDNN runs depthwise and 1×1
+    convolutions (EfficientNet, MobileNet) 1.5–2× faster than in the default order;
+    values are unchanged, so the maps are the same up to float rounding."""
+    if x.ndim == 4 and x.device.type == "cpu":
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def chunks(n: int, size: int) -> Iterator[slice]:
@@ -129,13 +138,13 @@ def forward_to_layers(model: Model, x: torch.Tensor, names: Sequence[str]) -> tu
         return None
 
     with torch.enable_grad(), forward_hooks(model.module, {order[0]: make_leaf}), capture(model.module, order) as rec:
-        logits = model(x)
+        logits = model(fast_layout(x))
     return logits, rec
 
 
 def input_gradient(model: Model, x: torch.Tensor, score: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """d score(model(x)).sum() / dx for a batch, with ``x`` made a fresh leaf (frozen models work)."""
-    x = x.detach().requires_grad_(True)
+    x = fast_layout(x.detach()).requires_grad_(True)
     with torch.enable_grad():
         (grad,) = torch.autograd.grad(score(model(x)).sum(), x)
     return grad

@@ -13,7 +13,7 @@ import torch
 from ..errors import DiamondCutterError
 from ..model import Model
 from .base import Method
-from .common import Selector, chunks
+from .common import Selector, chunks, fast_layout
 
 
 class Occlusion(Method):
@@ -52,11 +52,11 @@ class Occlusion(Method):
         patch = torch.arange(positions).repeat(len(x))
         drops = torch.empty(len(rows), device=x.device)
         with torch.inference_mode():
-            clean = torch.cat([selector.score(self.model(x[s]), torch.arange(len(x))[s]) for s in chunks(len(x), self.batch_size)])
+            clean = torch.cat([selector.score(self.model(fast_layout(x[s])), torch.arange(len(x))[s]) for s in chunks(len(x), self.batch_size)])
             for s in chunks(len(rows), self.batch_size):
                 m = masks[patch[s]].unsqueeze(1)
                 occluded = torch.where(m, torch.full_like(x[:1], self.fill), x[rows[s]])
-                drops[s] = clean[rows[s]] - selector.score(self.model(occluded), rows[s])
+                drops[s] = clean[rows[s]] - selector.score(self.model(fast_layout(occluded)), rows[s])
         coverage = masks.flatten(1).float()
         summed = drops.view(len(x), positions).float() @ coverage
         counts = coverage.sum(0)
