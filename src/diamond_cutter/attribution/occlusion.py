@@ -8,6 +8,8 @@ prediction.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from ..errors import DiamondCutterError
@@ -41,7 +43,7 @@ class Occlusion(Method):
         tops = range(0, height - self.window + 1, self.stride)
         lefts = range(0, width - self.window + 1, self.stride)
         masks = torch.zeros(len(tops) * len(lefts), height, width, dtype=torch.bool, device=device)
-        for i, (top, left) in enumerate((t, l) for t in tops for l in lefts):
+        for i, (top, left) in enumerate(itertools.product(tops, lefts)):
             masks[i, top : top + self.window, left : left + self.window] = True
         return masks
 
