@@ -72,8 +72,9 @@ def list_cuts(model: Model) -> list[Cut]:
     return list(per_size[model.input_size])
 
 
-def _listing(model: Model) -> list[Cut]:
-    names = _block_layers(model)
+def _listing(model: Model, names: Sequence[str] | None = None) -> list[Cut]:
+    """Cut records for ``names`` (default: the block-level layers), with cost and the single-tensor check."""
+    names = _block_layers(model) if names is None else list(names)
     cost = _cumulative_cost(model)
     complete = _carries_full_state(model, names)
     table = model.layers
@@ -98,7 +99,7 @@ def candidate_cuts(model: Model, cuts: str | Sequence[str] = "auto", n: int = DE
     for name in names:
         if name not in by_name:
             if name in model.layers and model.layers.resolve(name).spatial:
-                by_name[name] = _single(model, name)
+                by_name[name] = _listing(model, [name])[0]
             else:
                 raise UnknownNameError("cut", name, [c.name for c in listing])
         if not by_name[name].single_tensor:
@@ -117,16 +118,6 @@ def spread(cuts: list[Cut], n: int) -> list[Cut]:
         order = np.argsort(np.abs(depths - target), kind="stable")
         picked.append(next(int(i) for i in order if int(i) not in picked))
     return [cuts[i] for i in sorted(picked)]
-
-
-def _single(model: Model, name: str) -> Cut:
-    """A Cut record for a user-named layer outside the block listing."""
-    layer = model.layers.resolve(name)
-    cost = _cumulative_cost(model)[name]
-    ok = _carries_full_state(model, [name])[name]
-    note = "" if ok else "not a single-tensor cut: later layers also read other tensors (skip/two-input)"
-    return Cut(name, layer.index, round(model.layers.relative_depth(name), 4), layer.channels or 0,
-               layer.height or 1, layer.width or 1, cost[1], cost[0], ok, note)
 
 
 def _block_layers(model: Model) -> list[str]:
