@@ -43,3 +43,13 @@ def test_atlas_command_resumes_and_reports_errors(tmp_path, capsys):
     assert "blocks.1: 4/24 channels" in capsys.readouterr().out
     assert main(["atlas", "efficientnet_lite0", "--layers", "blocks.77", "--store", str(tmp_path)]) == 2
     assert "did you mean" in capsys.readouterr().err
+
+
+def test_notebook_html_escapes_and_embeds_pictures(embedded, tmp_path):
+    import diamond_cutter as dc
+
+    vis = dc.visualize(embedded, "blocks.0", [1, 2], steps=2, size=32, progress=False)
+    html = vis._repr_html_()
+    assert html.count("data:image/png;base64,") == 2 and "blocks.0 channel 2" in html
+    atlas = dc.atlas(embedded, "blocks.0", [1], steps=2, size=32, store=tmp_path, progress=False)
+    assert "1/16 channels" in atlas._repr_html_()

@@ -62,6 +62,11 @@ class Atlas:
         """The whole grid (cells not rendered yet are grey)."""
         return self._sprites.copy()
 
+    def _repr_html_(self) -> str:
+        from ..report.html import image_tag
+
+        return image_tag(self.spritemap, f"atlas of {self.layer}: {len(self.done)}/{self.channels} channels")
+
     def _blank(self) -> Image.Image:
         mode = "L" if self.model.input_size[0] == 1 else "RGB"
         h, w = self.cell

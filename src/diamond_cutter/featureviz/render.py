@@ -244,6 +244,16 @@ class Visualization:
             raise DiamondCutterError(f"channel {channel_index} was not rendered (have {self.channels[:8]}...)")
         return to_pil(self.tensor[self.channels.index(channel_index)][None])[0]
 
+    def _repr_html_(self) -> str:
+        from ..report.html import image_tag
+
+        cells = [
+            f'<figure style="display:inline-block;margin:4px">{image_tag(img, f"{self.layer} channel {ch}")}'
+            f"<figcaption>{ch}: {score:.2f}</figcaption></figure>"
+            for ch, img, score in zip(self.channels, self.images, self.scores.tolist())
+        ]
+        return "<div>" + "".join(cells) + "</div>"
+
     def save(self, folder: str | os.PathLike) -> list[Path]:
         """One PNG per channel: ``<layer>_<channel>.png``."""
         folder = Path(folder)
