@@ -154,12 +154,12 @@ def test_a_class_name_resolves_and_a_typo_suggests(small):
 
 
 class FunctionalRelu(nn.Module):
-    """Applies relu as a function, as DenseNet and Inception blocks do."""
+    """Applies relu as a function, as DenseNet and Inception blocks do (next to a ReLU6 module)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3)
-        self.act = nn.ReLU()
+        self.act = nn.ReLU6()
         self.fc = nn.Linear(4, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -98,8 +98,8 @@ def relu_rule(module: nn.Module, rule: str) -> Iterator[None]:
         raise DiamondCutterError(f"{rule} needs ReLU modules (nn.ReLU/nn.ReLU6); this network has none")
     module_calls = [0]
 
-    def hook(_m: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-        module_calls[0] += 1
+    def hook(m: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        module_calls[0] += isinstance(m, nn.ReLU)  # nn.ReLU calls F.relu (counted); nn.ReLU6 calls hardtanh
         if rule == "guided":
             return _PositiveGradient.apply(output)
         return _DeconvGradient.apply(inputs[0], output)
