@@ -58,9 +58,10 @@ def test_channels_match_channel_attribution(embedded, tiny_report):
 def test_cli_writes_a_report_and_rejects_bad_classes(tmp_path, capsys):
     out = tmp_path / "r.html"
     code = main(["report", "efficientnet_lite0", "chelsea", "--layer", LAYER, "--classes", "tabby,tiger cat",
-                 "--icons", "patches", "--groups", "2", "--out", str(out)])
+                 "--icons", "patches", "--groups", "2", "--saliency", "gradcam", "--out", str(out)])
     assert code == 0 and out.exists()
-    assert "tabby − tiger cat" in out.read_text()
+    html = out.read_text()
+    assert "tabby − tiger cat" in html and ">gradcam</figcaption>" in html and "guided_gradcam" not in html
     assert main(["report", "efficientnet_lite0", "chelsea", "--layer", LAYER, "--classes", "tabbby", "--out", str(out)]) == 2
     assert "did you mean 'tabby'" in capsys.readouterr().err
 

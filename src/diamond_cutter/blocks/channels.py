@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from .linear import Classes, LayerAttribution, class_name, linear_attribution
+from .linear import Classes, LayerAttribution, class_name, linear_attribution, score_title
 
 
 class ChannelScore(NamedTuple):
@@ -56,18 +56,12 @@ class ChannelAttribution:
     @property
     def title(self) -> str:
         """"tabby − tiger cat" style description of what is attributed (one name when shared)."""
-        pos = _summary(self.positive_names)
-        return pos if self.negative_names is None else f"{pos} − {_summary(self.negative_names)}"
+        return score_title(self.positive_names, self.negative_names)
 
     def _repr_html_(self) -> str:
         from ..report.html import render
 
         return render("channels_fragment.html.j2", channels=self, icon_uris={}, k=8)
-
-
-def _summary(names: list[str]) -> str:
-    unique = list(dict.fromkeys(names))
-    return unique[0] if len(unique) == 1 else "per-image classes (" + ", ".join(unique[:4]) + ("…" if len(unique) > 4 else "") + ")"
 
 
 def from_layer_attribution(model, la: LayerAttribution) -> ChannelAttribution:

@@ -26,7 +26,7 @@ from PIL import Image
 
 from ..errors import DiamondCutterError
 from ..images import as_batch
-from .linear import class_name, linear_attribution, spatial_layer
+from .linear import LayerAttribution, linear_attribution, spatial_layer
 
 #: Distinct colours for group maps (ColorBrewer Set1), cycled for more groups.
 GROUP_COLOURS = [(228, 26, 28), (55, 126, 184), (77, 175, 74), (152, 78, 163), (255, 127, 0), (255, 255, 51), (166, 86, 40), (247, 129, 191)]
@@ -37,7 +37,7 @@ class NeuronGroups:
     """``k`` groups of a layer's channels found by NMF over ``image_ids``.
 
     ``spatial`` is N×k×H×W, ``directions`` k×C (unit-free; each row is a
-    direction for feature visualization), ``attributions`` k×len(classes) and
+    direction for feature visualization), ``attributions`` k × scores (each score named in ``class_names``) and
     ``error`` the relative reconstruction error ‖A − S·D‖ / ‖A‖ of the clipped
     activations.
     """
@@ -46,7 +46,6 @@ class NeuronGroups:
     spatial: torch.Tensor
     directions: torch.Tensor
     attributions: torch.Tensor
-    classes: list[int]
     class_names: list[str]
     error: float
     image_ids: list[str]
@@ -113,22 +112,27 @@ def neuron_groups(
     spatial_layer(model, layer)
     batch = as_batch(images, model)
     per_class = [linear_attribution(model, batch, layer, c, batch_size=batch_size, progress=progress) for c in classes]
-    acts = per_class[0].activations
+    return factor_groups(model, per_class, k, batch.images())
+
+
+def factor_groups(model, scores: Sequence[LayerAttribution], k: int, pictures: list[Image.Image]) -> NeuronGroups:
+    """Neuron groups from computed attributions of one layer over the same images (one per score);
+    the report passes the attribution it already has, so grouping costs no further pass."""
+    acts = scores[0].activations
     n, c, h, w = acts.shape
     strengths, directions, error = factorize(acts, k)
     s = torch.from_numpy(strengths).float()
     d = torch.from_numpy(directions).float()
-    attributions = torch.stack([group_attribution(s, d, la.gradients) for la in per_class], dim=1)
+    attributions = torch.stack([group_attribution(s, d, la.gradients) for la in scores], dim=1)
     return NeuronGroups(
-        layer,
+        scores[0].layer,
         s.reshape(n, h, w, k).permute(0, 3, 1, 2).contiguous(),
         d,
         attributions,
-        [la.positive[0] for la in per_class],
-        [_class_label(model, la.positive) for la in per_class],
+        [la.title(model) for la in scores],
         error,
-        list(batch.ids),
-        batch.images(),
+        list(scores[0].image_ids),
+        pictures,
     )
 
 
@@ -137,8 +141,3 @@ def group_attribution(strengths: torch.Tensor, directions: torch.Tensor, gradien
     c = gradients.shape[1]
     g = gradients.permute(0, 2, 3, 1).reshape(-1, c)
     return (strengths * (g @ directions.T)).sum(0)
-
-
-def _class_label(model, indices: list[int]) -> str:
-    names = list(dict.fromkeys(class_name(model, i) for i in indices))
-    return names[0] if len(names) == 1 else " / ".join(names)

@@ -43,6 +43,13 @@ class LayerAttribution:
     negative: list[int] | None
     image_ids: list[str]
 
+    def title(self, model, index: int | None = None) -> str:
+        """What the score is, e.g. "tabby − tiger cat", for one image or for all of them."""
+        pick = slice(None) if index is None else slice(index, index + 1)
+        positive = [class_name(model, i) for i in self.positive[pick]]
+        negative = None if self.negative is None else [class_name(model, i) for i in self.negative[pick]]
+        return score_title(positive, negative)
+
 
 def split_classes(classes: Classes) -> tuple[Any, Any | None]:
     """``classes`` as a (positive, negative-or-None) pair of target specs.
@@ -114,3 +121,17 @@ def _one_batch(model, x: torch.Tensor, layer: str, pos_spec: Any, neg_spec: Any)
 
 def class_name(model, index: int) -> str:
     return model.labels[index] if 0 <= index < len(model.labels) else f"class {index}"
+
+
+def describe_classes(names: list[str]) -> str:
+    """One class name when all images share it, else "per-image classes (a, b, …)"."""
+    unique = list(dict.fromkeys(names))
+    if len(unique) == 1:
+        return unique[0]
+    return "per-image classes (" + ", ".join(unique[:4]) + ("…" if len(unique) > 4 else "") + ")"
+
+
+def score_title(positive: list[str], negative: list[str] | None) -> str:
+    """"positive − negative" from per-image class names (one name where the images agree)."""
+    pos = describe_classes(positive)
+    return pos if negative is None else f"{pos} − {describe_classes(negative)}"

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..images import as_batch
-from .linear import Classes, LayerAttribution, class_name, linear_attribution
+from .linear import Classes, LayerAttribution, linear_attribution
 
 #: Building Blocks' colours: orange for evidence for the positive class, blue for the negative one.
 POSITIVE_RGB = (255, 127, 14)
@@ -127,16 +127,13 @@ def from_layer_attribution(
     model, la: LayerAttribution, index: int, picture: Image.Image, with_attribution: bool = True
 ) -> SemanticMap:
     """The semantic map of image ``index`` from a computed :class:`LayerAttribution`."""
-    title = class_name(model, la.positive[index])
-    if la.negative is not None:
-        title += " − " + class_name(model, la.negative[index])
     return SemanticMap(
         la.layer,
         la.image_ids[index],
         picture,
         la.activations[index],
         la.attributions[index] if with_attribution else None,
-        title,
+        la.title(model, index),
     )
 
 

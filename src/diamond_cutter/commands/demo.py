@@ -17,6 +17,8 @@ from .inventory import summary
 #: The layer the demo analyses: 14×14 cells of 112 channels, a mid-level layer where channels
 #: are parts and textures (Building Blocks' mixed4d plays the same role in GoogLeNet).
 DEMO_LAYER = "blocks.4"
+#: One-pass saliency methods (Integrated Gradients' many passes are left to `diamond-cutter report`).
+DEMO_SALIENCY = ("saliency", "gradcam", "gradcam++", "guided_gradcam")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         for rank, top in enumerate(entry["top"], 1):
             print(f"  {rank}. {top['name']:28s} {top['probability']:6.1%}")
     icons = IconSettings("featureviz", size=args.icon_size, steps=args.icon_steps, limit=args.icon_limit)
-    analysis = report(model, images, DEMO_LAYER, "auto", icons=icons, progress=True)
+    analysis = report(model, images, DEMO_LAYER, "auto", icons=icons, saliency=DEMO_SALIENCY, progress=True)
     analysis.settings["note"] = (
         f"demo settings, chosen for speed: icons of {args.icon_size} px after {args.icon_steps} steps, "
         f"at most {args.icon_limit} channels visualized"

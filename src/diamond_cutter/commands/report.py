@@ -7,6 +7,7 @@ import argparse
 from ..errors import DiamondCutterError
 from ..images import load_images
 from ..report import report
+from ..report.build import SALIENCY_METHODS
 from ..report.icons import IconSettings
 from ..store import Store
 from ..zoo import load_model
@@ -23,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_icon_options(p)
     p.add_argument("--groups", type=int, default=6, help="neuron groups to factor (0 for none; default 6)")
     p.add_argument("--top", type=int, default=8, help="channels listed each way (default 8)")
+    p.add_argument("--saliency", default=",".join(SALIENCY_METHODS), help="saliency methods for the gallery, comma-separated, or 'none'")
     p.set_defaults(run=run)
 
 
@@ -55,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, weights=None if args.weights == "none" else args.weights)
     images = load_images(args.images, model)
     result = report(
-        model, images, args.layer, parse_classes(args.classes), top_k=args.top, groups=args.groups, icons=icon_settings(args)
+        model, images, args.layer, parse_classes(args.classes), top_k=args.top, groups=args.groups, icons=icon_settings(args),
+        saliency=() if args.saliency == "none" else tuple(m.strip() for m in args.saliency.split(",") if m.strip()),
     )
     print(result.save(args.out))
     return 0

@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..blocks import channels as channel_blocks
 from ..blocks import spatial as spatial_blocks
-from ..blocks.groups import NeuronGroups, neuron_groups
+from ..blocks.groups import NeuronGroups, factor_groups
 from ..blocks.linear import Classes, linear_attribution
 from ..errors import DiamondCutterError
 from ..images import as_batch
@@ -104,7 +104,7 @@ def report(
     attribution = channel_blocks.from_layer_attribution(model, la)
     semantic = [spatial_blocks.from_layer_attribution(model, la, i, pictures[i]) for i in range(len(batch))]
     cells = [_cells(sm, cell_k) for sm in semantic]
-    found = _groups(model, batch, layer, la, groups, batch_size)
+    found = _groups(model, la, groups, pictures)
     listed = Counter(c for image in cells for cell in image for kind in cell.values() for c, _ in kind)
     wanted = [s.channel for s in attribution.top(top_k) + attribution.bottom(top_k)] + [c for c, _ in listed.most_common()]
     icon_images = channel_icons(model, layer, wanted, la.activations, pictures, icons, progress)
@@ -135,11 +135,9 @@ def _cells(sm: spatial_blocks.SemanticMap, k: int) -> list[dict[str, list[tuple[
     return [{"act": sm.top_channels(c, k), "attr": sm.top_channels(c, k, by="attribution")} for c in sm.cells()]
 
 
-def _groups(model, batch, layer: str, la, k: int, batch_size: int) -> NeuronGroups | None:
-    if k <= 0:
-        return None
-    classes = (la.positive,) if la.negative is None else (la.positive, la.negative)
-    return neuron_groups(model, batch, layer, k=min(k, la.activations.shape[1]), classes=classes, batch_size=batch_size)
+def _groups(model, la, k: int, pictures: list[Image.Image]) -> NeuronGroups | None:
+    """Neuron groups of the report's attribution: their attribution is to the report's score."""
+    return factor_groups(model, [la], min(k, la.activations.shape[1]), pictures) if k > 0 else None
 
 
 def activation_tiles(acts: torch.Tensor, size: tuple[int, int], count: int) -> list[tuple[int, float, Image.Image]]:
