@@ -1,7 +1,7 @@
 """Attribution speed against captum and pytorch-grad-cam, side by side in one process.
 
 Runs on the embedded EfficientNet-Lite0 at 224 px with a batch of sample images
-(16, or 4 with ``--quick``) and explicit class targets (the top-1 predictions),
+(16, or 2 with ``--quick``) and explicit class targets (the top-1 predictions),
 so every library explains the same classes:
 
 - Grad-CAM at ``bn2``: ours vs pytorch-grad-cam's GradCAM and captum's LayerGradCam
@@ -54,10 +54,10 @@ def pytorch_grad_cam(cls: type, net: torch.nn.Module, layer: torch.nn.Module, x:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="4 images instead of 16")
+    parser.add_argument("--quick", action="store_true", help="2 images instead of 16")
     parser.add_argument("--repeat", type=int, default=1, help="runs per measurement (best is kept)")
     args = parser.parse_args()
-    n = 4 if args.quick else 16
+    n = 2 if args.quick else 16
 
     model = dc.load_model("efficientnet_lite0")
     names = [list(SAMPLES)[i % len(SAMPLES)] for i in range(n)]
