@@ -6,10 +6,10 @@ import copy
 
 import pytest
 import torch
-from helpers import assert_unchanged, snapshot
 from torch import nn
 
 import diamond_cutter as dc
+from helpers import assert_unchanged, snapshot
 
 
 def small_model(classes: int = 4) -> dc.Model:

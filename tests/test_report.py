@@ -10,6 +10,7 @@ import torch
 import diamond_cutter as dc
 from diamond_cutter.cli import main
 from diamond_cutter.report.icons import IconSettings
+from helpers import assert_unchanged, snapshot
 from report_fixtures import EVIL, LAYER
 
 
@@ -80,11 +81,16 @@ def test_results_render_in_a_notebook(inplace_net):
 
 def test_icon_budget_visualizes_the_most_important_channels(inplace_net, tmp_path):
     """With ``limit=2`` the two channels listed first are feature visualizations from the atlas
-    (the same pictures the atlas store then holds) and the others are patches."""
-    model = dc.Model(inplace_net.eval(), "inplace", (3, 16, 16))
+    (the same pictures the atlas store then holds) and the others are patches. The network comes
+    back as it went in (training mode, a frozen layer)."""
+    inplace_net.train()
+    inplace_net.conv1.weight.requires_grad_(False)
+    before = snapshot(inplace_net)
+    model = dc.Model(inplace_net, "inplace", (3, 16, 16))
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))
     settings = IconSettings("featureviz", size=16, steps=3, store=str(tmp_path), limit=2)
-    result = dc.report(model, x, "relu2", 0, top_k=2, groups=2, icons=settings, saliency=(), tiles=2, progress=False)
+    result = dc.report(model, x, "relu2", 0, top_k=2, groups=2, icons=settings, saliency=("gradcam",), tiles=2, progress=False)
+    assert_unchanged(before, inplace_net)
     first = [c for c, _ in result.channels.top(2)]
     stored = dc.atlas(model, "relu2", steps=3, size=16, store=str(tmp_path), render=False, progress=False)
     for c in first:

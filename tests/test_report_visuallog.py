@@ -8,11 +8,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from helpers import snapshot
 from PIL import Image
 
 import diamond_cutter as dc
 from diamond_cutter import visuallog
+from helpers import snapshot
 
 
 def test_stages_of_a_pipeline(tmp_path):
