@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 import torch
 
 import diamond_cutter as dc
@@ -97,3 +98,15 @@ def test_icon_budget_visualizes_the_most_important_channels(inplace_net, tmp_pat
         assert np.array_equal(np.asarray(result.icons[c]), np.asarray(stored.icon(c)))
     assert len(result.icons) > 2 and "2 most important channels" in result.settings["icons"]
     assert len(result.group_icons) == 2 and result.group_icons[0].size == (16, 16)
+
+
+def test_demo_settings_fit_the_embedded_model(embedded):
+    from diamond_cutter.attribution import METHODS
+    from diamond_cutter.commands import demo
+    from diamond_cutter.commands.report import parse_classes
+
+    assert embedded.layer(demo.DEMO_LAYER).spatial
+    assert set(demo.DEMO_SALIENCY) <= set(METHODS)
+    assert parse_classes("auto") == "auto" and parse_classes("tabby, 281") == ("tabby", 281)
+    with pytest.raises(dc.DiamondCutterError, match="comma"):
+        parse_classes("a,b,c")
