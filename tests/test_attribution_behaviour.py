@@ -218,3 +218,19 @@ def test_lrp_relevance_at_the_input_sums_to_the_target_logit(build, rule):
     totals = relevance.sum((1, 2, 3))
     expected = logits.gather(1, targets[:, None])[:, 0]
     assert torch.allclose(totals, expected, rtol=0.02, atol=1e-5), (totals, expected)
+
+
+def test_integrated_gradients_baselines_average_and_are_reproducible(small):
+    x = images(2)
+    run = lambda baseline, seed=0: dc.attribute(  # noqa: E731
+        small, x, "integrated_gradients", target=1, steps=6, baseline=baseline, seed=seed
+    ).maps
+    black, blurred, uniform = run("black"), run("blurred"), run("uniform")
+    torch.testing.assert_close(run(["black", "blurred", "uniform"]), (black + blurred + uniform) / 3)
+    torch.testing.assert_close(run("uniform"), uniform)
+    assert not torch.allclose(run("uniform", seed=1), uniform)
+    assert not torch.allclose(black, blurred)
+    custom = small.normalize(torch.zeros(3, SIZE, SIZE))  # black, given as a tensor
+    torch.testing.assert_close(run(custom), black)
+    with pytest.raises(dc.UnknownNameError, match="did you mean 'blurred'"):
+        run("blured")
