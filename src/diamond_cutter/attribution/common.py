@@ -126,9 +126,9 @@ def spatial_layer(model: Model, name: str | None) -> Layer:
 def forward_to_layers(model: Model, x: torch.Tensor, names: Sequence[str]) -> tuple[torch.Tensor, Capture]:
     """Logits of ``x`` with the outputs of ``names`` captured as differentiable tensors.
 
-    The earliest of the layers is cut from the graph above it (its output becomes
-    a leaf that requires grad), so layer gradients work on frozen backbones and
-    the forward below the layer records no autograd history at all.
+    The earliest of the layers is detached from everything that computed it (its
+    output becomes a leaf that requires grad), so layer gradients work on frozen
+    backbones and the forward up to that layer records no autograd history at all.
     """
     order = sorted(names, key=lambda n: model.layer(n).index)
 
