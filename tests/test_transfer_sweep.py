@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import diamond_cutter as dc
 from diamond_cutter.cli import main
@@ -68,11 +67,11 @@ def test_embedded_model_on_real_textures_and_digits(lite0, tmp_path):
     textures = make_texture_dataset(tmp_path / "tex", per_class=10, size=64)
     res = dc.sweep([lite0], textures, n_cuts=4, epochs=20, store=tmp_path / "s", progress=False)
     assert res.accuracy(res.best) >= 0.9
-    digits = make_digits_dataset(tmp_path / "dig", per_class=10, digits=(0, 1, 3, 7))
+    digits = make_digits_dataset(tmp_path / "dig", per_class=12)
     res = dc.sweep([lite0], digits, n_cuts=4, epochs=20, store=tmp_path / "s", progress=False)
     first, later = res.rows[0], res.rows[2:]
     assert max(res.accuracy(r) for r in later) >= res.accuracy(first) + 0.2
-    assert max(res.accuracy(r) for r in later) >= 0.75  # chance is 0.25
+    assert max(res.accuracy(r) for r in later) >= 0.8  # chance is 0.1
     assert_unchanged(before, lite0.module)
 
 

@@ -8,7 +8,8 @@ shortlist and reports their rank agreement with trained heads (Kendall τ).
 Features are standardised with the training split's mean and standard
 deviation before every estimate, so scores do not depend on a layer's scale.
 The probes pick their regularisation on the validation split, which makes
-their validation accuracy slightly optimistic; trained heads decide.
+their validation accuracy slightly optimistic; trained heads decide. Each
+estimator runs on one thread (see :mod:`.threads` for the measurements).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import DiamondCutterError
+from .threads import one_thread
 
 #: Ridge penalties, as multiples of the mean eigenvalue of the Gram matrix.
 RIDGE_GRID = tuple(10.0 ** k for k in range(-4, 3))
@@ -43,6 +45,7 @@ def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     return [(a - mean) / std for a in (train, *others)]
 
 
+@one_thread()
 def knn_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, k: int = 5) -> float:
     """Validation accuracy of a k-nearest-neighbour vote (Euclidean; ties go to the nearer neighbours)."""
     k = max(1, min(k, len(x_train)))
@@ -55,6 +58,7 @@ def knn_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
     return float((votes.argmax(axis=1) == y_val).mean())
 
 
+@one_thread()
 def ridge_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
                 grid: tuple[float, ...] = RIDGE_GRID) -> ProbeResult:
     """Closed-form ridge regression on one-hot targets; the penalty is picked on validation accuracy.
@@ -89,6 +93,7 @@ def ridge_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_v
     return best
 
 
+@one_thread()
 def logistic_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
                    grid: tuple[float, ...] = LOGISTIC_GRID, max_iter: int = 200) -> ProbeResult:
     """Multinomial logistic regression fitted by L-BFGS, strongest penalty first with warm starts.
@@ -126,6 +131,7 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: torch.Ten
     opt.step(closure)
 
 
+@one_thread()
 def logme(features: np.ndarray, labels: np.ndarray, max_iter: int = 11) -> float:
     """LogME (You et al., ICML 2021): mean log marginal evidence per image of a Bayesian linear model.
 

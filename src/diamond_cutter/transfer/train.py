@@ -13,7 +13,8 @@ and fine-tuning works on a copy of the network.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from .cuts import CutBackbone, candidate_cuts, list_cuts
 from .data import LabelledImages, load_labelled
 from .heads import TransferNet, build_head, head_spec
 from .metrics import Metrics, classification_metrics
+from .threads import one_thread
 
 OPTIMIZERS = {
     "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd),
@@ -88,10 +90,6 @@ class TrainedHead:
 
         save_transferred(self, path)
 
-    def summary(self) -> dict[str, Any]:
-        return {"model": self.model.name, "cut": self.cut, "head": self.spec, "metrics": self.metrics.as_dict(),
-                "config": asdict(self.config), "epochs_run": len(self.history)}
-
 
 def train_head(model: Model, data: Any, cut: str, head: str = "linear", config: TrainConfig | None = None,
                progress: bool = True, features: tuple[np.ndarray, np.ndarray] | None = None,
@@ -120,7 +118,8 @@ def train_head(model: Model, data: Any, cut: str, head: str = "linear", config: 
         else:
             x_train = _inputs(transfer, model, data, data.train, config.batch_size, fixed)
             x_val = _inputs(transfer, model, data, data.val, config.batch_size, fixed)
-        history, metrics = _fit(transfer, trainable, (x_train, x_val, fixed), data, config, model.name, progress)
+        with one_thread() if fixed else nullcontext():
+            history, metrics = _fit(transfer, trainable, (x_train, x_val, fixed), data, config, model.name, progress)
         transfer.head.eval()  # inference behaviour (BN running statistics) from here on, as after loading
     return TrainedHead(model, cut, spec, transfer, metrics, list(data.classes), config, history)
 
@@ -158,6 +157,8 @@ def _fit(transfer: TransferNet, trainable: list[nn.Parameter], inputs: tuple[tor
         total = 0.0
         for start in range(0, len(y), config.batch_size):
             idx = order[start : start + config.batch_size].to(y.device)
+            if len(idx) < 2:  # batch statistics need two images; the image comes back next epoch
+                continue
             x = x_train[idx]
             x = x if fixed else transfer.backbone(_augment(x, gen) if config.augment else x)
             loss = nn.functional.cross_entropy(transfer.head(x), y[idx])
