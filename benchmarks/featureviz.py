@@ -177,7 +177,9 @@ def main() -> None:
 
     render_objective(model, channel(args.layer, [0]), steps=2, size=args.size, progress=False)  # warm-up
     lucent_time, lucent_mem, lucent_act = run_lucent(model, args.layer, channels, args.steps, args.size)
+    print(f"lucent done in {lucent_time:.1f} s", flush=True)
     ours_time, ours_mem, ours_act, _ = run_ours(model, args.layer, channels, args.steps, args.size, lr=0.05)
+    print(f"batched done in {ours_time:.1f} s", flush=True)
     every = max(1, args.steps // 32)
     fast_time, _, fast_act, curve = run_ours(model, args.layer, channels, args.steps, args.size, args.quality_lr, every)
 

@@ -26,7 +26,7 @@ from ..capture import capture, preserved, truncated
 from ..errors import DiamondCutterError
 from ..progress import bar
 from .objectives import OUTPUT, Objective, channel
-from .param import Parameterization, make_param
+from .param import Parameterization, item_generators, make_param
 from .transforms import Compose, Randomness, Transform, make_transforms, redirected_relus
 
 #: Lucid's defaults.
@@ -169,7 +169,7 @@ def render_objective(
     else:
         image_param = make_param(param, seeds, model.input_size[0], h, w, **(param_options or {})).to(device)
     chain: Compose = make_transforms(transforms, blur)
-    rng = Randomness([torch.Generator().manual_seed(s + 1) for s in seeds])
+    rng = Randomness(item_generators([s ^ (1 << 62) for s in seeds]))  # a stream apart from the initial noise's
     optimizer = torch.optim.Adam(image_param.parameters(), lr=lr)
     intermediate: dict[int, torch.Tensor] = {}
     with ExitStack() as stack:
