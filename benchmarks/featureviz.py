@@ -8,9 +8,9 @@ images. Then two ratios:
 * ``same-settings ratio``: lucent's time / ours with the same image size,
   steps, parameterization (FFT + decorrelated colour), transformations and
   optimizer (Adam, lr 0.05);
-* ``equal-quality ratio``: lucent's time / the time our renderer (with a
-  faster schedule: ``--quality-lr``) needs until its mean activation reaches
-  lucent's final one.
+* ``equal-quality ratio``: lucent's time / the time our renderer needs until
+  its mean activation reaches lucent's final one (same settings by default;
+  ``--quality-lr`` tries another learning rate).
 
 Usage: ``python benchmarks/featureviz.py [--channels 32] [--steps 512] [--layer blocks.4] [--size 224]``
 """
@@ -165,7 +165,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=512)
     parser.add_argument("--layer", default="blocks.4")
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--quality-lr", type=float, default=0.2, help="our learning rate for the equal-quality run")
+    parser.add_argument("--quality-lr", type=float, default=0.05, help="our learning rate for the equal-quality run")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
