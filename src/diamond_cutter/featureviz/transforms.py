@@ -145,13 +145,17 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(x, kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
-def warp(x: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
-    """Resample ``x`` through per-item output→input matrices given in centred pixel coordinates."""
-    n, _, h, w = x.shape
-    to_pixels = torch.diag(torch.tensor([w / 2, h / 2, 1.0]))
+def warp(x: torch.Tensor, matrices: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Resample ``x`` through per-item output→input matrices given in centred pixel coordinates.
+
+    ``size`` (default: the input's) is the output side; a smaller one is a centred crop done in the same pass.
+    """
+    n, c, h, w = x.shape
+    out_h, out_w = size or (h, w)
+    to_pixels = torch.diag(torch.tensor([out_w / 2, out_h / 2, 1.0]))
     to_normal = torch.diag(torch.tensor([2 / w, 2 / h, 1.0]))
     theta = (to_normal @ matrices @ to_pixels)[:, :2].to(x.device, x.dtype)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta, [n, c, out_h, out_w], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
@@ -162,13 +166,16 @@ class Compose(Transform):
         self.transforms = list(transforms)
 
     def __call__(self, x: torch.Tensor, rng: Randomness) -> torch.Tensor:
+        """Transformed images; a chain that ends in geometric transforms ends at the input size
+        (Lucid's jitter crops what the padding added), so the network never sees more pixels than asked for."""
         pending: list[Affine] = []
+        size = (x.shape[-2], x.shape[-1])
         for t in self.transforms + [None]:
             if isinstance(t, Affine):
                 pending.append(t)
                 continue
             if pending:
-                x = warp(x, fused(pending, x.shape[-2], x.shape[-1], len(x), rng))
+                x = warp(x, fused(pending, x.shape[-2], x.shape[-1], len(x), rng), size if t is None else None)
                 pending = []
             if t is not None:
                 x = t(x, rng)
