@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..attribution.common import fast_layout
 from ..capture import capture, preserved, truncated
 from ..errors import DiamondCutterError
 from ..progress import bar
@@ -117,6 +118,7 @@ def forward_fn(model: Any, layers: Sequence[str], stack: ExitStack) -> Callable[
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if model.device.type == "cuda" else nullcontext()
 
     def forward(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = fast_layout(x)
         with autocast:
             if run is not None:
                 run(x)
