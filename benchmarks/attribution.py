@@ -86,8 +86,9 @@ def main() -> None:
             {"pytorch-grad-cam": lambda: pytorch_grad_cam(LayerCAM, net, modules["bn2"], x, targets)},
         ),
         "integrated_gradients": (
-            lambda: dc.attribute(model, batch, "integrated_gradients", target=targets, steps=50, baseline="zero", batch_size=50),
-            {"captum": lambda: captum.IntegratedGradients(net).attribute(x, target=t, n_steps=50, internal_batch_size=50)},
+            # the same internal batch on both sides: 16 path points, which measured fastest for both on 2 CPU cores
+            lambda: dc.attribute(model, batch, "integrated_gradients", target=targets, steps=50, baseline="zero", batch_size=16),
+            {"captum": lambda: captum.IntegratedGradients(net).attribute(x, target=t, n_steps=50, internal_batch_size=16)},
         ),
         "occlusion": (
             lambda: dc.attribute(model, batch, "occlusion", target=targets, window=32, stride=16, batch_size=32),
