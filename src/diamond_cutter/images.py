@@ -182,7 +182,7 @@ def _expand(sources: Any) -> Iterable[tuple[str, Any]]:
 
 def _expand_path(source: str) -> Iterable[tuple[str, Any]]:
     if source.startswith(("http://", "https://")):
-        yield source, lambda: _decode(_download(source), source)
+        yield source, lambda: decode_image(_download(source), source)
         return
     path = Path(source).expanduser()
     if path.is_dir():
@@ -222,10 +222,14 @@ def _open(path: Path) -> Image.Image:
         data = path.read_bytes()
     except OSError as err:
         raise ImageError(f"cannot read {path}: {err.strerror or err}") from None
-    return _decode(data, str(path))
+    return decode_image(data, str(path))
 
 
-def _decode(data: bytes, name: str) -> Image.Image:
+def decode_image(data: bytes, name: str) -> Image.Image:
+    """Decode image bytes (EXIF orientation applied, mode normalised); errors name ``name``.
+
+    Public so every reader of image files (e.g. data-set validation) fails the same way.
+    """
     if not data:
         raise ImageError(f"{name} is empty (0 bytes), not an image")
     try:

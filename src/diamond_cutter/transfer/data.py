@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import DiamondCutterError, ImageError
-from ..images import IMAGE_SUFFIXES, _decode, load_images
+from ..images import IMAGE_SUFFIXES, decode_image, load_images
 
 #: Imbalance above this ratio (largest class / smallest class) is reported as a warning.
 IMBALANCE_WARNING = 1.5
@@ -185,7 +185,7 @@ def _check_images(
     for path, label in items:
         try:
             data = Path(path).read_bytes()
-            _decode(data, path)
+            decode_image(data, path)
         except (OSError, ImageError) as err:
             bad.append(f"{path} ({err})" if not isinstance(err, ImageError) else str(err))
             continue
