@@ -31,7 +31,7 @@ import torch
 
 import diamond_cutter as dc
 from diamond_cutter.featureviz.objectives import channel
-from diamond_cutter.featureviz.render import auto_batch_size, forward_fn, item_seed, render_objective
+from diamond_cutter.featureviz.render import auto_batch_size, forward_fn, render_objective
 
 
 class PeakMemory:

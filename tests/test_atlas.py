@@ -21,7 +21,6 @@ import diamond_cutter as dc
 from diamond_cutter.atlas import layer_atlas as atlas_module
 from diamond_cutter.atlas import layer_fingerprint
 from diamond_cutter.store import Store
-from helpers import InplaceNet
 
 QUICK = dict(steps=6, size=32, progress=False)
 

@@ -6,7 +6,6 @@ import torch
 
 import diamond_cutter as dc
 from diamond_cutter.featureviz import generators as gen
-from diamond_cutter.featureviz.objectives import deep_dream as l2
 from helpers import assert_unchanged, snapshot
 
 
