@@ -22,9 +22,11 @@ from typing import Any
 import torch
 
 from ..capture import preserved
+from ..heap import reused_heap
 from ..images import as_batch
 from ..progress import bar
 from . import objectives
+from .fold import rendering_network
 from .render import RenderResult, forward_fn, image_size, item_seed, layer_channels
 from .transforms import gaussian_blur
 
@@ -42,8 +44,9 @@ def optimize_pixels(model: Any, layers: Sequence[str], x: torch.Tensor, steps: i
     gen = torch.Generator().manual_seed(0)
     x = x.detach().clone().to(model.device)
     with ExitStack() as stack:
+        stack.enter_context(reused_heap())
         stack.enter_context(preserved(model.module, freeze=True))
-        forward = forward_fn(model, layers, stack)
+        forward = forward_fn(model, layers, stack, rendering_network(model, layers))
         for step in bar(range(steps), desc, enabled=progress):
             x.requires_grad_(True)
             shift = torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist() if jitter else [0, 0]

@@ -91,6 +91,15 @@ def per_item_randn(generators: Sequence[torch.Generator], shape: Sequence[int]) 
     return torch.stack([torch.randn(*shape, generator=g) for g in generators])
 
 
+def mix_channels(matrix: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """``matrix`` (C×C) applied to every pixel's channel vector of ``images`` (N×C×H×W).
+
+    A matmul over flattened pixels: on a CPU it is about 5x faster forward+backward than
+    the equivalent einsum, which PyTorch turns into a badly shaped batched product.
+    """
+    return torch.matmul(matrix, images.flatten(2)).view_as(images)
+
+
 class Parameterization(nn.Module):
     """Base: ``forward()`` returns the batch of images (N×C×H×W in ``[0, 1]``)."""
 
@@ -106,12 +115,12 @@ class Parameterization(nn.Module):
 
     def to_rgb(self, decorrelated: torch.Tensor) -> torch.Tensor:
         """Decorrelated space → colour space → ``[0, 1]`` by sigmoid (what Lucid calls to_valid_rgb)."""
-        return torch.sigmoid(torch.einsum("nchw,dc->ndhw", decorrelated, self.color))
+        return torch.sigmoid(mix_channels(self.color, decorrelated))
 
     def from_rgb(self, pixels: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`to_rgb` for pixels strictly inside ``(0, 1)``."""
         logits = torch.logit(pixels.clamp(1e-4, 1 - 1e-4))
-        return torch.einsum("nchw,dc->ndhw", logits, torch.linalg.inv(self.color))
+        return mix_channels(torch.linalg.inv(self.color), logits)
 
 
 class PixelParam(Parameterization):
