@@ -7,10 +7,18 @@ images. Then two ratios:
 
 * ``same-settings ratio``: lucent's time / ours with the same image size,
   steps, parameterization (FFT + decorrelated colour), transformations and
-  optimizer (Adam, lr 0.05);
+  optimizer (Adam, lr 0.05, PyTorch's default betas);
 * ``equal-quality ratio``: lucent's time / the time our renderer needs until
-  its mean activation reaches lucent's final one (same settings by default;
-  ``--quality-lr`` tries another learning rate).
+  its mean activation reaches lucent's final one. That run uses
+  ``FAST_SCHEDULE`` (Adam lr 0.07, betas 0.5/0.8) unless ``--quality-lr`` and
+  ``--quality-betas`` say otherwise; its time for s steps is what rendering
+  all channels with s steps costs, measured along one run.
+
+Our renderer's speed comes from batching, stopping the forward pass at the
+layer, BatchNorm folded into the convolutions of a private copy, channels-last
+input and large tensors kept on the heap (``diamond_cutter.heap``).
+``--lucent-heap`` runs lucent with that same heap setting, to show how much of
+the gap is the allocator.
 
 Usage: ``python benchmarks/featureviz.py [--channels 32] [--steps 512] [--layer blocks.4] [--size 224]``
 """
@@ -24,14 +32,16 @@ import gc
 import threading
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
+from typing import Any
 
 import numpy as np
 import torch
 
 import diamond_cutter as dc
 from diamond_cutter.featureviz.objectives import channel
-from diamond_cutter.featureviz.render import auto_batch_size, forward_fn, render_objective
+from diamond_cutter.featureviz.render import FAST_SCHEDULE, auto_batch_size, forward_fn, render_objective
+from diamond_cutter.heap import reused_heap
 
 
 class PeakMemory:
@@ -111,48 +121,42 @@ def run_lucent(model: dc.Model, layer: str, channels: list[int], steps: int, siz
     return elapsed, mem.peak, activation(model, layer, torch.cat(images).float(), channels)
 
 
-def run_ours(model: dc.Model, layer: str, channels: list[int], steps: int, size: int, lr: float,
-             every: int = 0) -> tuple[float, int, torch.Tensor, list[tuple[float, float]]]:
-    """Batched rendering; with ``every`` > 0 also a curve of (seconds, mean activation) along the way."""
+def run_ours(model: dc.Model, layer: str, channels: list[int], steps: int, size: int, every: int = 0,
+             **optimizer: Any) -> tuple[float, int, torch.Tensor, list[tuple[int, float, float]]]:
+    """Batched rendering, chunk after chunk. With ``every`` > 0 also a quality curve: (steps, seconds,
+    mean activation) where seconds is what rendering all channels with that many steps costs (the time
+    spent measuring the curve is left out)."""
     batch = auto_batch_size(model, layer, (size, size))
-    snapshots: list[tuple[float, int, torch.Tensor]] = []
-    paused = [0.0]
+    points: dict[int, list[tuple[float, float]]] = {}  # step -> per chunk (seconds into the chunk, activation sum)
+    clock = {"start": 0.0, "paused": 0.0}
 
-    def keep(step: int, images: torch.Tensor, _scores: torch.Tensor, chunk: list[int]) -> None:
+    def measure(step: int, images: torch.Tensor, chunk: list[int]) -> None:
         if every and step % every == 0:
             t0 = time.perf_counter()
             sync(model.device)
-            snapshots.append((t0 - start - paused[0], chunk[0], images.half().cpu()))
-            paused[0] += time.perf_counter() - t0
+            into_chunk = t0 - clock["start"] - clock["paused"]
+            points.setdefault(step - 1, []).append((into_chunk, activation(model, layer, images, chunk).sum().item()))
+            clock["paused"] += time.perf_counter() - t0
 
-    results = []
+    results, paused_total = [], 0.0
     with PeakMemory(model.device) as mem:
         start = time.perf_counter()
         for i in range(0, len(channels), batch):
             chunk = channels[i : i + batch]
-            callback: Callable = lambda s, im, sc, chunk=chunk: keep(s, im, sc, chunk)
-            results.append(render_objective(model, channel(layer, chunk), keys=chunk, steps=steps, size=size, lr=lr,
-                                            progress=False, callback=callback).tensor)
+            clock.update(start=time.perf_counter(), paused=0.0)
+            callback: Callable = lambda s, im, _sc, chunk=chunk: measure(s, im, chunk)
+            results.append(render_objective(model, channel(layer, chunk), keys=chunk, steps=steps, size=size,
+                                            progress=False, callback=callback, **optimizer).tensor)
+            paused_total += clock["paused"]
         sync(model.device)
-        elapsed = time.perf_counter() - start - paused[0]
+        elapsed = time.perf_counter() - start - paused_total
     final = activation(model, layer, torch.cat(results), channels)
-    return elapsed, mem.peak, final, quality_curve(model, layer, channels, batch, snapshots)
-
-
-def quality_curve(model, layer, channels, batch, snapshots) -> list[tuple[float, float]]:
-    """Mean activation over all channels as a function of time (chunks run one after another)."""
-    if not snapshots:
-        return []
-    by_chunk: dict[int, list[tuple[float, float]]] = {}
-    for t, first, images in snapshots:
-        chunk = channels[channels.index(first) : channels.index(first) + len(images)]
-        by_chunk.setdefault(first, []).append((t, activation(model, layer, images.float(), chunk).sum().item()))
-    # At time t the finished chunks contribute their final value, the running chunk its current one.
-    curve = []
-    for first, points in by_chunk.items():
-        done = sum(p[-1][1] for f, p in by_chunk.items() if f < first)
-        curve += [(t, (done + value) / len(channels)) for t, value in points]
-    return curve
+    # The images a callback sees at step s are the result of s - 1 updates.
+    curve = [(s, sum(t for t, _ in per_chunk), sum(a for _, a in per_chunk) / len(channels))
+             for s, per_chunk in sorted(points.items())]
+    if every:
+        curve.append((steps, elapsed, final.mean().item()))
+    return elapsed, mem.peak, final, curve
 
 
 def mib(n: int) -> str:
@@ -165,7 +169,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=512)
     parser.add_argument("--layer", default="blocks.4")
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--quality-lr", type=float, default=0.05, help="our learning rate for the equal-quality run")
+    parser.add_argument("--quality-lr", type=float, default=FAST_SCHEDULE["lr"], help="our lr for the equal-quality run")
+    parser.add_argument("--quality-betas", default=",".join(map(str, FAST_SCHEDULE["betas"])),
+                        help="our Adam betas for the equal-quality run (two numbers, comma-separated)")
+    parser.add_argument("--quality-steps", type=int, help="steps of the equal-quality run (default: half of --steps)")
+    parser.add_argument("--lucent-heap", action="store_true", help="run lucent with large tensors kept on the heap too")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
@@ -176,26 +184,31 @@ def main() -> None:
           f"({torch.get_num_threads()} threads), batch {auto_batch_size(model, args.layer, (args.size, args.size))}")
 
     render_objective(model, channel(args.layer, [0]), steps=2, size=args.size, progress=False)  # warm-up
-    lucent_time, lucent_mem, lucent_act = run_lucent(model, args.layer, channels, args.steps, args.size)
+    with reused_heap() if args.lucent_heap else nullcontext():
+        lucent_time, lucent_mem, lucent_act = run_lucent(model, args.layer, channels, args.steps, args.size)
     print(f"lucent done in {lucent_time:.1f} s", flush=True)
-    ours_time, ours_mem, ours_act, _ = run_ours(model, args.layer, channels, args.steps, args.size, lr=0.05)
+    ours_time, ours_mem, ours_act, _ = run_ours(model, args.layer, channels, args.steps, args.size)
     print(f"batched done in {ours_time:.1f} s", flush=True)
-    every = max(1, args.steps // 32)
-    fast_time, _, fast_act, curve = run_ours(model, args.layer, channels, args.steps, args.size, args.quality_lr, every)
+    quality_steps = args.quality_steps or max(1, args.steps // 2)
+    fast = {"lr": args.quality_lr, "betas": tuple(float(b) for b in args.quality_betas.split(","))}
+    fast_time, _, fast_act, curve = run_ours(model, args.layer, channels, quality_steps, args.size,
+                                             max(1, quality_steps // 32), **fast)
 
-    rows = [("lucent (one at a time)", lucent_time, lucent_mem, lucent_act),
+    rows = [("lucent (one at a time)" + (", heap" if args.lucent_heap else ""), lucent_time, lucent_mem, lucent_act),
             ("diamond-cutter (batched)", ours_time, ours_mem, ours_act),
-            (f"diamond-cutter (lr {args.quality_lr:g})", fast_time, None, fast_act)]
-    print(f"{'':28s} {'channels/s':>10s} {'peak memory':>13s} {'mean activation':>16s}")
+            (f"diamond-cutter (lr {fast['lr']:g}, betas {fast['betas'][0]:g}/{fast['betas'][1]:g})", fast_time, None,
+             fast_act)]
+    print(f"{'':36s} {'channels/s':>10s} {'peak memory':>13s} {'mean activation':>16s}")
     for name, t, mem, act in rows:
-        print(f"{name:28s} {args.channels / t:10.3f} {mib(mem) if mem is not None else '':>13s} {act.mean().item():16.3f}")
+        print(f"{name:36s} {args.channels / t:10.3f} {mib(mem) if mem is not None else '':>13s} {act.mean().item():16.3f}")
     target = lucent_act.mean().item()
-    reached = next((t for t, value in curve if value >= target), None)
+    reached = next(((s, t) for s, t, value in curve if value >= target), None)
     print(f"same-settings ratio: {lucent_time / ours_time:.1f}x")
     if reached is None:
         print(f"equal-quality ratio: not reached (ours ended at {fast_act.mean().item():.3f} < {target:.3f})")
     else:
-        print(f"equal-quality ratio: {lucent_time / reached:.1f}x")
+        print(f"ours reaches lucent's {target:.3f} after {reached[0]} steps, {reached[1]:.1f} s")
+        print(f"equal-quality ratio: {lucent_time / reached[1]:.1f}x")
 
 
 if __name__ == "__main__":

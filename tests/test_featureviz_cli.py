@@ -30,6 +30,18 @@ def test_visualize_writes_one_png_per_channel(tmp_path, capsys):
     assert "blocks.1 channel 2: mean activation" in capsys.readouterr().out
 
 
+def test_fast_schedule_is_an_atlas_setting_of_its_own(tmp_path, capsys):
+    common = ["atlas", "efficientnet_lite0", "--layers", "blocks.0", "--channels", "0", "--steps", "2", "--size", "32",
+              "--store", str(tmp_path)]
+    assert main(common) == 0 and main(common + ["--schedule", "fast"]) == 0
+    settings = sorted((json.loads(m.read_text())["settings"]["lr"], json.loads(m.read_text())["settings"]["betas"])
+                      for m in tmp_path.rglob("manifest.json"))
+    assert settings == [(0.05, [0.9, 0.999]), (0.07, [0.5, 0.8])]
+    with pytest.raises(SystemExit):
+        main(common + ["--schedule", "slow"])
+    assert "invalid choice: 'slow'" in capsys.readouterr().err
+
+
 def test_atlas_command_resumes_and_reports_errors(tmp_path, capsys):
     args = ["atlas", "efficientnet_lite0", "--layers", "blocks.0,blocks.1", "--channels", "0-1", "--steps", "3",
             "--size", "32", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "png")]

@@ -10,7 +10,9 @@ from torch import nn
 
 import diamond_cutter as dc
 from diamond_cutter import objectives as obj
-from diamond_cutter.featureviz.render import forward_fn, render_objective
+from diamond_cutter.featureviz import render as render_module
+from diamond_cutter.featureviz.fold import rendering_network
+from diamond_cutter.featureviz.render import FAST_SCHEDULE, forward_fn, render_objective
 from helpers import assert_unchanged, snapshot
 
 FAST = dict(steps=40, size=64, progress=False)
@@ -82,18 +84,39 @@ def test_seeds_thresholds_and_batch_independence(embedded):
     assert same < 0.005 and other > 0.01 and other > 5 * same
 
 
-def test_forward_stops_after_the_deepest_layer_and_model_is_unchanged(embedded):
+def test_forward_stops_after_the_deepest_layer_and_model_is_unchanged(embedded, monkeypatch):
     before = snapshot(embedded.module)
-    with dc.capture(embedded.module, ["blocks.2", "conv_head"]) as rec:
+    watching = ExitStack()
+    counts = []
+
+    def watched_network(model, keep):  # count the calls on the network the renderer actually runs
+        net = rendering_network(model, keep)
+        counts.append(watching.enter_context(dc.capture(net, ["blocks.2", "conv_head"])))
+        return net
+
+    monkeypatch.setattr(render_module, "rendering_network", watched_network)
+    with watching:
         render_objective(embedded, obj.channel("blocks.2", 0) + obj.channel("blocks.1", 1), steps=2, size=32,
                          progress=False, redirect_steps=1)
-    assert rec.calls["blocks.2"] == 3 and rec.calls["conv_head"] == 0
+        assert counts[0].calls["blocks.2"] == 3 and counts[0].calls["conv_head"] == 0
     with pytest.raises(dc.DiamondCutterError, match="out of range"):
         dc.visualize(embedded, "blocks.2", [0, 999], steps=2, size=32, progress=False)
     with pytest.raises(dc.UnknownNameError, match="did you mean"):
         render_objective(embedded, obj.channel("blocks.22", 0), steps=2, size=32, progress=False)
     assert_unchanged(before, embedded.module)
     assert all(m.inplace for m in embedded.module.modules() if isinstance(m, nn.ReLU6))
+
+
+@pytest.mark.parametrize("layer", list(CHANNELS))
+def test_fast_schedule_climbs_faster_than_lucids(embedded, layer):
+    channels = CHANNELS[layer]
+    same_steps = dict(keys=channels, steps=32, size=64, progress=False)
+    lucid = render_objective(embedded, obj.channel(layer, channels), **same_steps).scores.mean()
+    fast_optimizer = {"lr": FAST_SCHEDULE["lr"], "betas": FAST_SCHEDULE["betas"]}
+    fast = render_objective(embedded, obj.channel(layer, channels), **same_steps, **fast_optimizer).scores.mean()
+    assert fast > 1.05 * lucid
+    with pytest.raises(dc.DiamondCutterError, match="betas"):
+        render_objective(embedded, obj.channel(layer, 0), steps=1, size=32, betas=(0.9, 1.0), progress=False)
 
 
 def test_class_objective_runs_the_full_network_and_raises_the_logit(embedded):

@@ -115,7 +115,7 @@ class Atlas:
         for chunk in bar(chunks, f"atlas {self.layer}", enabled=progress and len(chunks) > 1):
             s = self.settings
             vis = visualize(self.model, self.layer, chunk, steps=s.steps, size=s.size, param=s.param, seed=s.seed,
-                            batch_size=len(chunk), progress=progress, lr=s.lr, transforms=s.transforms, blur=s.blur,
+                            batch_size=len(chunk), progress=progress, lr=s.lr, betas=s.betas, transforms=s.transforms, blur=s.blur,
                             redirect_steps=s.redirect_steps, param_options=s.param_options)
             self._add(vis.channels, vis.images, vis.scores.tolist())
         return self

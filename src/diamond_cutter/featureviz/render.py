@@ -25,14 +25,23 @@ from PIL import Image
 from ..attribution.common import fast_layout
 from ..capture import capture, preserved, truncated
 from ..errors import DiamondCutterError
+from ..heap import reused_heap
 from ..progress import bar
+from .fold import rendering_network
 from .objectives import OUTPUT, Objective, channel
 from .param import Parameterization, item_generators, make_param
 from .transforms import Compose, Randomness, Transform, make_transforms, redirected_relus
 
-#: Lucid's defaults.
+#: Lucid's defaults (Adam with PyTorch's default betas).
 DEFAULT_STEPS = 512
 DEFAULT_LR = 0.05
+DEFAULT_BETAS = (0.9, 0.999)
+
+#: A schedule that climbs faster: Adam with short memories (betas 0.5, 0.8) and lr 0.07. In 144 steps
+#: it reaches the mean channel activation that lucent reaches in 512 steps with Lucid's defaults
+#: (EfficientNet-Lite0, ``blocks.4``, 224 px; ``benchmarks/featureviz.py``), with pictures of the same
+#: structures; Lucid's defaults here need about 220 steps for that.
+FAST_SCHEDULE = {"steps": 144, "lr": 0.07, "betas": (0.5, 0.8)}
 
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
 
@@ -71,6 +80,7 @@ class Settings:
     size: tuple[int, int] | None = None
     param: str = "fft"
     lr: float = DEFAULT_LR
+    betas: tuple[float, float] = DEFAULT_BETAS
     seed: int = 0
     transforms: str | Transform | Sequence[Transform] | None = "standard"
     blur: float = 0.0
@@ -83,6 +93,7 @@ class Settings:
         options = {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in self.param_options.items()}
         return {
             "steps": self.steps, "size": list(self.size) if self.size else None, "param": self.param, "lr": self.lr,
+            "betas": list(self.betas),
             "seed": self.seed, "transforms": transforms, "blur": self.blur, "redirect_steps": self.redirect_steps,
             "param_options": options,
         }
@@ -107,14 +118,17 @@ def deepest_layer(model: Any, layers: Sequence[str]) -> str | None:
     return max(layers, key=lambda name: table.resolve(name).index)
 
 
-def forward_fn(model: Any, layers: Sequence[str], stack: ExitStack) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
-    """A function image→activations that runs the network only as far as the objective needs."""
+def forward_fn(model: Any, layers: Sequence[str], stack: ExitStack,
+               module: torch.nn.Module | None = None) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
+    """A function image→activations that runs the network (``model.module``, or a rendering
+    copy of it with the same layer names) only as far as the objective needs."""
+    net = model.module if module is None else module
     hooked = [name for name in layers if name != OUTPUT]
     for name in hooked:
         model.layer(name)
-    rec = stack.enter_context(capture(model.module, hooked))
+    rec = stack.enter_context(capture(net, hooked))
     last = deepest_layer(model, layers)
-    run = stack.enter_context(truncated(model.module, last)) if last else None
+    run = stack.enter_context(truncated(net, last)) if last else None
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if model.device.type == "cuda" else nullcontext()
 
     def forward(x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -123,7 +137,7 @@ def forward_fn(model: Any, layers: Sequence[str], stack: ExitStack) -> Callable[
             if run is not None:
                 run(x)
                 return {name: rec[name].float() for name in hooked}
-            logits = model(x).float()
+            logits = model.output(net(x)).float()
         return {**{name: rec[name].float() for name in hooked}, OUTPUT: logits}
 
     return forward
@@ -139,6 +153,7 @@ def render_objective(
     size: int | Sequence[int] | None = None,
     param: str | Parameterization = "fft",
     lr: float = DEFAULT_LR,
+    betas: tuple[float, float] = DEFAULT_BETAS,
     seed: int = 0,
     transforms: str | Transform | Sequence[Transform] | None = "standard",
     blur: float = 0.0,
@@ -159,6 +174,8 @@ def render_objective(
     """
     if steps < 1:
         raise DiamondCutterError("steps must be at least 1")
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise DiamondCutterError(f"Adam's betas must be two numbers in [0, 1), got {tuple(betas)}")
     n = objective.batch or n or (len(keys) if keys is not None else 1)
     keys = list(range(n)) if keys is None else list(keys)
     if len(keys) != n:
@@ -172,15 +189,17 @@ def render_objective(
         image_param = make_param(param, seeds, model.input_size[0], h, w, **(param_options or {})).to(device)
     chain: Compose = make_transforms(transforms, blur)
     rng = Randomness(item_generators([s ^ (1 << 62) for s in seeds]))  # a stream apart from the initial noise's
-    optimizer = torch.optim.Adam(image_param.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(image_param.parameters(), lr=lr, betas=betas)
     intermediate: dict[int, torch.Tensor] = {}
     with ExitStack() as stack:
+        stack.enter_context(reused_heap())
         stack.enter_context(preserved(model.module, freeze=True))
+        net = rendering_network(model, objective.layers)
         redirect = ExitStack()
         if redirect_steps > 0:
-            redirect.enter_context(redirected_relus(model.module))
+            redirect.enter_context(redirected_relus(net))
         stack.enter_context(redirect)
-        forward = forward_fn(model, objective.layers, stack)
+        forward = forward_fn(model, objective.layers, stack, net)
         for step in bar(range(1, steps + 1), objective.description[:60], enabled=progress):
             if step == redirect_steps + 1:
                 redirect.close()
@@ -221,7 +240,9 @@ def auto_batch_size(model: Any, layer: str, size: tuple[int, int], cap: int | No
     area = size[0] * size[1] / (model.input_size[1] * model.input_size[2])
     floats = sum(int(np.prod(t.shape)) for t in table if t.index <= last and t.shape and t.leaf)
     per_image = max(1, int(floats * area * 4 * 3))
-    cap = cap or (256 if model.device.type == "cuda" else 32)
+    # On a CPU the layers are bound by memory traffic: past about 8 images the activations of the first
+    # blocks fall out of the cache, and EfficientNet-Lite0 at 224 px is 1.6x slower per image at 32 than at 8.
+    cap = cap or (256 if model.device.type == "cuda" else 8)
     return int(max(1, min(cap, available_memory(model.device) // per_image)))
 
 
@@ -297,7 +318,7 @@ def visualize(
     """Render one image per channel of ``layer`` in ⌈C/B⌉ batched optimizations.
 
     ``batch_size`` bounds memory (default: what fits); further ``options``
-    (``lr``, ``transforms``, ``blur``, ``redirect_steps``, ``param_options``)
+    (``lr``, ``betas``, ``transforms``, ``blur``, ``redirect_steps``, ``param_options``)
     go to :func:`render_objective`. ``steps=64, size=64`` gives quick icons.
     """
     chosen = layer_channels(model, layer, channels)
