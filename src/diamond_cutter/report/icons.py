@@ -16,13 +16,15 @@ import torch
 from PIL import Image
 
 from ..blocks.examples import crop_cell
+from ..featureviz.render import FAST_SCHEDULE
 
 
 @dataclass
 class IconSettings:
     """How icons are made: ``source`` is "featureviz" (feature visualizations) or "patches"
     (dataset examples: fast); ``size`` in pixels, ``steps`` of optimization, ``store`` for the atlas cache,
-    ``limit`` the most channels to visualize (None: all that the report shows)."""
+    ``limit`` the most channels to visualize (None: all that the report shows). Icons are rendered
+    with the fast optimizer settings (``FAST_SCHEDULE``'s lr and betas): a report has few steps to spare."""
 
     source: str = "featureviz"
     size: int = 64
@@ -30,6 +32,10 @@ class IconSettings:
     store: Any = None
     limit: int | None = None
     made_by: str = field(default="", init=False)
+
+    @property
+    def optimizer(self) -> dict[str, Any]:
+        return {"lr": FAST_SCHEDULE["lr"], "betas": FAST_SCHEDULE["betas"]}
 
 
 def patch_icon(strength: torch.Tensor, pictures: list[Image.Image], size: int) -> Image.Image:
@@ -56,7 +62,8 @@ def channel_icons(model, layer: str, channels: Sequence[int], activations: torch
     icons = {c: patch_icon(activations[:, c], pictures, settings.size) for c in channels[len(rendered) :]}
     settings.made_by = "the patch of these images where the channel fires most"
     if rendered:
-        found = atlas(model, layer, channels=sorted(rendered), steps=settings.steps, size=settings.size, store=settings.store, progress=progress)
+        found = atlas(model, layer, channels=sorted(rendered), steps=settings.steps, size=settings.size,
+                      store=settings.store, progress=progress, **settings.optimizer)
         icons.update({c: found.icon(c) for c in rendered})
         settings.made_by = f"feature visualizations ({settings.steps} steps, {settings.size} px, from the channel atlas)"
         if len(rendered) < len(channels):
@@ -74,4 +81,5 @@ def group_icons(model, layer: str, directions: torch.Tensor, spatial: torch.Tens
     from ..featureviz import objectives, render_objective
 
     objective = objectives.batched([objectives.direction(layer, d) for d in directions])
-    return render_objective(model, objective, n=len(directions), steps=settings.steps, size=settings.size, progress=progress).images
+    return render_objective(model, objective, n=len(directions), steps=settings.steps, size=settings.size,
+                            progress=progress, **settings.optimizer).images
