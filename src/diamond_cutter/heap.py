@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -47,7 +48,8 @@ def glibc() -> ctypes.CDLL | None:
     return libc
 
 
-_depth = 0  # nested blocks keep the outer block's setting until the outermost one ends
+_depth = 0  # nested (or concurrent) blocks keep the setting until the last one ends
+_lock = threading.Lock()
 
 
 @contextmanager
@@ -58,16 +60,18 @@ def reused_heap() -> Iterator[None]:
     if libc is None:
         yield
         return
-    if _depth == 0:
-        libc.mallopt(M_MMAP_MAX, 0)
-        libc.mallopt(M_TRIM_THRESHOLD, NEVER_TRIM)
-    _depth += 1
+    with _lock:
+        if _depth == 0:
+            libc.mallopt(M_MMAP_MAX, 0)
+            libc.mallopt(M_TRIM_THRESHOLD, NEVER_TRIM)
+        _depth += 1
     try:
         yield
     finally:
-        _depth -= 1
-        if _depth == 0:
-            libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
-            libc.mallopt(M_MMAP_THRESHOLD, AFTER_MMAP_THRESHOLD)
-            libc.mallopt(M_TRIM_THRESHOLD, AFTER_TRIM_THRESHOLD)
-            libc.malloc_trim(0)
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
+                libc.mallopt(M_MMAP_THRESHOLD, AFTER_MMAP_THRESHOLD)
+                libc.mallopt(M_TRIM_THRESHOLD, AFTER_TRIM_THRESHOLD)
+                libc.malloc_trim(0)
