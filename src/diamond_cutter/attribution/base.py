@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..capture import preserved
+from ..heap import reused_heap
 from ..model import Model
 from .common import Selector, TargetSpec, prepare
 from .result import Attribution
@@ -35,7 +36,7 @@ class Method:
         """Maps for ``images`` (ImageBatch, normalised tensor or sources) explaining ``target``."""
         batch, x = prepare(self.model, images)
         selector = Selector(self.model, target, len(x))
-        with preserved(self.model.module, freeze=True), self.context():
+        with reused_heap(), preserved(self.model.module, freeze=True), self.context():
             if self.multipass or len(x) > self.batch_size:
                 selector.resolve_with(x, self.batch_size)
             maps = self.compute(x, selector)

@@ -20,6 +20,7 @@ import torch
 
 from ..capture import preserved
 from ..errors import DiamondCutterError
+from ..heap import reused_heap
 from ..model import Model
 from ..progress import bar
 from ..store import Store
@@ -76,7 +77,7 @@ def extract_features(
     chunks: dict[str, list[np.ndarray]] = {cut: [] for cut in cuts}
     computed = cached = 0
     starts = range(0, len(data), batch_size)
-    with preserved(model.module, freeze=True):
+    with reused_heap(), preserved(model.module, freeze=True):
         for start in bar(starts, f"features {model.name}", enabled=progress, total=len(starts)):
             indices = np.arange(start, min(start + batch_size, len(data)))
             batch = hashlib.sha256("".join(data.hashes[i] for i in indices).encode()).hexdigest()[:24]
