@@ -99,3 +99,12 @@ def test_render_scores_are_those_of_the_true_network(embedded):
         act = forward_fn(embedded, ["blocks.3"], stack)(embedded.normalize(result.tensor))["blocks.3"]
     true_scores = act[torch.arange(2), torch.tensor([4, 9])].mean(dim=(1, 2))
     assert torch.allclose(result.scores, true_scores, rtol=1e-3, atol=1e-4)
+
+
+def test_visualize_folds_once_for_all_its_batches(embedded, monkeypatch):
+    from diamond_cutter.featureviz import render
+
+    made = []
+    monkeypatch.setattr(render, "rendering_network", lambda model, keep: made.append(keep) or rendering_network(model, keep))
+    vis = dc.visualize(embedded, "blocks.1", range(6), batch_size=2, steps=1, size=32, progress=False)
+    assert len(vis.channels) == 6 and made == [["blocks.1"]]

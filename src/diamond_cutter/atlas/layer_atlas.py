@@ -19,9 +19,10 @@ from typing import Any
 from PIL import Image
 
 from ..errors import DiamondCutterError
+from ..featureviz.fold import rendering_network
+from ..featureviz.render import Settings, auto_batch_size, image_size, layer_channels, visualize
 from ..progress import bar
 from ..store import Store
-from ..featureviz.render import Settings, auto_batch_size, image_size, layer_channels, visualize
 from .fingerprint import layer_fingerprint, settings_digest
 
 #: Icons of an atlas default to this side: big enough to read, small enough for 1000-channel layers.
@@ -112,11 +113,12 @@ class Atlas:
         todo = self.missing(channels)
         batch = batch_size or auto_batch_size(self.model, self.layer, self.cell)
         chunks = [todo[i : i + batch] for i in range(0, len(todo), batch)]
+        network = rendering_network(self.model, [self.layer]) if chunks else None  # one folded copy for all chunks
         for chunk in bar(chunks, f"atlas {self.layer}", enabled=progress and len(chunks) > 1):
             s = self.settings
             vis = visualize(self.model, self.layer, chunk, steps=s.steps, size=s.size, param=s.param, seed=s.seed,
-                            batch_size=len(chunk), progress=progress, lr=s.lr, betas=s.betas, transforms=s.transforms, blur=s.blur,
-                            redirect_steps=s.redirect_steps, param_options=s.param_options)
+                            batch_size=len(chunk), progress=progress, lr=s.lr, betas=s.betas, transforms=s.transforms,
+                            blur=s.blur, redirect_steps=s.redirect_steps, param_options=s.param_options, network=network)
             self._add(vis.channels, vis.images, vis.scores.tolist())
         return self
 

@@ -162,6 +162,7 @@ def render_objective(
     progress: bool = True,
     param_options: dict[str, Any] | None = None,
     callback: Callback | None = None,
+    network: torch.nn.Module | None = None,
 ) -> RenderResult:
     """Optimize images that maximize ``objective`` (one image per batch item) and return them.
 
@@ -170,7 +171,9 @@ def render_objective(
     ``redirect_steps`` applies Lucid's ReLU gradient redirection for that many
     first steps; ``callback(step, images, scores)`` sees every step (scores on
     the transformed images). ``param`` may be a ready :class:`Parameterization`
-    (e.g. ``FFTParam.from_image``) to start from an existing picture.
+    (e.g. ``FFTParam.from_image``) to start from an existing picture. ``network``
+    is a :func:`~diamond_cutter.featureviz.fold.rendering_network` made once for
+    several renders of the same layers (made here when not given).
     """
     if steps < 1:
         raise DiamondCutterError("steps must be at least 1")
@@ -194,7 +197,7 @@ def render_objective(
     with ExitStack() as stack:
         stack.enter_context(reused_heap())
         stack.enter_context(preserved(model.module, freeze=True))
-        net = rendering_network(model, objective.layers)
+        net = network if network is not None else rendering_network(model, objective.layers)
         redirect = ExitStack()
         if redirect_steps > 0:
             redirect.enter_context(redirected_relus(net))
@@ -331,6 +334,8 @@ def visualize(
     chosen = layer_channels(model, layer, channels)
     hw = image_size(model, size)
     batch = batch_size or auto_batch_size(model, layer, hw)
+    if options.get("network") is None:
+        options["network"] = rendering_network(model, [layer])  # one folded copy for every chunk
     tensors, scores = [], []
     for start in range(0, len(chosen), batch):
         chunk = chosen[start : start + batch]
