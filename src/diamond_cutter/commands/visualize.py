@@ -9,7 +9,7 @@ from ..atlas import atlas
 from ..errors import DiamondCutterError
 from ..featureviz import visualize
 from ..featureviz.param import PARAMS
-from ..featureviz.render import DEFAULT_BETAS, DEFAULT_LR, DEFAULT_STEPS, FAST_SCHEDULE
+from ..featureviz.render import FAST_SCHEDULE, LUCID_SCHEDULE
 from ..zoo import load_model
 
 
@@ -27,7 +27,7 @@ def parse_channels(text: str | None) -> list[int] | None:
     return channels
 
 
-SCHEDULES = {"lucid": {"steps": DEFAULT_STEPS, "lr": DEFAULT_LR, "betas": DEFAULT_BETAS}, "fast": FAST_SCHEDULE}
+SCHEDULES = {"lucid": LUCID_SCHEDULE, "fast": FAST_SCHEDULE}
 
 
 def schedule(args: argparse.Namespace) -> dict:
@@ -44,8 +44,9 @@ def add_render_options(p: argparse.ArgumentParser, size: int | None) -> None:
     p.add_argument("--channels", help="channels to render, e.g. 0-15 or 3,7,9 (default: all)")
     p.add_argument("--param", choices=PARAMS, default="fft", help="image parameterization (default fft)")
     p.add_argument("--schedule", choices=sorted(SCHEDULES), default="lucid",
-                   help=f"optimizer settings: lucid (Adam lr 0.05, 512 steps) or fast (lr {FAST_SCHEDULE['lr']}, betas "
-                        f"{FAST_SCHEDULE['betas']}, {FAST_SCHEDULE['steps']} steps: about as far in a quarter of the time)")
+                   help="Adam settings: " + "; ".join(f"{name} (lr {s['lr']}, betas {s['betas']}, {s['steps']} steps)"
+                                                      for name, s in SCHEDULES.items())
+                        + ". fast gets about as far in a quarter of the time")
     p.add_argument("--steps", type=int, help="optimization steps (default: the schedule's)")
     p.add_argument("--size", type=int, default=size, help="image side in pixels (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)

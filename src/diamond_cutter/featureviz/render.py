@@ -42,6 +42,7 @@ DEFAULT_BETAS = (0.9, 0.999)
 #: (EfficientNet-Lite0, ``blocks.4``, 224 px; ``benchmarks/featureviz.py``), with pictures of the same
 #: structures; Lucid's defaults here need about 220 steps for that.
 FAST_SCHEDULE = {"steps": 144, "lr": 0.07, "betas": (0.5, 0.8)}
+LUCID_SCHEDULE = {"steps": DEFAULT_STEPS, "lr": DEFAULT_LR, "betas": DEFAULT_BETAS}
 
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
 
