@@ -40,7 +40,7 @@ import torch
 
 import diamond_cutter as dc
 from diamond_cutter.featureviz.objectives import channel
-from diamond_cutter.featureviz.render import FAST_SCHEDULE, auto_batch_size, forward_fn, render_objective
+from diamond_cutter.featureviz.optimize import FAST_SCHEDULE, auto_batch_size, forward_fn, render_objective
 from diamond_cutter.heap import reused_heap
 
 

@@ -12,7 +12,8 @@ from torch import nn
 import diamond_cutter as dc
 from diamond_cutter import objectives as obj
 from diamond_cutter.featureviz.fold import conv_norm_pairs, folded_copy, rendering_network
-from diamond_cutter.featureviz.render import forward_fn, render_objective
+from diamond_cutter.featureviz import optimize
+from diamond_cutter.featureviz.optimize import forward_fn, render_objective
 
 
 def batchnorms(module: nn.Module) -> list[str]:
@@ -102,9 +103,7 @@ def test_render_scores_are_those_of_the_true_network(embedded):
 
 
 def test_visualize_folds_once_for_all_its_batches(embedded, monkeypatch):
-    from diamond_cutter.featureviz import render
-
     made = []
-    monkeypatch.setattr(render, "rendering_network", lambda model, keep: made.append(keep) or rendering_network(model, keep))
+    monkeypatch.setattr(optimize, "rendering_network", lambda model, keep: made.append(keep) or rendering_network(model, keep))
     vis = dc.visualize(embedded, "blocks.1", range(6), batch_size=2, steps=1, size=32, progress=False)
     assert len(vis.channels) == 6 and made == [["blocks.1"]]

@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..errors import DiamondCutterError
 from ..featureviz.fold import rendering_network
-from ..featureviz.render import Settings, auto_batch_size, image_size, layer_channels, visualize
+from ..featureviz.optimize import Settings, auto_batch_size, image_size, layer_channels, visualize
 from ..progress import bar
 from ..store import Store
 from .fingerprint import layer_fingerprint, settings_digest

@@ -27,7 +27,7 @@ from ..images import as_batch
 from ..progress import bar
 from . import objectives
 from .fold import rendering_network
-from .render import RenderResult, forward_fn, image_size, item_seed, layer_channels
+from .optimize import RenderResult, forward_fn, image_size, item_seed, layer_channels
 from .transforms import gaussian_blur
 
 LossFn = Callable[[dict[str, torch.Tensor], torch.Tensor, int], torch.Tensor]

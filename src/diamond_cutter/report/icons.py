@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from ..blocks.examples import crop_cell
-from ..featureviz.render import FAST_SCHEDULE
+from ..featureviz.optimize import FAST_SCHEDULE
 
 
 @dataclass

@@ -10,9 +10,9 @@ from torch import nn
 
 import diamond_cutter as dc
 from diamond_cutter import objectives as obj
-from diamond_cutter.featureviz import render as render_module
+from diamond_cutter.featureviz import optimize
 from diamond_cutter.featureviz.fold import rendering_network
-from diamond_cutter.featureviz.render import FAST_SCHEDULE, forward_fn, render_objective
+from diamond_cutter.featureviz.optimize import FAST_SCHEDULE, forward_fn, render_objective
 from helpers import assert_unchanged, snapshot
 
 FAST = dict(steps=40, size=64, progress=False)
@@ -94,7 +94,7 @@ def test_forward_stops_after_the_deepest_layer_and_model_is_unchanged(embedded, 
         counts.append(watching.enter_context(dc.capture(net, ["blocks.2", "conv_head"])))
         return net
 
-    monkeypatch.setattr(render_module, "rendering_network", watched_network)
+    monkeypatch.setattr(optimize, "rendering_network", watched_network)
     with watching:
         render_objective(embedded, obj.channel("blocks.2", 0) + obj.channel("blocks.1", 1), steps=2, size=32,
                          progress=False, redirect_steps=1)

@@ -1,4 +1,4 @@
-"""The renderer: optimize a batch of images so that an objective goes up.
+"""The optimizer: optimize a batch of images so that an objective goes up.
 
 Why it is fast: Lucid and Lucent render one channel at a time through the
 whole network. Here one optimization renders a batch (one image per channel),
