@@ -20,7 +20,7 @@ from .transfer import SweepResult, TrainedHead, compare_predictions, load_transf
 from .visuallog import VisualLog
 from .zoo import list_models, load_model
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "LRP",

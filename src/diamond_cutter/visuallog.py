@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 
 from .errors import DiamondCutterError
+from .html import HtmlPage, from_template
 from .images import ImageBatch, as_batch
 from .report.build import activation_tiles
-from .report.html import HtmlPage, render
 
 
 @dataclass
@@ -47,7 +47,7 @@ class VisualLog(HtmlPage):
         self.stages.append(Stage(stage, step, pictures, captions))
 
     def html(self) -> str:
-        return render("visuallog.html.j2", log=self)
+        return from_template("visuallog.html.j2", log=self)
 
 
 def to_pictures(images: Any) -> list[Image.Image]:

@@ -19,6 +19,7 @@ from typing import Any
 from PIL import Image
 
 from ..errors import DiamondCutterError
+from ..html import image_tag
 from ..featureviz.fold import rendering_network
 from ..featureviz.optimize import Settings, auto_batch_size, image_size, layer_channels, visualize
 from ..progress import bar
@@ -64,8 +65,6 @@ class Atlas:
         return self._sprites.copy()
 
     def _repr_html_(self) -> str:
-        from ..report.html import image_tag
-
         return image_tag(self.spritemap, f"atlas of {self.layer}: {len(self.done)}/{self.channels} channels")
 
     def _blank(self) -> Image.Image:

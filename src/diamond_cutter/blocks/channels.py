@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from ..html import from_template
 from .linear import Classes, LayerAttribution, class_name, linear_attribution, score_title
 
 
@@ -59,9 +60,7 @@ class ChannelAttribution:
         return score_title(self.positive_names, self.negative_names)
 
     def _repr_html_(self) -> str:
-        from ..report.html import render
-
-        return render("channels_fragment.html.j2", channels=self, icon_uris={}, k=8)
+        return from_template("channels_fragment.html.j2", channels=self, icon_uris={}, k=8)
 
 
 def from_layer_attribution(model, la: LayerAttribution) -> ChannelAttribution:

@@ -20,6 +20,7 @@ from PIL import Image
 
 from ..capture import capture, preserved, truncated
 from ..errors import DiamondCutterError
+from ..html import from_template
 from ..images import IMAGE_SUFFIXES, ImageBatch, load_images
 from ..progress import bar
 from .linear import spatial_layer
@@ -46,9 +47,7 @@ class DatasetExamples:
     examples: list[Example] = field(default_factory=list)
 
     def _repr_html_(self) -> str:
-        from ..report.html import render
-
-        return render("examples_fragment.html.j2", examples=self)
+        return from_template("examples_fragment.html.j2", examples=self)
 
 
 #: Scores a batch: activations N×C×H×W -> (N scores, N cells as (row, column)).

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from ..errors import DiamondCutterError
+from ..html import from_template
 from ..images import as_batch
 from .linear import LayerAttribution, linear_attribution, spatial_layer
 
@@ -67,9 +68,7 @@ class NeuronGroups:
         return tint_colour(self.images[image], self.spatial[image, group], GROUP_COLOURS[group % len(GROUP_COLOURS)], alpha)
 
     def _repr_html_(self) -> str:
-        from ..report.html import render
-
-        return render("groups_fragment.html.j2", groups=self, renders=self.renders(0), icons={})
+        return from_template("groups_fragment.html.j2", groups=self, renders=self.renders(0), icons={})
 
     def renders(self, image: int = 0) -> list[Image.Image]:
         return [self.render(g, image) for g in range(self.k)]

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..html import image_tag
 from ..images import as_batch
 from .linear import Classes, LayerAttribution, linear_attribution
 
@@ -91,8 +92,6 @@ class Heatmap:
         return tint(self.image, self.values, alpha)
 
     def _repr_html_(self) -> str:
-        from ..report.html import image_tag
-
         return image_tag(self.render(), f"heatmap: {self.title}")
 
 

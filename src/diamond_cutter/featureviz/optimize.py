@@ -26,6 +26,7 @@ from ..attribution.common import fast_layout
 from ..capture import capture, preserved, truncated
 from ..errors import DiamondCutterError
 from ..heap import reused_heap
+from ..html import image_tag
 from ..progress import bar
 from .fold import rendering_network
 from .objectives import OUTPUT, Objective, channel
@@ -279,8 +280,6 @@ class Visualization:
         return to_pil(self.tensor[self.channels.index(channel_index)][None])[0]
 
     def _repr_html_(self) -> str:
-        from ..report.html import image_tag
-
         cells = [
             f'<figure style="display:inline-block;margin:4px">{image_tag(img, f"{self.layer} channel {ch}")}'
             f"<figcaption>{ch}: {score:.2f}</figcaption></figure>"

@@ -23,10 +23,11 @@ from ..blocks import spatial as spatial_blocks
 from ..blocks.groups import NeuronGroups, factor_groups
 from ..blocks.linear import Classes, linear_attribution
 from ..errors import DiamondCutterError
+from ..html import HtmlPage, from_template, image_uri
 from ..images import as_batch
 from ..model import Prediction, predict
 from ..progress import bar
-from .html import HtmlPage, image_uri, render
+from ..version import __version__
 from .icons import IconSettings, channel_icons, group_icons
 
 #: Saliency methods shown side by side in the gallery (names of ``diamond_cutter.attribute``).
@@ -72,7 +73,7 @@ class Report(HtmlPage):
 
     def html(self) -> str:
         """The report as one HTML document (images inline, no external resources)."""
-        return render("report.html.j2", report=self, icon_uris={c: image_uri(i) for c, i in self.icons.items()}, uri=image_uri)
+        return from_template("report.html.j2", report=self, icon_uris={c: image_uri(i) for c, i in self.icons.items()}, uri=image_uri)
 
 
 def report(
@@ -176,8 +177,6 @@ def _saliency(
 
 
 def _settings(model, batch, layer, attribution, top_k, cell_k, groups, icons: IconSettings, saliency) -> dict[str, Any]:
-    from .. import __version__  # the package finishes importing after this module
-
     return {
         "model": f"{model.name} (weights: {model.weights or 'random'})",
         "layer": f"{layer} {tuple(model.layer(layer).shape)}",
