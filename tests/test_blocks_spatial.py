@@ -10,6 +10,7 @@ from PIL import Image
 
 import diamond_cutter as dc
 from diamond_cutter.images import sample_path
+from diamond_cutter.render import tint
 
 LAYER = "blocks.5"
 
@@ -72,9 +73,7 @@ def test_chelsea_cat_box(embedded, samples):
     assert 16 <= cx <= 208 and 32 <= cy <= 224
 
 
-def test_render_colours_positive_orange_and_negative_blue():
-    from diamond_cutter.blocks.spatial import tint
-
+def test_tint_colours_positive_orange_and_negative_blue():
     grey = Image.fromarray(np.full((8, 8, 3), 128, np.uint8))
     values = torch.tensor([[1.0, -1.0]])
     out = np.asarray(tint(grey, values, alpha=1.0)).astype(int)

@@ -23,6 +23,7 @@ from ..errors import DiamondCutterError
 from ..html import from_template
 from ..images import IMAGE_SUFFIXES, ImageBatch, load_images
 from ..progress import bar
+from ..render import crop_cell
 from .linear import spatial_layer
 
 
@@ -100,16 +101,6 @@ def _search(model, images: Any, layer: str, query: str, score: Scorer, k: int, b
         best = sorted(best, key=lambda e: -e[0])[:k]
     examples = [Example(i, s, c, p, crop_cell(p, c, grid, patch_cells)) for s, i, c, p in best]
     return DatasetExamples(layer, query, grid, examples)
-
-
-def crop_cell(picture: Image.Image, cell: tuple[int, int], grid: tuple[int, int], cells: float, size: int = 96) -> Image.Image:
-    """The square patch ``cells`` cells wide centred on ``cell`` (clamped to the image), resized to ``size``."""
-    width, height = picture.size
-    side = min(width, height, round(cells * max(width / grid[1], height / grid[0])))
-    cx, cy = (cell[1] + 0.5) * width / grid[1], (cell[0] + 0.5) * height / grid[0]
-    left = int(min(max(cx - side / 2, 0), width - side))
-    top = int(min(max(cy - side / 2, 0), height - side))
-    return picture.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC)
 
 
 def layer_activations(model, batch: ImageBatch, layer: str) -> torch.Tensor:

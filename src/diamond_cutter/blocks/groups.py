@@ -27,6 +27,7 @@ from PIL import Image
 from ..errors import DiamondCutterError
 from ..html import from_template
 from ..images import as_batch
+from ..render import tint_colour
 from .linear import LayerAttribution, linear_attribution, spatial_layer
 
 #: Distinct colours for group maps (ColorBrewer Set1), cycled for more groups.
@@ -63,8 +64,6 @@ class NeuronGroups:
 
     def render(self, group: int, image: int = 0, alpha: float = 0.8) -> Image.Image:
         """One group's spatial map over image ``image``, in the group's colour."""
-        from .spatial import tint_colour
-
         return tint_colour(self.images[image], self.spatial[image, group], GROUP_COLOURS[group % len(GROUP_COLOURS)], alpha)
 
     def _repr_html_(self) -> str:

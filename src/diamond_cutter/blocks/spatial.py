@@ -12,19 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from ..html import image_tag
 from ..images import as_batch
+from ..render import tint
 from .linear import Classes, LayerAttribution, linear_attribution
-
-#: Building Blocks' colours: orange for evidence for the positive class, blue for the negative one.
-POSITIVE_RGB = (255, 127, 14)
-NEGATIVE_RGB = (31, 119, 180)
-
 
 @dataclass
 class SemanticMap:
@@ -93,33 +87,6 @@ class Heatmap:
 
     def _repr_html_(self) -> str:
         return image_tag(self.render(), f"heatmap: {self.title}")
-
-
-def tint(image: Image.Image, values: torch.Tensor, alpha: float = 0.75) -> Image.Image:
-    """Blend orange (positive) / blue (negative) over ``image`` with opacity ∝ |value| (bilinear)."""
-    up = _upsample(values, image.size)
-    colour = np.where(up[..., None] >= 0, np.array(POSITIVE_RGB), np.array(NEGATIVE_RGB))
-    return _blend(image, np.abs(up) * alpha, colour)
-
-
-def tint_colour(image: Image.Image, values: torch.Tensor, rgb: tuple[int, int, int], alpha: float = 0.75) -> Image.Image:
-    """Blend one colour over ``image`` with opacity ∝ value (non-negative values, bilinear)."""
-    return _blend(image, _upsample(values.clamp(min=0), image.size) * alpha, np.array(rgb))
-
-
-def _upsample(values: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """H×W values scaled to [-1, 1] by their largest magnitude and resized to ``size`` (W, H)."""
-    scale = float(values.abs().max()) or 1.0
-    up = F.interpolate(values[None, None].float() / scale, size=(size[1], size[0]), mode="bilinear", align_corners=False)
-    return up[0, 0].clamp(-1, 1).numpy()
-
-
-def _blend(image: Image.Image, weight: np.ndarray, colour: np.ndarray) -> Image.Image:
-    """``colour`` over a mostly-grey, dimmed ``image``, so tints stand out also on orange or blue pictures."""
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
-    base = (0.35 * rgb + 0.65 * rgb.mean(axis=2, keepdims=True)) * 0.8
-    w = weight[..., None]
-    return Image.fromarray((base * (1 - w) + colour * w).clip(0, 255).astype(np.uint8))
 
 
 def from_layer_attribution(

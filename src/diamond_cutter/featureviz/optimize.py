@@ -28,6 +28,7 @@ from ..errors import DiamondCutterError
 from ..heap import reused_heap
 from ..html import image_tag
 from ..progress import bar
+from ..render import pictures, to_pil
 from .fold import rendering_network
 from .objectives import OUTPUT, Objective, channel
 from .param import Parameterization, item_generators, make_param
@@ -53,12 +54,6 @@ def item_seed(seed: int, key: int) -> int:
     return (int(seed) * 1_000_003 + int(key)) % (2**63)
 
 
-def to_pil(tensor: torch.Tensor) -> list[Image.Image]:
-    """N×C×H×W in [0, 1] to PIL images (grayscale for one channel)."""
-    arr = (tensor.detach().float().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
-    return [Image.fromarray(a[0] if a.shape[0] == 1 else a[:3].transpose(1, 2, 0)) for a in arr]
-
-
 @dataclass
 class RenderResult:
     """Rendered images (``tensor`` N×C×H×W in [0, 1]), the objective per image on the
@@ -71,7 +66,7 @@ class RenderResult:
 
     @property
     def images(self) -> list[Image.Image]:
-        return to_pil(self.tensor)
+        return pictures(self.tensor)
 
 
 @dataclass
@@ -271,13 +266,13 @@ class Visualization:
 
     @property
     def images(self) -> list[Image.Image]:
-        return to_pil(self.tensor)
+        return pictures(self.tensor)
 
     def __getitem__(self, channel_index: int) -> Image.Image:
         """The picture of channel ``channel_index`` (a channel number, not a position)."""
         if channel_index not in self.channels:
             raise DiamondCutterError(f"channel {channel_index} was not rendered (have {self.channels[:8]}...)")
-        return to_pil(self.tensor[self.channels.index(channel_index)][None])[0]
+        return to_pil(self.tensor[self.channels.index(channel_index)])
 
     def _repr_html_(self) -> str:
         cells = [

@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from ..blocks import channels as channel_blocks
@@ -27,6 +26,7 @@ from ..html import HtmlPage, from_template, image_uri
 from ..images import as_batch
 from ..model import Prediction, predict
 from ..progress import bar
+from ..render import activation_tiles
 from ..version import __version__
 from .icons import IconSettings, channel_icons, group_icons
 
@@ -139,20 +139,6 @@ def _cells(sm: spatial_blocks.SemanticMap, k: int) -> list[dict[str, list[tuple[
 def _groups(model, la, k: int, pictures: list[Image.Image]) -> NeuronGroups | None:
     """Neuron groups of the report's attribution: their attribution is to the report's score."""
     return factor_groups(model, [la], min(k, la.activations.shape[1]), pictures) if k > 0 else None
-
-
-def activation_tiles(acts: torch.Tensor, size: tuple[int, int], count: int) -> list[tuple[int, float, Image.Image]]:
-    """The ``count`` channels with the largest mean activation, each as a grey map of the image's size / 3."""
-    means = acts.mean(dim=(1, 2))
-    top = means.topk(min(count, len(means)))
-    side = (max(1, size[0] // 3), max(1, size[1] // 3))
-    out = []
-    for c, v in zip(top.indices.tolist(), top.values.tolist()):
-        m = acts[c]
-        m = (m - m.min()) / ((m.max() - m.min()) or 1.0)
-        up = F.interpolate(m[None, None], size=(side[1], side[0]), mode="bilinear", align_corners=False)[0, 0]
-        out.append((c, v, Image.fromarray((up.clamp(0, 1) * 255).byte().numpy(), "L")))
-    return out
 
 
 def _saliency(

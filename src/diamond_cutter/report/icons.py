@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..blocks.examples import crop_cell
 from ..featureviz.optimize import FAST_SCHEDULE
+from ..render import crop_cell
 
 
 @dataclass
