@@ -42,7 +42,7 @@ def test_heatmap_sums_to_the_channel_attribution(embedded, samples):
     channels = dc.channel_attribution(embedded, samples[1], LAYER, classes=("espresso", "cup"))
     assert hm.values.shape == (7, 7)
     assert float(hm.values.sum()) == pytest.approx(float(channels.scores.sum()), rel=1e-4, abs=1e-5)
-    assert hm.render().size == (224, 224)
+    assert hm.overlay().size == (224, 224)
 
 
 def half_and_half(model) -> dc.ImageBatch:

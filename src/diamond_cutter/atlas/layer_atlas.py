@@ -100,14 +100,14 @@ class Atlas:
         """The picture of one channel, rendered now (and cached) if the atlas lacks it."""
         layer_channels(self.model, self.layer, [channel])
         if channel not in self.manifest["done"]:
-            self.render([channel], progress=False)
+            self.fill([channel], progress=False)
         return self._sprites.crop(self.box(channel))
 
     def missing(self, channels: Sequence[int] | None = None) -> list[int]:
         done = set(self.manifest["done"])
         return [c for c in layer_channels(self.model, self.layer, channels) if c not in done]
 
-    def render(self, channels: Sequence[int] | None = None, *, batch_size: int | None = None, progress: bool = True) -> Atlas:
+    def fill(self, channels: Sequence[int] | None = None, *, batch_size: int | None = None, progress: bool = True) -> Atlas:
         """Render the missing ones among ``channels`` (all by default), saving after every chunk."""
         todo = self.missing(channels)
         batch = batch_size or auto_batch_size(self.model, self.layer, self.cell)
@@ -144,19 +144,19 @@ def atlas(
     store: Store | str | None = None,
     batch_size: int | None = None,
     progress: bool = True,
-    render: bool = True,
+    fill: bool = True,
     **options: Any,
 ) -> Atlas:
     """The atlas of ``layer``: loaded from the store, with ``channels`` (default all) rendered if missing.
 
     ``store`` is a :class:`Store`, a folder or an fsspec URL (default: the user
-    cache). ``render=False`` only loads what is there. ``steps=64, size=64``
+    cache). ``fill=False`` only loads what is there. ``steps=64, size=64``
     gives a quick demo atlas; other ``options`` (``lr``, ``transforms``, ...)
     are render settings and part of the cache key.
     """
     store = store if isinstance(store, Store) else Store(store)
     settings = replace(Settings(steps=steps, size=image_size(model, size), param=param, seed=seed), **options)
     result = Atlas(model, layer, settings, store)
-    if render:
-        result.render(channels, batch_size=batch_size, progress=progress)
+    if fill:
+        result.fill(channels, batch_size=batch_size, progress=progress)
     return result

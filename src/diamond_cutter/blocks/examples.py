@@ -24,7 +24,6 @@ from ..html import from_template
 from ..images import IMAGE_SUFFIXES, ImageBatch, load_images
 from ..progress import bar
 from ..render import crop_cell
-from .linear import spatial_layer
 
 
 @dataclass
@@ -60,7 +59,7 @@ def dataset_examples(
 ) -> DatasetExamples:
     """The ``k`` images of ``images`` (files, folders, an ImageBatch...) where ``channel`` of ``layer``
     peaks highest, each with the patch (``patch_cells`` cells wide) around its peak."""
-    info = spatial_layer(model, layer)
+    info = model.spatial_layer(layer)
     if not 0 <= channel < info.channels:
         raise DiamondCutterError(f"channel {channel} is out of range: {layer} has {info.channels} channels")
 
@@ -77,7 +76,7 @@ def shared_position_examples(
 ) -> DatasetExamples:
     """The ``k`` images whose activation vector at ``cell`` is closest (cosine) to the query image's
     at the same cell: images the network sees alike in that spatial position."""
-    info = spatial_layer(model, layer)
+    info = model.spatial_layer(layer)
     if not (0 <= cell[0] < info.height and 0 <= cell[1] < info.width):
         raise DiamondCutterError(f"cell {cell} is outside {layer}'s {info.height}×{info.width} grid")
     target = layer_activations(model, _as_sources_batch(query, model), layer)[0][:, cell[0], cell[1]]

@@ -18,7 +18,7 @@ from PIL import Image
 from ..html import image_tag
 from ..images import as_batch
 from ..render import tint
-from .linear import Classes, LayerAttribution, linear_attribution
+from .linear import Classes, LayerGradients, linear_attribution
 
 @dataclass
 class SemanticMap:
@@ -81,18 +81,18 @@ class Heatmap:
         flat = int(self.values.argmax())
         return divmod(flat, int(self.values.shape[1]))
 
-    def render(self, alpha: float = 0.75) -> Image.Image:
+    def overlay(self, alpha: float = 0.75) -> Image.Image:
         """The image with positive cells tinted orange and negative ones blue, by magnitude."""
         return tint(self.image, self.values, alpha)
 
     def _repr_html_(self) -> str:
-        return image_tag(self.render(), f"heatmap: {self.title}")
+        return image_tag(self.overlay(), f"heatmap: {self.title}")
 
 
-def from_layer_attribution(
-    model, la: LayerAttribution, index: int, picture: Image.Image, with_attribution: bool = True
+def from_layer_gradients(
+    model, la: LayerGradients, index: int, picture: Image.Image, with_attribution: bool = True
 ) -> SemanticMap:
-    """The semantic map of image ``index`` from a computed :class:`LayerAttribution`."""
+    """The semantic map of image ``index`` from a computed :class:`LayerGradients`."""
     return SemanticMap(
         la.layer,
         la.image_ids[index],
@@ -111,11 +111,11 @@ def semantic_map(model, image: Any, layer: str, classes: Classes | None = None) 
     """
     batch = as_batch(image, model)[0]
     la = linear_attribution(model, batch, layer, classes if classes is not None else "top1")
-    return from_layer_attribution(model, la, 0, batch.images()[0], with_attribution=classes is not None)
+    return from_layer_gradients(model, la, 0, batch.images()[0], with_attribution=classes is not None)
 
 
 def heatmap(model, image: Any, layer: str, classes: Classes = "top1") -> Heatmap:
     """Per-cell attribution of one class (``classes="tabby"``) or of two (``("tabby", "tiger cat")``):
     positive cells (orange) are evidence for the first, negative (blue) for the second."""
     batch = as_batch(image, model)[0]
-    return from_layer_attribution(model, linear_attribution(model, batch, layer, classes), 0, batch.images()[0]).heatmap()
+    return from_layer_gradients(model, linear_attribution(model, batch, layer, classes), 0, batch.images()[0]).heatmap()

@@ -102,8 +102,8 @@ def report(
     pictures = batch.images()
     prediction = predict(model, batch, k=5, batch_size=batch_size)
     la = linear_attribution(model, batch, layer, classes, batch_size=batch_size, progress=progress)
-    attribution = channel_blocks.from_layer_attribution(model, la)
-    semantic = [spatial_blocks.from_layer_attribution(model, la, i, pictures[i]) for i in range(len(batch))]
+    attribution = channel_blocks.from_layer_gradients(model, la)
+    semantic = [spatial_blocks.from_layer_gradients(model, la, i, pictures[i]) for i in range(len(batch))]
     cells = [_cells(sm, cell_k) for sm in semantic]
     found = _groups(model, la, groups, pictures)
     listed = Counter(c for image in cells for cell in image for kind in cell.values() for c, _ in kind)
@@ -116,9 +116,9 @@ def report(
             batch.ids[i],
             pictures[i],
             sm,
-            sm.heatmap().render(),
+            sm.heatmap().overlay(),
             cells[i],
-            found.renders(i) if found else [],
+            found.overlays(i) if found else [],
             activation_tiles(la.activations[i], pictures[i].size, tiles),
         )
         for i, sm in enumerate(semantic)
