@@ -18,6 +18,7 @@ from torch import nn
 
 from .capture import preserved
 from .errors import DiamondCutterError, UnknownNameError
+from .images import as_batch
 from .layers import Layer, LayerTable, discover_layers
 from .progress import bar
 
@@ -198,8 +199,6 @@ def batched_logits(model: Model, x: torch.Tensor, batch_size: int = 32, progress
 
 def predict(model: Model, images: Any, k: int = 5, batch_size: int = 32, progress: bool = False) -> Prediction:
     """Top-``k`` classes for each image (an ImageBatch, a tensor, or anything ``load_images`` takes)."""
-    from .images import as_batch
-
     batch = as_batch(images, model)
     logits = batched_logits(model, batch.tensor, batch_size, progress)
     probs = logits.softmax(dim=1)

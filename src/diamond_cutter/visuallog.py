@@ -15,6 +15,8 @@ from typing import Any
 
 from PIL import Image
 
+from .attribution import attribute
+from .blocks.examples import layer_activations
 from .errors import DiamondCutterError
 from .html import HtmlPage, from_template
 from .images import as_batch
@@ -70,8 +72,6 @@ class TrainingMonitor:
         """Log this epoch if it is due; returns whether it logged."""
         if (epoch + 1) % self.every:
             return False
-        from .attribution import attribute
-
         cam = attribute(self.model, self.images, method="gradcam", target=self.target, layer=self.layer)
         self.log.add(f"Grad-CAM, epoch {epoch + 1}", cam.overlay(), list(self.images.ids), step=epoch + 1)
         tiles, captions = self._activations()
@@ -79,8 +79,6 @@ class TrainingMonitor:
         return True
 
     def _activations(self) -> tuple[list[Image.Image], list[str]]:
-        from .blocks.examples import layer_activations
-
         acts = layer_activations(self.model, self.images, self.layer)
         tiles, captions = [], []
         for image_id, a, picture in zip(self.images.ids, acts, self.images.images()):
@@ -104,6 +102,7 @@ class TrainingMonitor:
 
 
 def _lightning_callback_base():
+    # Lightning is optional (and slow to import): only a callback asks for it.
     try:
         from lightning.pytorch import Callback
     except ImportError:

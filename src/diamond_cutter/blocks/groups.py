@@ -76,7 +76,7 @@ class NeuronGroups:
 
 def factorize(activations: torch.Tensor, k: int, seed: int = 0, max_iter: int = 400) -> tuple[np.ndarray, np.ndarray, float]:
     """NMF of N×C×H×W activations (clipped at 0) into cell strengths (N·H·W × k) and directions (k × C)."""
-    from sklearn.decomposition import NMF
+    from sklearn.decomposition import NMF  # deferred: scikit-learn is slow to import and only NMF needs it
 
     n, c, h, w = activations.shape
     if not 1 <= k <= min(c, n * h * w):

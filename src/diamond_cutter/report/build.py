@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ..attribution import attribute
+from ..attribution.api import LAYER_METHODS
 from ..blocks import channels as channel_blocks
 from ..blocks import spatial as spatial_blocks
 from ..blocks.groups import NeuronGroups, factor_groups
@@ -146,9 +148,6 @@ def _saliency(
 ) -> None:
     """Each saliency method's overlays for each image and its positive class; CAM methods look
     at the report's layer. A method that fails is listed with the reason instead of stopping the report."""
-    from ..attribution import attribute
-    from ..attribution.api import LAYER_METHODS
-
     for method in bar(methods, "saliency", enabled=progress):
         where = {"layer": layer} if method in LAYER_METHODS else {}
         try:
