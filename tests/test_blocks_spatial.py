@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import diamond_cutter as dc
-from diamond_cutter.images import sample_path
+from diamond_cutter.images import ImageBatch, sample_path
 from diamond_cutter.render import tint
 
 LAYER = "blocks.5"
@@ -45,7 +45,7 @@ def test_heatmap_sums_to_the_channel_attribution(embedded, samples):
     assert hm.overlay().size == (224, 224)
 
 
-def half_and_half(model) -> dc.ImageBatch:
+def half_and_half(model) -> ImageBatch:
     """A 224×224 picture: chelsea's face squeezed into the left half, a brick wall in the right half."""
     cat = Image.open(sample_path("chelsea")).convert("RGB").crop((60, 0, 360, 300)).resize((112, 224))
     wall = Image.open(sample_path("brick")).convert("RGB").resize((112, 224))
