@@ -39,8 +39,9 @@ import numpy as np
 import torch
 
 import diamond_cutter as dc
+from diamond_cutter.capture import preserved
 from diamond_cutter.featureviz.objectives import channel
-from diamond_cutter.featureviz.render import FAST_SCHEDULE, auto_batch_size, forward_fn, render_objective
+from diamond_cutter.featureviz.optimize import FAST_SCHEDULE, auto_batch_size, forward_fn, render_objective
 from diamond_cutter.heap import reused_heap
 
 
@@ -86,7 +87,7 @@ class PeakMemory:
 def activation(model: dc.Model, layer: str, pixels: torch.Tensor, channels: list[int]) -> torch.Tensor:
     """Each image's own channel's mean activation on the untransformed image."""
     with ExitStack() as stack, torch.no_grad():
-        stack.enter_context(dc.preserved(model.module))
+        stack.enter_context(preserved(model.module))
         forward = forward_fn(model, [layer], stack)
         acts = torch.cat([forward(model.normalize(pixels[i : i + 16].to(model.device)))[layer] for i in range(0, len(pixels), 16)])
     return acts[torch.arange(len(channels)), torch.tensor(channels)].mean(dim=(1, 2)).cpu()

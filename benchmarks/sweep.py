@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 import diamond_cutter as dc
+from diamond_cutter.capture import preserved
 from diamond_cutter.store import Store
 from diamond_cutter.transfer.cuts import CutBackbone, candidate_cuts
 from diamond_cutter.transfer.data import load_labelled, make_digits_dataset
@@ -63,7 +64,7 @@ def naive(model, data, cuts, config) -> dict[str, float]:
     x_train, x_val = data.pixels(data.train, model), data.pixels(data.val, model)
     y_train, y_val = torch.as_tensor(data.labels[data.train]), torch.as_tensor(data.labels[data.val])
     accuracy = {}
-    with dc.preserved(model.module, freeze=True):
+    with preserved(model.module, freeze=True):
         for cut in cuts:
             torch.manual_seed(config.seed)
             backbone = CutBackbone(model.module, cut)

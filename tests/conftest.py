@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import diamond_cutter as dc
+from diamond_cutter.images import ImageBatch
 from helpers import InplaceNet
 from report_fixtures import tiny_report  # noqa: F401  (shared by test_report*.py)
 
@@ -18,7 +19,7 @@ def embedded() -> dc.Model:
 
 
 @pytest.fixture(scope="session")
-def samples(embedded) -> dc.ImageBatch:
+def samples(embedded) -> ImageBatch:
     return dc.load_images(["chelsea", "coffee"], embedded)
 
 

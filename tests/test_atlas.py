@@ -48,7 +48,7 @@ def test_spritemap_grid_manifest_and_icons_on_demand(embedded, tmp_path):
     assert manifest["fingerprint"] == layer_fingerprint(embedded, "blocks.1")
     icon = a.icon(7)  # not rendered yet: rendered now and saved
     assert icon.size == (32, 32)
-    again = dc.atlas(embedded, "blocks.1", store=tmp_path, render=False, **QUICK)
+    again = dc.atlas(embedded, "blocks.1", store=tmp_path, fill=False, **QUICK)
     assert again.done == [0, 1, 2, 7]
     assert np.array_equal(np.asarray(again.icon(7)), np.asarray(icon))
     vis = dc.visualize(embedded, "blocks.1", [7], **QUICK)
@@ -61,11 +61,11 @@ def test_spritemap_grid_manifest_and_icons_on_demand(embedded, tmp_path):
 def test_transferred_backbone_reuses_the_atlas_and_new_layers_get_their_own(embedded, tmp_path):
     dc.atlas(embedded, "blocks.1", [0, 1], store=tmp_path, **QUICK)
     transferred = dc.Model(Transferred(embedded.module), "transferred", embedded.input_size, embedded.mean, embedded.std)
-    reused = dc.atlas(transferred, "backbone.blocks.1", store=tmp_path, render=False, **QUICK)
+    reused = dc.atlas(transferred, "backbone.blocks.1", store=tmp_path, fill=False, **QUICK)
     assert reused.done == [0, 1]
-    own = dc.atlas(transferred, "new", store=tmp_path, render=False, **QUICK)
+    own = dc.atlas(transferred, "new", store=tmp_path, fill=False, **QUICK)
     assert own.done == [] and own.key != reused.key
-    other_settings = dc.atlas(embedded, "blocks.1", store=tmp_path, render=False, steps=7, size=32, progress=False)
+    other_settings = dc.atlas(embedded, "blocks.1", store=tmp_path, fill=False, steps=7, size=32, progress=False)
     assert other_settings.done == []
 
 
@@ -121,7 +121,7 @@ def test_killed_run_resumes_to_the_same_atlas(embedded, tmp_path, monkeypatch):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     child = subprocess.Popen([sys.executable, str(script), str(killed)])
-    probe = dc.atlas(embedded, "blocks.1", store=killed, render=False, **settings)
+    probe = dc.atlas(embedded, "blocks.1", store=killed, fill=False, **settings)
     manifest = Path(probe.store.path(probe.key)) / "manifest.json"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and child.poll() is None:
@@ -132,7 +132,7 @@ def test_killed_run_resumes_to_the_same_atlas(embedded, tmp_path, monkeypatch):
     child.wait()
     assert child.returncode == -signal.SIGKILL
 
-    partial = dc.atlas(embedded, "blocks.1", store=killed, render=False, **settings)
+    partial = dc.atlas(embedded, "blocks.1", store=killed, fill=False, **settings)
     assert 4 <= len(partial.done) < 16, "the run was not killed mid-layer"
     rendered: list[int] = []
     real = atlas_module.visualize

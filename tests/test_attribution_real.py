@@ -143,7 +143,7 @@ def test_render_helpers():
     heat[1, 3] = 2.0
     out = render.heatmap_overlay(image, heat, cmap="viridis", alpha=1.0)
     assert out.size == (60, 40)
-    signed = render.heatmap(torch.tensor([[-1.0, 0.0, 1.0]]), cmap="bwr", signed=True)
+    signed = render.colored_map(torch.tensor([[-1.0, 0.0, 1.0]]), cmap="bwr", signed=True)
     assert signed.getpixel((1, 0))[0] > 200 and signed.getpixel((1, 0))[2] > 200  # zero is white in bwr
     grad = torch.randn(3, 8, 8)
     positive, negative = render.positive_negative_saliency(grad)

@@ -129,7 +129,7 @@ def test_bad_layers_are_clear_errors(inplace_net):
     model = dc.Model(inplace_net.eval(), "inplace", (3, 16, 16))
     with pytest.raises(dc.UnknownNameError, match="relu2"):
         dc.channel_attribution(model, torch.rand(1, 3, 16, 16), "relu3")
-    with pytest.raises(dc.DiamondCutterError, match="not C×H×W"):
+    with pytest.raises(dc.DiamondCutterError, match="not a C×H×W feature map"):
         dc.channel_attribution(model, torch.rand(1, 3, 16, 16), "fc")
     with pytest.raises(dc.DiamondCutterError, match="pair"):
         dc.channel_attribution(model, torch.rand(1, 3, 16, 16), "relu2", classes=(0, 1, 2))

@@ -29,7 +29,7 @@ def test_groups_on_the_embedded_model(embedded, samples):
     assert groups.error < 0.6  # stated bound: 5 groups keep most of the (clipped) activation of 192 channels
     assert groups.attributions.shape == (5, 2)
     assert groups.class_names[1] == "tabby" and "cat" in groups.class_names[0]
-    assert groups.render(0).size == (224, 224)
+    assert groups.overlay(0).size == (224, 224)
     more = dc.neuron_groups(embedded, samples[0], "blocks.5", k=10, classes=("top1",))
     assert more.error < groups.error
 

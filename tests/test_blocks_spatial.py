@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 import diamond_cutter as dc
-from diamond_cutter.images import sample_path
+from diamond_cutter.images import ImageBatch, sample_path
+from diamond_cutter.render import tint
 
 LAYER = "blocks.5"
 
@@ -41,10 +42,10 @@ def test_heatmap_sums_to_the_channel_attribution(embedded, samples):
     channels = dc.channel_attribution(embedded, samples[1], LAYER, classes=("espresso", "cup"))
     assert hm.values.shape == (7, 7)
     assert float(hm.values.sum()) == pytest.approx(float(channels.scores.sum()), rel=1e-4, abs=1e-5)
-    assert hm.render().size == (224, 224)
+    assert hm.overlay().size == (224, 224)
 
 
-def half_and_half(model) -> dc.ImageBatch:
+def half_and_half(model) -> ImageBatch:
     """A 224×224 picture: chelsea's face squeezed into the left half, a brick wall in the right half."""
     cat = Image.open(sample_path("chelsea")).convert("RGB").crop((60, 0, 360, 300)).resize((112, 224))
     wall = Image.open(sample_path("brick")).convert("RGB").resize((112, 224))
@@ -72,9 +73,7 @@ def test_chelsea_cat_box(embedded, samples):
     assert 16 <= cx <= 208 and 32 <= cy <= 224
 
 
-def test_render_colours_positive_orange_and_negative_blue():
-    from diamond_cutter.blocks.spatial import tint
-
+def test_tint_colours_positive_orange_and_negative_blue():
     grey = Image.fromarray(np.full((8, 8, 3), 128, np.uint8))
     values = torch.tensor([[1.0, -1.0]])
     out = np.asarray(tint(grey, values, alpha=1.0)).astype(int)

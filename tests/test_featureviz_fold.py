@@ -10,9 +10,11 @@ from helpers import assert_unchanged, snapshot
 from torch import nn
 
 import diamond_cutter as dc
+from diamond_cutter.capture import capture, preserved
 from diamond_cutter import objectives as obj
 from diamond_cutter.featureviz.fold import conv_norm_pairs, folded_copy, rendering_network
-from diamond_cutter.featureviz.render import forward_fn, render_objective
+from diamond_cutter.featureviz import optimize
+from diamond_cutter.featureviz.optimize import forward_fn, render_objective
 
 
 def batchnorms(module: nn.Module) -> list[str]:
@@ -20,7 +22,7 @@ def batchnorms(module: nn.Module) -> list[str]:
 
 
 def outputs(module: nn.Module, layers: list[str], x: torch.Tensor) -> list[torch.Tensor]:
-    with dc.capture(module, layers, detach=True) as rec, torch.no_grad():
+    with capture(module, layers, detach=True) as rec, torch.no_grad():
         logits = module(x)
     return [rec[name] for name in layers] + [logits]
 
@@ -95,16 +97,14 @@ def test_norm_without_running_statistics_is_not_folded():
 def test_render_scores_are_those_of_the_true_network(embedded):
     result = render_objective(embedded, obj.channel("blocks.3", [4, 9]), keys=[4, 9], steps=6, size=64, progress=False)
     with ExitStack() as stack, torch.no_grad():
-        stack.enter_context(dc.preserved(embedded.module))
+        stack.enter_context(preserved(embedded.module))
         act = forward_fn(embedded, ["blocks.3"], stack)(embedded.normalize(result.tensor))["blocks.3"]
     true_scores = act[torch.arange(2), torch.tensor([4, 9])].mean(dim=(1, 2))
     assert torch.allclose(result.scores, true_scores, rtol=1e-3, atol=1e-4)
 
 
 def test_visualize_folds_once_for_all_its_batches(embedded, monkeypatch):
-    from diamond_cutter.featureviz import render
-
     made = []
-    monkeypatch.setattr(render, "rendering_network", lambda model, keep: made.append(keep) or rendering_network(model, keep))
+    monkeypatch.setattr(optimize, "rendering_network", lambda model, keep: made.append(keep) or rendering_network(model, keep))
     vis = dc.visualize(embedded, "blocks.1", range(6), batch_size=2, steps=1, size=32, progress=False)
     assert len(vis.channels) == 6 and made == [["blocks.1"]]

@@ -93,7 +93,7 @@ def test_icon_budget_visualizes_the_most_important_channels(inplace_net, tmp_pat
     result = dc.report(model, x, "relu2", 0, top_k=2, groups=2, icons=settings, saliency=("gradcam",), tiles=2, progress=False)
     assert_unchanged(before, inplace_net)
     first = [c for c, _ in result.channels.top(2)]
-    stored = dc.atlas(model, "relu2", steps=3, size=16, store=str(tmp_path), render=False, progress=False,
+    stored = dc.atlas(model, "relu2", steps=3, size=16, store=str(tmp_path), fill=False, progress=False,
                       **settings.optimizer)
     assert sorted(stored.manifest["done"]) == sorted(first)
     for c in first:

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import diamond_cutter as dc
-from diamond_cutter import visuallog
+from diamond_cutter import render, visuallog
 from helpers import snapshot
 
 
@@ -31,12 +31,12 @@ def test_stages_of_a_pipeline(tmp_path):
 def test_tensor_images_round_trip():
     x = torch.zeros(1, 3, 4, 4)
     x[0, 0] = 1.0
-    (picture,) = visuallog.to_pictures(x)
+    (picture,) = render.pictures(x)
     assert np.asarray(picture)[0, 0].tolist() == [255, 0, 0]
     with pytest.raises(dc.DiamondCutterError, match="N×C×H×W"):
-        visuallog.to_pictures(torch.rand(2, 5, 4, 4))
-    with pytest.raises(dc.DiamondCutterError, match="cannot log"):
-        visuallog.to_pictures("picture.png")
+        render.pictures(torch.rand(2, 5, 4, 4))
+    with pytest.raises(dc.DiamondCutterError, match="cannot show"):
+        render.pictures("picture.png")
 
 
 def train_epoch(net: torch.nn.Module, seed: int) -> None:

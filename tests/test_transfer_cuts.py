@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import diamond_cutter as dc
+from diamond_cutter.capture import capture
 from diamond_cutter import DiamondCutterError, UnknownNameError
 from diamond_cutter.transfer.cuts import CutBackbone, candidate_cuts, list_cuts
 from diamond_cutter.transfer.data import load_labelled, make_colour_dataset
@@ -86,9 +87,9 @@ def test_unknown_cut_name_suggests(resnet):
 def test_cut_backbone_stops_at_the_cut_and_matches_a_full_capture(resnet):
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
-        with dc.capture(resnet.module, ["layer2", "layer3"], detach=True) as full:
+        with capture(resnet.module, ["layer2", "layer3"], detach=True) as full:
             resnet.module(x)
-        with dc.capture(resnet.module, ["layer3"]) as later:
+        with capture(resnet.module, ["layer3"]) as later:
             out = CutBackbone(resnet.module, "layer2")(x)
     assert torch.equal(out, full["layer2"])
     assert later.calls["layer3"] == 0  # nothing downstream of the cut ran
@@ -101,7 +102,7 @@ def test_features_of_all_cuts_in_one_pass_equal_separate_pooled_captures(resnet,
                           progress=False)
     assert fs.computed == 3 and fs.cached == 0
     x = data.pixels(np.arange(len(data)), resnet)
-    with torch.no_grad(), dc.capture(resnet.module, cuts, detach=True) as rec:
+    with torch.no_grad(), capture(resnet.module, cuts, detach=True) as rec:
         resnet.module(x)
     for cut in cuts:
         fmap = rec[cut]

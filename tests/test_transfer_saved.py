@@ -10,6 +10,8 @@ import pytest
 import torch
 
 import diamond_cutter as dc
+from diamond_cutter.capture import capture
+from diamond_cutter.transfer import TrainedHead
 from diamond_cutter import CheckpointError, DiamondCutterError
 from diamond_cutter.transfer import compare_predictions, load_transferred, train_head
 from diamond_cutter.transfer.data import load_labelled, make_texture_dataset
@@ -28,7 +30,7 @@ def textures(tmp_path_factory) -> dc.transfer.LabelledImages:
 
 
 @pytest.fixture(scope="module")
-def conv_saved(lite0, textures, tmp_path_factory) -> tuple[dc.TrainedHead, Path]:
+def conv_saved(lite0, textures, tmp_path_factory) -> tuple[TrainedHead, Path]:
     trained = train_head(lite0, textures, "blocks.2", "conv", epochs=6, lr=1e-2, progress=False)
     path = tmp_path_factory.mktemp("saved") / "conv"
     trained.save(str(path))
@@ -60,7 +62,7 @@ def test_loaded_model_works_with_attribution_on_the_new_conv_layer(conv_saved, t
     cam = dc.attribute(loaded, x, method="gradcam", layer="head.conv", target="top1")
     maps = cam.maps if hasattr(cam, "maps") else cam
     assert torch.as_tensor(maps).abs().sum() > 0
-    with dc.capture(loaded.module, ["head.conv"]) as rec:
+    with capture(loaded.module, ["head.conv"]) as rec:
         score = loaded(x.requires_grad_(True))[:, 0]
     grad = rec.gradients(score)["head.conv"]
     assert grad.shape == rec["head.conv"].shape and grad.abs().sum() > 0

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import diamond_cutter as dc
+from diamond_cutter.transfer import SweepResult
 from diamond_cutter.cli import main
 from diamond_cutter.transfer import features
 from diamond_cutter.transfer.data import load_labelled, make_colour_dataset, make_digits_dataset, make_texture_dataset
@@ -24,7 +25,7 @@ def colours(tmp_path_factory) -> dc.transfer.LabelledImages:
 
 
 @pytest.fixture(scope="module")
-def colour_sweep(colours, tmp_path_factory) -> tuple[dc.SweepResult, Path]:
+def colour_sweep(colours, tmp_path_factory) -> tuple[SweepResult, Path]:
     out = tmp_path_factory.mktemp("out")
     result = dc.sweep("resnet18", colours, n_cuts=6, epochs=15, store=tmp_path_factory.mktemp("store"), out=out,
                       **TINY)

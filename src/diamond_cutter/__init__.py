@@ -1,85 +1,51 @@
 """Diamond Cutter: look inside convolutional networks and find where to cut them.
 
-The public API is re-exported here; see the README for a tour.
+The public API is re-exported here (the functions a user calls, the model they
+may wrap, the errors they may catch); see the README for a tour. Everything
+else lives in its module: result types and attribution method classes in their
+packages (``diamond_cutter.attribution.GradCAM``), plumbing such as hooks in
+:mod:`diamond_cutter.capture`, pictures in :mod:`diamond_cutter.render`.
 """
 
-from .atlas import Atlas, atlas
-from .attribution import (
-    LRP, Attribution, Deconvnet, GradCAM, GradCAMPlusPlus, GuidedBackprop, GuidedGradCAM, InputXGradient,
-    IntegratedGradients, LayerCAM, Occlusion, Saliency, SanityResult, ScoreCAM, SmoothGrad, attribute, sanity_check,
-)
+from .atlas import atlas
+from .attribution import attribute, sanity_check
 from .blocks import channel_attribution, dataset_examples, heatmap, neuron_groups, semantic_map
-from .capture import capture, forward_hooks, preserved, truncated
-from .featureviz import RenderResult, Visualization, objectives, render_objective, visualize
 from .errors import CheckpointError, DiamondCutterError, ImageError, UnknownNameError, WeightsUnavailableError
-from .images import DEMO_SAMPLES, SAMPLES, ImageBatch, load_images, sample_path
-from .layers import Layer, LayerTable
-from .model import Model, Prediction, predict
-from .report import Report, report
-from .transfer import SweepResult, TrainedHead, compare_predictions, load_transferred, sweep, train_head
+from .featureviz import objectives, render_objective, visualize
+from .images import load_images
+from .model import Model, predict
+from .report import report
+from .transfer import compare_predictions, load_transferred, sweep, train_head
+from .version import __version__ as __version__
 from .visuallog import VisualLog
 from .zoo import list_models, load_model
 
-__version__ = "0.1.0"
-
 __all__ = [
-    "LRP",
-    "Attribution",
-    "Deconvnet",
-    "GradCAM",
-    "GradCAMPlusPlus",
-    "GuidedBackprop",
-    "GuidedGradCAM",
-    "InputXGradient",
-    "IntegratedGradients",
-    "LayerCAM",
-    "Occlusion",
-    "Saliency",
-    "SanityResult",
-    "ScoreCAM",
-    "SmoothGrad",
-    "attribute",
-    "sanity_check",
-    "Atlas",
-    "RenderResult",
-    "Visualization",
-    "atlas",
-    "objectives",
-    "render_objective",
-    "visualize",
     "CheckpointError",
-    "DEMO_SAMPLES",
     "DiamondCutterError",
-    "ImageBatch",
     "ImageError",
-    "Layer",
-    "LayerTable",
     "Model",
-    "Prediction",
-    "Report",
-    "SAMPLES",
     "UnknownNameError",
     "VisualLog",
     "WeightsUnavailableError",
-    "capture",
+    "atlas",
+    "attribute",
     "channel_attribution",
+    "compare_predictions",
     "dataset_examples",
     "heatmap",
-    "neuron_groups",
-    "semantic_map",
-    "forward_hooks",
     "list_models",
     "load_images",
     "load_model",
-    "predict",
-    "report",
-    "preserved",
-    "sample_path",
-    "truncated",
-    "SweepResult",
-    "TrainedHead",
-    "compare_predictions",
     "load_transferred",
+    "neuron_groups",
+    "objectives",
+    "predict",
+    "render_objective",
+    "report",
+    "sanity_check",
+    "semantic_map",
     "sweep",
     "train_head",
+    "visualize",
 ]

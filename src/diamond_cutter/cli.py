@@ -8,14 +8,14 @@ Errors from bad input print one line (no traceback) and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
+from .commands import attribute, demo, inventory, predict, report, sweep, visualize
 from .errors import DiamondCutterError
 
-#: Modules under diamond_cutter.commands, in the order their commands are listed in --help.
-COMMAND_MODULES = ("inventory", "predict", "attribute", "visualize", "report", "sweep", "demo")
+#: The subcommands' modules, in the order their commands are listed in --help.
+COMMAND_MODULES = (inventory, predict, attribute, visualize, report, sweep, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,8 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Look inside convolutional networks and find where to cut them for transfer learning.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"diamond_cutter.commands.{name}").register(sub)
+    for module in COMMAND_MODULES:
+        module.register(sub)
     return parser
 
 

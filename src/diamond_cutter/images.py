@@ -48,7 +48,7 @@ DEMO_SAMPLES = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle")
 
 def sample_path(name: str) -> Path:
     """Path of a shipped sample image by name (``chelsea``, ``coffee``, ...)."""
-    from skimage import data
+    from skimage import data  # deferred: scikit-image is slow to import and only the samples need it
 
     if name not in SAMPLES:
         raise UnknownNameError("sample image", name, SAMPLES)

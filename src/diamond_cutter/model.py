@@ -18,7 +18,8 @@ from torch import nn
 
 from .capture import preserved
 from .errors import DiamondCutterError, UnknownNameError
-from .layers import LayerTable, discover_layers
+from .images import as_batch
+from .layers import Layer, LayerTable, discover_layers
 from .progress import bar
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -104,6 +105,26 @@ class Model:
         """The :class:`~diamond_cutter.layers.Layer` called ``name`` (suggestions on a typo)."""
         return self.layers.resolve(name)
 
+    def spatial_layer(self, name: str | None = None) -> Layer:
+        """The layer called ``name``, which must output a C×H×W feature map (what CAMs, semantic maps
+        and dataset examples weigh positions of); by default the last layer whose map is larger than 1×1.
+
+        A layer without positions is an error naming the spatial layers.
+        """
+        if name is None:
+            candidates = [layer for layer in self.layers.spatial() if (layer.height or 0) * (layer.width or 0) > 1]
+            if not candidates:
+                raise DiamondCutterError(f"{self.name} has no layer with a spatial feature map")
+            return candidates[-1]
+        layer = self.layer(name)
+        if not layer.spatial:
+            choices = [s.name for s in self.layers.spatial()][-8:]
+            raise DiamondCutterError(
+                f"layer {name!r} outputs shape {layer.shape}, not a C×H×W feature map; "
+                f"pick a spatial layer such as {', '.join(choices)}"
+            )
+        return layer
+
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """``[0, 1]`` pixels (N×C×H×W) to the network's input space."""
         mean = torch.tensor(self.mean, device=pixels.device, dtype=pixels.dtype).view(1, -1, 1, 1)
@@ -178,8 +199,6 @@ def batched_logits(model: Model, x: torch.Tensor, batch_size: int = 32, progress
 
 def predict(model: Model, images: Any, k: int = 5, batch_size: int = 32, progress: bool = False) -> Prediction:
     """Top-``k`` classes for each image (an ImageBatch, a tensor, or anything ``load_images`` takes)."""
-    from .images import as_batch
-
     batch = as_batch(images, model)
     logits = batched_logits(model, batch.tensor, batch_size, progress)
     probs = logits.softmax(dim=1)

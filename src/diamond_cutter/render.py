@@ -1,14 +1,17 @@
-"""Turning maps into pictures: heatmap overlays, saliency renders and image grids.
+"""Tensors into pictures, in one place: single pictures and batches, heatmap overlays,
+saliency renders, tints, activation tiles, patch crops and image grids.
 
 Attribution methods return raw, signed, unnormalised maps; every choice about
 how to show them (scaling, colour map, transparency, which sign) lives here, so
 the numbers stay comparable across classes and methods and only the picture is
-normalised.
+normalised. A ground-floor module: analysis results, the report and the visual
+log all draw through it, and it imports nothing above :mod:`~diamond_cutter.images`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -17,19 +20,42 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .errors import DiamondCutterError, UnknownNameError
+from .images import ImageBatch
 
 ImageLike = Image.Image | torch.Tensor
 
+#: Building Blocks' colours: orange for evidence for the positive class, blue for the negative one.
+POSITIVE_RGB = (255, 127, 14)
+NEGATIVE_RGB = (31, 119, 180)
+
 
 def to_pil(image: ImageLike) -> Image.Image:
-    """A PIL RGB image from a PIL image or a C×H×W tensor of ``[0, 1]`` pixels."""
+    """One picture from a PIL image (returned as it is) or a C×H×W tensor of ``[0, 1]`` pixels
+    (C = 1 gives a grey picture, C = 3 an RGB one)."""
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
+        return image
     if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] not in (1, 3):
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise DiamondCutterError(f"an image must be a PIL image or a C×H×W tensor (C = 1 or 3), got {shape}")
     arr = (image.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).convert("RGB")
+    return Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
+
+
+def pictures(images: Any) -> list[Image.Image]:
+    """Pictures from the forms images are handed around in: PIL images, an ImageBatch, ``[0, 1]``
+    tensors (C×H×W or N×C×H×W), or lists of any of these."""
+    if isinstance(images, ImageBatch):
+        return images.images()
+    if isinstance(images, Image.Image):
+        return [images]
+    if isinstance(images, torch.Tensor):
+        batch = images[None] if images.ndim == 3 else images
+        if batch.ndim != 4 or batch.shape[1] not in (1, 3):
+            raise DiamondCutterError(f"images must be N×C×H×W or C×H×W tensors in [0, 1] (C = 1 or 3), got {tuple(images.shape)}")
+        return [to_pil(x) for x in batch]
+    if isinstance(images, (list, tuple)):
+        return [p for item in images for p in pictures(item)]
+    raise DiamondCutterError(f"cannot show a {type(images).__name__} as images")
 
 
 def scale(heat: torch.Tensor, signed: bool = False) -> torch.Tensor:
@@ -65,8 +91,8 @@ def resize_map(heat: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(heat[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
 
 
-def heatmap(heat: torch.Tensor, cmap: str = "jet", signed: bool = False, size: tuple[int, int] | None = None) -> Image.Image:
-    """The map alone, coloured (``size`` = (height, width) to resize first)."""
+def colored_map(heat: torch.Tensor, cmap: str = "jet", signed: bool = False, size: tuple[int, int] | None = None) -> Image.Image:
+    """An h×w map alone, coloured (``size`` = (height, width) to resize first)."""
     heat = _as_map(heat)
     if size is not None:
         heat = resize_map(heat, size)
@@ -79,8 +105,8 @@ def heatmap_overlay(
     """``heat`` (any h×w) resized onto ``image``, coloured with ``cmap`` and blended with weight ``alpha``."""
     if not 0.0 <= alpha <= 1.0:
         raise DiamondCutterError(f"alpha must be between 0 and 1, got {alpha}")
-    picture = to_pil(image)
-    colored = heatmap(heat, cmap, signed, size=(picture.height, picture.width))
+    picture = to_pil(image).convert("RGB")
+    colored = colored_map(heat, cmap, signed, size=(picture.height, picture.width))
     return Image.blend(picture, colored, alpha)
 
 
@@ -122,6 +148,52 @@ def grid(images: Sequence[Image.Image], cols: int | None = None, pad: int = 2, b
         r, c = divmod(i, cols)
         sheet.paste(im.convert("RGB"), (pad + c * (cell_w + pad), pad + r * (cell_h + pad)))
     return sheet
+
+
+def tint(image: Image.Image, values: torch.Tensor, alpha: float = 0.75) -> Image.Image:
+    """Blend orange (positive) / blue (negative) over ``image`` with opacity ∝ |value| (bilinear)."""
+    up = _unit_map(values, image.size)
+    colour = np.where(up[..., None] >= 0, np.array(POSITIVE_RGB), np.array(NEGATIVE_RGB))
+    return _blend(image, np.abs(up) * alpha, colour)
+
+
+def tint_colour(image: Image.Image, values: torch.Tensor, rgb: tuple[int, int, int], alpha: float = 0.75) -> Image.Image:
+    """Blend one colour over ``image`` with opacity ∝ value (non-negative values, bilinear)."""
+    return _blend(image, _unit_map(values.clamp(min=0), image.size) * alpha, np.array(rgb))
+
+
+def activation_tiles(acts: torch.Tensor, size: tuple[int, int], count: int) -> list[tuple[int, float, Image.Image]]:
+    """The ``count`` channels of ``acts`` (C×H×W) with the largest mean activation, as
+    (channel, mean, grey map a third of ``size`` = (width, height) on each side)."""
+    means = acts.mean(dim=(1, 2))
+    top = means.topk(min(count, len(means)))
+    side = (max(1, size[1] // 3), max(1, size[0] // 3))
+    return [(c, v, to_pil(resize_map(scale(acts[c]), side)[None])) for c, v in zip(top.indices.tolist(), top.values.tolist())]
+
+
+def crop_cell(picture: Image.Image, cell: tuple[int, int], grid: tuple[int, int], cells: float, size: int = 96) -> Image.Image:
+    """The square patch ``cells`` cells wide centred on ``cell`` of a ``grid`` laid over ``picture``
+    (clamped to the image), resized to ``size``."""
+    width, height = picture.size
+    side = min(width, height, round(cells * max(width / grid[1], height / grid[0])))
+    cx, cy = (cell[1] + 0.5) * width / grid[1], (cell[0] + 0.5) * height / grid[0]
+    left = int(min(max(cx - side / 2, 0), width - side))
+    top = int(min(max(cy - side / 2, 0), height - side))
+    return picture.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC)
+
+
+def _unit_map(values: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """H×W values divided by their largest magnitude (into [-1, 1]) and resized to ``size`` (W, H)."""
+    top = float(values.abs().max()) or 1.0
+    return resize_map(values.float() / top, (size[1], size[0])).clamp(-1, 1).numpy()
+
+
+def _blend(image: Image.Image, weight: np.ndarray, colour: np.ndarray) -> Image.Image:
+    """``colour`` over a mostly-grey, dimmed ``image``, so tints stand out also on orange or blue pictures."""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
+    base = (0.35 * rgb + 0.65 * rgb.mean(axis=2, keepdims=True)) * 0.8
+    w = weight[..., None]
+    return Image.fromarray((base * (1 - w) + colour * w).clip(0, 255).astype(np.uint8))
 
 
 def _as_map(heat: torch.Tensor) -> torch.Tensor:

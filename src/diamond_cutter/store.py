@@ -37,7 +37,7 @@ class Store:
             self._path = Path(root.removeprefix("file://")).expanduser()
             self._fs = None
         else:
-            try:
+            try:  # only remote stores need fsspec, and its import is not free
                 import fsspec
             except ImportError:
                 raise DiamondCutterError(f"store {root!r} is a URL: install fsspec to use remote stores") from None

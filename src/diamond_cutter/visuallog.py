@@ -13,13 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from PIL import Image
 
+from .attribution import attribute
+from .blocks.examples import layer_activations
 from .errors import DiamondCutterError
-from .images import ImageBatch, as_batch
-from .report.build import activation_tiles
-from .report.html import HtmlPage, render
+from .html import HtmlPage, from_template
+from .images import as_batch
+from .render import activation_tiles, pictures
 
 
 @dataclass
@@ -42,30 +43,12 @@ class VisualLog(HtmlPage):
 
     def add(self, stage: str, images: Any, captions: list[str] | None = None, step: int | None = None) -> None:
         """Log ``images`` (PIL images, an ImageBatch, or [0, 1] tensors C×H×W / N×C×H×W) under ``stage``."""
-        pictures = to_pictures(images)[: self.max_images]
-        captions = list(captions or [str(i) for i in range(len(pictures))])[: len(pictures)]
-        self.stages.append(Stage(stage, step, pictures, captions))
+        shown = pictures(images)[: self.max_images]
+        captions = list(captions or [str(i) for i in range(len(shown))])[: len(shown)]
+        self.stages.append(Stage(stage, step, shown, captions))
 
     def html(self) -> str:
-        return render("visuallog.html.j2", log=self)
-
-
-def to_pictures(images: Any) -> list[Image.Image]:
-    """PIL images from the forms a pipeline hands around."""
-    if isinstance(images, Image.Image):
-        return [images]
-    if isinstance(images, ImageBatch):
-        return images.images()
-    if isinstance(images, torch.Tensor):
-        x = images.detach().float().cpu()
-        x = x[None] if x.ndim == 3 else x
-        if x.ndim != 4 or x.shape[1] not in (1, 3):
-            raise DiamondCutterError(f"log images as N×C×H×W or C×H×W tensors in [0, 1] (C = 1 or 3), got {tuple(images.shape)}")
-        arr = (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
-        return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arr]
-    if isinstance(images, (list, tuple)):
-        return [p for item in images for p in to_pictures(item)]
-    raise DiamondCutterError(f"cannot log a {type(images).__name__} as images")
+        return from_template("visuallog.html.j2", log=self)
 
 
 class TrainingMonitor:
@@ -89,8 +72,6 @@ class TrainingMonitor:
         """Log this epoch if it is due; returns whether it logged."""
         if (epoch + 1) % self.every:
             return False
-        from .attribution import attribute
-
         cam = attribute(self.model, self.images, method="gradcam", target=self.target, layer=self.layer)
         self.log.add(f"Grad-CAM, epoch {epoch + 1}", cam.overlay(), list(self.images.ids), step=epoch + 1)
         tiles, captions = self._activations()
@@ -98,8 +79,6 @@ class TrainingMonitor:
         return True
 
     def _activations(self) -> tuple[list[Image.Image], list[str]]:
-        from .blocks.examples import layer_activations
-
         acts = layer_activations(self.model, self.images, self.layer)
         tiles, captions = [], []
         for image_id, a, picture in zip(self.images.ids, acts, self.images.images()):
@@ -123,6 +102,7 @@ class TrainingMonitor:
 
 
 def _lightning_callback_base():
+    # Lightning is optional (and slow to import): only a callback asks for it.
     try:
         from lightning.pytorch import Callback
     except ImportError:

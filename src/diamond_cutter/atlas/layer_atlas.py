@@ -19,8 +19,9 @@ from typing import Any
 from PIL import Image
 
 from ..errors import DiamondCutterError
+from ..html import image_tag
 from ..featureviz.fold import rendering_network
-from ..featureviz.render import Settings, auto_batch_size, image_size, layer_channels, visualize
+from ..featureviz.optimize import Settings, auto_batch_size, image_size, layer_channels, visualize
 from ..progress import bar
 from ..store import Store
 from .fingerprint import layer_fingerprint, settings_digest
@@ -64,8 +65,6 @@ class Atlas:
         return self._sprites.copy()
 
     def _repr_html_(self) -> str:
-        from ..report.html import image_tag
-
         return image_tag(self.spritemap, f"atlas of {self.layer}: {len(self.done)}/{self.channels} channels")
 
     def _blank(self) -> Image.Image:
@@ -101,14 +100,14 @@ class Atlas:
         """The picture of one channel, rendered now (and cached) if the atlas lacks it."""
         layer_channels(self.model, self.layer, [channel])
         if channel not in self.manifest["done"]:
-            self.render([channel], progress=False)
+            self.fill([channel], progress=False)
         return self._sprites.crop(self.box(channel))
 
     def missing(self, channels: Sequence[int] | None = None) -> list[int]:
         done = set(self.manifest["done"])
         return [c for c in layer_channels(self.model, self.layer, channels) if c not in done]
 
-    def render(self, channels: Sequence[int] | None = None, *, batch_size: int | None = None, progress: bool = True) -> Atlas:
+    def fill(self, channels: Sequence[int] | None = None, *, batch_size: int | None = None, progress: bool = True) -> Atlas:
         """Render the missing ones among ``channels`` (all by default), saving after every chunk."""
         todo = self.missing(channels)
         batch = batch_size or auto_batch_size(self.model, self.layer, self.cell)
@@ -145,19 +144,19 @@ def atlas(
     store: Store | str | None = None,
     batch_size: int | None = None,
     progress: bool = True,
-    render: bool = True,
+    fill: bool = True,
     **options: Any,
 ) -> Atlas:
     """The atlas of ``layer``: loaded from the store, with ``channels`` (default all) rendered if missing.
 
     ``store`` is a :class:`Store`, a folder or an fsspec URL (default: the user
-    cache). ``render=False`` only loads what is there. ``steps=64, size=64``
+    cache). ``fill=False`` only loads what is there. ``steps=64, size=64``
     gives a quick demo atlas; other ``options`` (``lr``, ``transforms``, ...)
     are render settings and part of the cache key.
     """
     store = store if isinstance(store, Store) else Store(store)
     settings = replace(Settings(steps=steps, size=image_size(model, size), param=param, seed=seed), **options)
     result = Atlas(model, layer, settings, store)
-    if render:
-        result.render(channels, batch_size=batch_size, progress=progress)
+    if fill:
+        result.fill(channels, batch_size=batch_size, progress=progress)
     return result

@@ -40,7 +40,7 @@ def feature_grid(
     """Each channel's map as a ``size``-pixel tile in one grid (each tile scaled on its own)."""
     maps = feature_maps(model, image, layer)
     picked = _channels(channels, len(maps), layer)
-    return render.grid([render.heatmap(maps[c], cmap, size=(size, size)) for c in picked], cols)
+    return render.grid([render.colored_map(maps[c], cmap, size=(size, size)) for c in picked], cols)
 
 
 def filter_guided_backprop(model: Model, image: Any, layer: str, channel: int) -> torch.Tensor:

@@ -19,7 +19,7 @@ from ..capture import capture, truncated
 from ..errors import DiamondCutterError
 from ..model import Model
 from .base import Method
-from .common import Selector, chunks, fast_layout, forward_to_layers, spatial_layer
+from .common import Selector, chunks, fast_layout, forward_to_layers
 from .gradients import GuidedBackprop
 
 
@@ -28,7 +28,7 @@ class GradientCAM(Method):
 
     def __init__(self, model: Model, *, layer: str | None = None, relu: bool = True, batch_size: int = 16):
         super().__init__(model, batch_size=batch_size)
-        self.layer = spatial_layer(model, layer).name
+        self.layer = model.spatial_layer(layer).name
         self.relu = relu
 
     def compute(self, x: torch.Tensor, selector: Selector) -> torch.Tensor:
@@ -91,7 +91,7 @@ class LayerCAM(GradientCAM):
         if not names:
             raise DiamondCutterError("LayerCAM needs at least one layer")
         super().__init__(model, layer=names[0], batch_size=batch_size)
-        self.layers = [spatial_layer(model, n).name for n in names]
+        self.layers = [model.spatial_layer(n).name for n in names]
         self.layer = "+".join(self.layers)
         self.gamma = float(gamma)
 
@@ -130,7 +130,7 @@ class ScoreCAM(Method):
 
     def __init__(self, model: Model, *, layer: str | None = None, batch_size: int = 32):
         super().__init__(model, batch_size=batch_size)
-        self.layer = spatial_layer(model, layer).name
+        self.layer = model.spatial_layer(layer).name
 
     def compute(self, x: torch.Tensor, selector: Selector) -> torch.Tensor:
         activations = self.layer_activations(x)

@@ -15,7 +15,6 @@ import torch
 from ..capture import Capture, capture, forward_hooks
 from ..errors import DiamondCutterError
 from ..images import ImageBatch, as_batch
-from ..layers import Layer
 from ..model import Model
 from ..targets import needs_logits, resolve_targets
 
@@ -100,27 +99,6 @@ def chunks(n: int, size: int) -> Iterator[slice]:
         raise DiamondCutterError(f"batch_size must be at least 1, got {size}")
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
-
-
-def spatial_layer(model: Model, name: str | None) -> Layer:
-    """The layer a CAM method works on: ``name``, or the last layer with a map larger than 1×1.
-
-    A layer without a C×H×W output is an error naming the spatial layers, since a
-    class activation map needs positions to weigh.
-    """
-    if name is None:
-        candidates = [layer for layer in model.layers.spatial() if (layer.height or 0) * (layer.width or 0) > 1]
-        if not candidates:
-            raise DiamondCutterError(f"{model.name} has no layer with a spatial feature map")
-        return candidates[-1]
-    layer = model.layer(name)
-    if not layer.spatial:
-        choices = [layer.name for layer in model.layers.spatial()][-8:]
-        raise DiamondCutterError(
-            f"layer {name!r} outputs shape {layer.shape}, not a C×H×W feature map; "
-            f"CAM methods need a spatial layer such as {', '.join(choices)}"
-        )
-    return layer
 
 
 def forward_to_layers(model: Model, x: torch.Tensor, names: Sequence[str]) -> tuple[torch.Tensor, Capture]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torchvision.models import VGG, ResNet
 from zennit import composites, rules
 from zennit.attribution import Gradient
 from zennit.canonizers import Canonizer, SequentialMergeBatchNorm
@@ -73,8 +74,6 @@ class LRP(Method):
     def canonizers(self) -> list[Canonizer]:
         kind = self.canonizer
         if kind == "auto":
-            from torchvision.models import VGG, ResNet
-
             kind = "resnet" if isinstance(self.model.module, ResNet) else "vgg" if isinstance(self.model.module, VGG) else "merge_batchnorm"
         return {"resnet": [ResNetCanonizer()], "vgg": [VGGCanonizer()], "merge_batchnorm": [SequentialMergeBatchNorm()], "none": []}[kind]
 

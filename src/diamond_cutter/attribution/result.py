@@ -66,7 +66,7 @@ class Attribution:
         """Each map over its image (see :func:`diamond_cutter.render.heatmap_overlay`)."""
         heats = self.heat(signed=signed)
         if self.pixels is None:
-            return [render.heatmap(h, cmap, signed) for h in heats]
+            return [render.colored_map(h, cmap, signed) for h in heats]
         return [render.heatmap_overlay(p, h, cmap, alpha, signed) for p, h in zip(self.pixels, heats)]
 
     def captions(self) -> list[str]:

@@ -15,7 +15,8 @@ from typing import Any, NamedTuple
 
 import torch
 
-from .linear import Classes, LayerAttribution, class_name, linear_attribution, score_title
+from ..html import from_template
+from .linear import Classes, LayerGradients, class_name, linear_attribution, score_title
 
 
 class ChannelScore(NamedTuple):
@@ -59,13 +60,11 @@ class ChannelAttribution:
         return score_title(self.positive_names, self.negative_names)
 
     def _repr_html_(self) -> str:
-        from ..report.html import render
-
-        return render("channels_fragment.html.j2", channels=self, icon_uris={}, k=8)
+        return from_template("channels_fragment.html.j2", channels=self, icon_uris={}, k=8)
 
 
-def from_layer_attribution(model, la: LayerAttribution) -> ChannelAttribution:
-    """Sum a :class:`LayerAttribution` over space (shared by the report, which computes it once)."""
+def from_layer_gradients(model, la: LayerGradients) -> ChannelAttribution:
+    """Sum a :class:`LayerGradients` over space (shared by the report, which computes it once)."""
     per_image = la.attributions.sum(dim=(2, 3))
     return ChannelAttribution(
         la.layer,
@@ -88,4 +87,4 @@ def channel_attribution(
     class (index, name or ``"top1"``), a ``(positive, negative)`` tuple, or a
     list with one positive class per image.
     """
-    return from_layer_attribution(model, linear_attribution(model, images, layer, classes, batch_size=batch_size, progress=progress))
+    return from_layer_gradients(model, linear_attribution(model, images, layer, classes, batch_size=batch_size, progress=progress))

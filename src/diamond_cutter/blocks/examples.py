@@ -20,9 +20,10 @@ from PIL import Image
 
 from ..capture import capture, preserved, truncated
 from ..errors import DiamondCutterError
+from ..html import from_template
 from ..images import IMAGE_SUFFIXES, ImageBatch, load_images
 from ..progress import bar
-from .linear import spatial_layer
+from ..render import crop_cell
 
 
 @dataclass
@@ -46,9 +47,7 @@ class DatasetExamples:
     examples: list[Example] = field(default_factory=list)
 
     def _repr_html_(self) -> str:
-        from ..report.html import render
-
-        return render("examples_fragment.html.j2", examples=self)
+        return from_template("examples_fragment.html.j2", examples=self)
 
 
 #: Scores a batch: activations N×C×H×W -> (N scores, N cells as (row, column)).
@@ -60,7 +59,7 @@ def dataset_examples(
 ) -> DatasetExamples:
     """The ``k`` images of ``images`` (files, folders, an ImageBatch...) where ``channel`` of ``layer``
     peaks highest, each with the patch (``patch_cells`` cells wide) around its peak."""
-    info = spatial_layer(model, layer)
+    info = model.spatial_layer(layer)
     if not 0 <= channel < info.channels:
         raise DiamondCutterError(f"channel {channel} is out of range: {layer} has {info.channels} channels")
 
@@ -77,7 +76,7 @@ def shared_position_examples(
 ) -> DatasetExamples:
     """The ``k`` images whose activation vector at ``cell`` is closest (cosine) to the query image's
     at the same cell: images the network sees alike in that spatial position."""
-    info = spatial_layer(model, layer)
+    info = model.spatial_layer(layer)
     if not (0 <= cell[0] < info.height and 0 <= cell[1] < info.width):
         raise DiamondCutterError(f"cell {cell} is outside {layer}'s {info.height}×{info.width} grid")
     target = layer_activations(model, _as_sources_batch(query, model), layer)[0][:, cell[0], cell[1]]
@@ -101,16 +100,6 @@ def _search(model, images: Any, layer: str, query: str, score: Scorer, k: int, b
         best = sorted(best, key=lambda e: -e[0])[:k]
     examples = [Example(i, s, c, p, crop_cell(p, c, grid, patch_cells)) for s, i, c, p in best]
     return DatasetExamples(layer, query, grid, examples)
-
-
-def crop_cell(picture: Image.Image, cell: tuple[int, int], grid: tuple[int, int], cells: float, size: int = 96) -> Image.Image:
-    """The square patch ``cells`` cells wide centred on ``cell`` (clamped to the image), resized to ``size``."""
-    width, height = picture.size
-    side = min(width, height, round(cells * max(width / grid[1], height / grid[0])))
-    cx, cy = (cell[1] + 0.5) * width / grid[1], (cell[0] + 0.5) * height / grid[0]
-    left = int(min(max(cx - side / 2, 0), width - side))
-    top = int(min(max(cy - side / 2, 0), height - side))
-    return picture.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC)
 
 
 def layer_activations(model, batch: ImageBatch, layer: str) -> torch.Tensor:

@@ -25,8 +25,10 @@ import torch
 from PIL import Image
 
 from ..errors import DiamondCutterError
+from ..html import from_template
 from ..images import as_batch
-from .linear import LayerAttribution, linear_attribution, spatial_layer
+from ..render import tint_colour
+from .linear import LayerGradients, linear_attribution
 
 #: Distinct colours for group maps (ColorBrewer Set1), cycled for more groups.
 GROUP_COLOURS = [(228, 26, 28), (55, 126, 184), (77, 175, 74), (152, 78, 163), (255, 127, 0), (255, 255, 51), (166, 86, 40), (247, 129, 191)]
@@ -60,24 +62,21 @@ class NeuronGroups:
         top = self.directions[group].topk(min(k, self.directions.shape[1]))
         return [(int(c), float(v)) for c, v in zip(top.indices, top.values)]
 
-    def render(self, group: int, image: int = 0, alpha: float = 0.8) -> Image.Image:
+    def overlay(self, group: int, image: int = 0, alpha: float = 0.8) -> Image.Image:
         """One group's spatial map over image ``image``, in the group's colour."""
-        from .spatial import tint_colour
-
         return tint_colour(self.images[image], self.spatial[image, group], GROUP_COLOURS[group % len(GROUP_COLOURS)], alpha)
 
     def _repr_html_(self) -> str:
-        from ..report.html import render
+        return from_template("groups_fragment.html.j2", groups=self, overlays=self.overlays(0), icons={})
 
-        return render("groups_fragment.html.j2", groups=self, renders=self.renders(0), icons={})
-
-    def renders(self, image: int = 0) -> list[Image.Image]:
-        return [self.render(g, image) for g in range(self.k)]
+    def overlays(self, image: int = 0) -> list[Image.Image]:
+        """Every group's spatial map over image ``image``."""
+        return [self.overlay(g, image) for g in range(self.k)]
 
 
 def factorize(activations: torch.Tensor, k: int, seed: int = 0, max_iter: int = 400) -> tuple[np.ndarray, np.ndarray, float]:
     """NMF of N×C×H×W activations (clipped at 0) into cell strengths (N·H·W × k) and directions (k × C)."""
-    from sklearn.decomposition import NMF
+    from sklearn.decomposition import NMF  # deferred: scikit-learn is slow to import and only NMF needs it
 
     n, c, h, w = activations.shape
     if not 1 <= k <= min(c, n * h * w):
@@ -109,13 +108,13 @@ def neuron_groups(
     Each group gets its attribution to every entry of ``classes`` (class
     indices, names, or ``"topK"`` per image); a named class shows up by name.
     """
-    spatial_layer(model, layer)
+    model.spatial_layer(layer)
     batch = as_batch(images, model)
     per_class = [linear_attribution(model, batch, layer, c, batch_size=batch_size, progress=progress) for c in classes]
     return factor_groups(model, per_class, k, batch.images())
 
 
-def factor_groups(model, scores: Sequence[LayerAttribution], k: int, pictures: list[Image.Image]) -> NeuronGroups:
+def factor_groups(model, scores: Sequence[LayerGradients], k: int, pictures: list[Image.Image]) -> NeuronGroups:
     """Neuron groups from computed attributions of one layer over the same images (one per score);
     the report passes the attribution it already has, so grouping costs no further pass."""
     acts = scores[0].activations

@@ -30,9 +30,12 @@ Classes = Any
 
 
 @dataclass
-class LayerAttribution:
+class LayerGradients:
     """Activations (N×C×H×W) of a layer, the gradient of ``positive − negative`` with respect
-    to them, and their product, the linear attribution."""
+    to them, and their product, the linear attribution.
+
+    The raw tensors that every building block sums in its own direction; not an
+    :class:`~diamond_cutter.attribution.Attribution` (no maps over the input image)."""
 
     layer: str
     activations: torch.Tensor
@@ -67,17 +70,6 @@ def split_classes(classes: Classes) -> tuple[Any, Any | None]:
     return classes, None
 
 
-def spatial_layer(model, layer: str):
-    """The named layer, which must have a C×H×W output (suggestions on a typo)."""
-    info = model.layer(layer)
-    if not info.spatial:
-        raise DiamondCutterError(
-            f"layer {layer!r} has output shape {info.shape}, not C×H×W; pick one of the spatial layers "
-            f"(e.g. {', '.join(x.name for x in model.layers.spatial()[-4:])})"
-        )
-    return info
-
-
 def linear_attribution(
     model,
     images: Any,
@@ -86,9 +78,9 @@ def linear_attribution(
     *,
     batch_size: int = 16,
     progress: bool = False,
-) -> LayerAttribution:
+) -> LayerGradients:
     """Activation and activation × gradient of ``logit[positive] − logit[negative]`` at ``layer``."""
-    spatial_layer(model, layer)
+    model.spatial_layer(layer)
     batch: ImageBatch = as_batch(images, model)
     pos_spec, neg_spec = split_classes(classes)
     parts: list[tuple[torch.Tensor, ...]] = []
@@ -97,7 +89,7 @@ def linear_attribution(
         for start in bar(starts, f"attribution {layer}", enabled=progress):
             parts.append(_one_batch(model, batch.tensor[start : start + batch_size], layer, pos_spec, neg_spec))
     acts, grads, logits, pos, neg = (torch.cat(p) for p in zip(*parts))
-    return LayerAttribution(
+    return LayerGradients(
         layer, acts, grads, acts * grads, logits, pos.tolist(), None if neg_spec is None else neg.tolist(), list(batch.ids)
     )
 

@@ -12,18 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from ..html import image_tag
 from ..images import as_batch
-from .linear import Classes, LayerAttribution, linear_attribution
-
-#: Building Blocks' colours: orange for evidence for the positive class, blue for the negative one.
-POSITIVE_RGB = (255, 127, 14)
-NEGATIVE_RGB = (31, 119, 180)
-
+from ..render import tint
+from .linear import Classes, LayerGradients, linear_attribution
 
 @dataclass
 class SemanticMap:
@@ -86,47 +81,18 @@ class Heatmap:
         flat = int(self.values.argmax())
         return divmod(flat, int(self.values.shape[1]))
 
-    def render(self, alpha: float = 0.75) -> Image.Image:
+    def overlay(self, alpha: float = 0.75) -> Image.Image:
         """The image with positive cells tinted orange and negative ones blue, by magnitude."""
         return tint(self.image, self.values, alpha)
 
     def _repr_html_(self) -> str:
-        from ..report.html import image_tag
-
-        return image_tag(self.render(), f"heatmap: {self.title}")
+        return image_tag(self.overlay(), f"heatmap: {self.title}")
 
 
-def tint(image: Image.Image, values: torch.Tensor, alpha: float = 0.75) -> Image.Image:
-    """Blend orange (positive) / blue (negative) over ``image`` with opacity ∝ |value| (bilinear)."""
-    up = _upsample(values, image.size)
-    colour = np.where(up[..., None] >= 0, np.array(POSITIVE_RGB), np.array(NEGATIVE_RGB))
-    return _blend(image, np.abs(up) * alpha, colour)
-
-
-def tint_colour(image: Image.Image, values: torch.Tensor, rgb: tuple[int, int, int], alpha: float = 0.75) -> Image.Image:
-    """Blend one colour over ``image`` with opacity ∝ value (non-negative values, bilinear)."""
-    return _blend(image, _upsample(values.clamp(min=0), image.size) * alpha, np.array(rgb))
-
-
-def _upsample(values: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """H×W values scaled to [-1, 1] by their largest magnitude and resized to ``size`` (W, H)."""
-    scale = float(values.abs().max()) or 1.0
-    up = F.interpolate(values[None, None].float() / scale, size=(size[1], size[0]), mode="bilinear", align_corners=False)
-    return up[0, 0].clamp(-1, 1).numpy()
-
-
-def _blend(image: Image.Image, weight: np.ndarray, colour: np.ndarray) -> Image.Image:
-    """``colour`` over a mostly-grey, dimmed ``image``, so tints stand out also on orange or blue pictures."""
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
-    base = (0.35 * rgb + 0.65 * rgb.mean(axis=2, keepdims=True)) * 0.8
-    w = weight[..., None]
-    return Image.fromarray((base * (1 - w) + colour * w).clip(0, 255).astype(np.uint8))
-
-
-def from_layer_attribution(
-    model, la: LayerAttribution, index: int, picture: Image.Image, with_attribution: bool = True
+def from_layer_gradients(
+    model, la: LayerGradients, index: int, picture: Image.Image, with_attribution: bool = True
 ) -> SemanticMap:
-    """The semantic map of image ``index`` from a computed :class:`LayerAttribution`."""
+    """The semantic map of image ``index`` from a computed :class:`LayerGradients`."""
     return SemanticMap(
         la.layer,
         la.image_ids[index],
@@ -145,11 +111,11 @@ def semantic_map(model, image: Any, layer: str, classes: Classes | None = None) 
     """
     batch = as_batch(image, model)[0]
     la = linear_attribution(model, batch, layer, classes if classes is not None else "top1")
-    return from_layer_attribution(model, la, 0, batch.images()[0], with_attribution=classes is not None)
+    return from_layer_gradients(model, la, 0, batch.images()[0], with_attribution=classes is not None)
 
 
 def heatmap(model, image: Any, layer: str, classes: Classes = "top1") -> Heatmap:
     """Per-cell attribution of one class (``classes="tabby"``) or of two (``("tabby", "tiger cat")``):
     positive cells (orange) are evidence for the first, negative (blue) for the second."""
     batch = as_batch(image, model)[0]
-    return from_layer_attribution(model, linear_attribution(model, batch, layer, classes), 0, batch.images()[0]).heatmap()
+    return from_layer_gradients(model, linear_attribution(model, batch, layer, classes), 0, batch.images()[0]).heatmap()

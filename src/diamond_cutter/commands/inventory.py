@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..layers import LayerTable
 from ..zoo import list_models, load_model
 
 
@@ -42,8 +43,6 @@ def run_layers(args: argparse.Namespace) -> int:
         return 0
     print(summary(model))
     rows = table.spatial() if args.spatial else list(table)
-    from ..layers import LayerTable
-
     print(LayerTable(rows, table.input_size, table.output, table.pre_output))
     return 0
 

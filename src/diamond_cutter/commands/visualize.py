@@ -9,7 +9,7 @@ from ..atlas import atlas
 from ..errors import DiamondCutterError
 from ..featureviz import visualize
 from ..featureviz.param import PARAMS
-from ..featureviz.render import FAST_SCHEDULE, LUCID_SCHEDULE
+from ..featureviz.optimize import FAST_SCHEDULE, LUCID_SCHEDULE
 from ..zoo import load_model
 
 

@@ -8,7 +8,7 @@ settings; ``**FAST_SCHEDULE`` gets about as far in about a quarter of the steps.
 
 from . import objectives
 from .param import FFTParam, MacoParam, PixelParam, estimate_color_matrix, estimate_magnitude
-from .render import FAST_SCHEDULE, RenderResult, Visualization, render_objective, visualize
+from .optimize import FAST_SCHEDULE, RenderResult, Visualization, render_objective, visualize
 
 __all__ = [
     "FAST_SCHEDULE",

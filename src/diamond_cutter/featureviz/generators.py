@@ -28,7 +28,7 @@ from ..images import as_batch
 from ..progress import bar
 from . import objectives
 from .fold import rendering_network
-from .render import RenderResult, forward_fn, image_size, item_seed, layer_channels
+from .optimize import RenderResult, forward_fn, image_size, item_seed, layer_channels
 from .transforms import gaussian_blur
 
 LossFn = Callable[[dict[str, torch.Tensor], torch.Tensor, int], torch.Tensor]
@@ -80,7 +80,7 @@ def deep_dream(model: Any, image: Any, layer: str, *, steps: int = 32, step_size
                progress: bool = False) -> RenderResult:
     """Amplify what ``layer`` responds to in a real image (ascent of the layer's L2 from the photo itself)."""
     batch = as_batch(image, model)
-    objective = objectives.deep_dream(layer)
+    objective = objectives.layer_l2(layer)
     x = optimize_pixels(model, objective.layers, batch.pixels, steps, lambda a, _x, _s: -objective(a, model),
                         normalized_step(step_size), jitter=jitter, progress=progress, desc="deep dream")
     return RenderResult(x.cpu(), final_scores(model, objective, x), objective.description)

@@ -147,12 +147,11 @@ def neuron(layer: str, channels: int | Sequence[int], x: int | None = None, y: i
     return Objective(fn, [layer], f"neuron {describe(channels)} of {layer} at ({x}, {y})", batch)
 
 
-def deep_dream(layer: str) -> Objective:
-    """Mean squared activation of the whole layer: amplifies whatever the layer sees ("deep dream")."""
+def layer_l2(layer: str) -> Objective:
+    """Mean squared activation of the whole layer: amplifies whatever the layer sees (the objective
+    of :func:`~diamond_cutter.featureviz.generators.deep_dream`)."""
     return Objective(lambda a, m: a[layer].pow(2).flatten(1).mean(dim=1), [layer], f"L2 of {layer}")
 
-
-layer_l2 = deep_dream
 
 
 def direction(layer: str, vector: Sequence[float] | torch.Tensor, cossim_pow: float = 0.0) -> Objective:

@@ -15,18 +15,21 @@ from datetime import datetime, timezone
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from ..attribution import attribute
+from ..attribution.api import LAYER_METHODS
 from ..blocks import channels as channel_blocks
 from ..blocks import spatial as spatial_blocks
 from ..blocks.groups import NeuronGroups, factor_groups
 from ..blocks.linear import Classes, linear_attribution
 from ..errors import DiamondCutterError
+from ..html import HtmlPage, from_template, image_uri
 from ..images import as_batch
 from ..model import Prediction, predict
 from ..progress import bar
-from .html import HtmlPage, image_uri, render
+from ..render import activation_tiles
+from ..version import __version__
 from .icons import IconSettings, channel_icons, group_icons
 
 #: Saliency methods shown side by side in the gallery (names of ``diamond_cutter.attribute``).
@@ -72,7 +75,7 @@ class Report(HtmlPage):
 
     def html(self) -> str:
         """The report as one HTML document (images inline, no external resources)."""
-        return render("report.html.j2", report=self, icon_uris={c: image_uri(i) for c, i in self.icons.items()}, uri=image_uri)
+        return from_template("report.html.j2", report=self, icon_uris={c: image_uri(i) for c, i in self.icons.items()}, uri=image_uri)
 
 
 def report(
@@ -101,8 +104,8 @@ def report(
     pictures = batch.images()
     prediction = predict(model, batch, k=5, batch_size=batch_size)
     la = linear_attribution(model, batch, layer, classes, batch_size=batch_size, progress=progress)
-    attribution = channel_blocks.from_layer_attribution(model, la)
-    semantic = [spatial_blocks.from_layer_attribution(model, la, i, pictures[i]) for i in range(len(batch))]
+    attribution = channel_blocks.from_layer_gradients(model, la)
+    semantic = [spatial_blocks.from_layer_gradients(model, la, i, pictures[i]) for i in range(len(batch))]
     cells = [_cells(sm, cell_k) for sm in semantic]
     found = _groups(model, la, groups, pictures)
     listed = Counter(c for image in cells for cell in image for kind in cell.values() for c, _ in kind)
@@ -115,9 +118,9 @@ def report(
             batch.ids[i],
             pictures[i],
             sm,
-            sm.heatmap().render(),
+            sm.heatmap().overlay(),
             cells[i],
-            found.renders(i) if found else [],
+            found.overlays(i) if found else [],
             activation_tiles(la.activations[i], pictures[i].size, tiles),
         )
         for i, sm in enumerate(semantic)
@@ -140,28 +143,11 @@ def _groups(model, la, k: int, pictures: list[Image.Image]) -> NeuronGroups | No
     return factor_groups(model, [la], min(k, la.activations.shape[1]), pictures) if k > 0 else None
 
 
-def activation_tiles(acts: torch.Tensor, size: tuple[int, int], count: int) -> list[tuple[int, float, Image.Image]]:
-    """The ``count`` channels with the largest mean activation, each as a grey map of the image's size / 3."""
-    means = acts.mean(dim=(1, 2))
-    top = means.topk(min(count, len(means)))
-    side = (max(1, size[0] // 3), max(1, size[1] // 3))
-    out = []
-    for c, v in zip(top.indices.tolist(), top.values.tolist()):
-        m = acts[c]
-        m = (m - m.min()) / ((m.max() - m.min()) or 1.0)
-        up = F.interpolate(m[None, None], size=(side[1], side[0]), mode="bilinear", align_corners=False)[0, 0]
-        out.append((c, v, Image.fromarray((up.clamp(0, 1) * 255).byte().numpy(), "L")))
-    return out
-
-
 def _saliency(
     model, batch, targets: list[int], layer: str, methods: tuple[str, ...], sections: list[ImageSection], progress: bool
 ) -> None:
     """Each saliency method's overlays for each image and its positive class; CAM methods look
     at the report's layer. A method that fails is listed with the reason instead of stopping the report."""
-    from ..attribution import attribute
-    from ..attribution.api import LAYER_METHODS
-
     for method in bar(methods, "saliency", enabled=progress):
         where = {"layer": layer} if method in LAYER_METHODS else {}
         try:
@@ -176,8 +162,6 @@ def _saliency(
 
 
 def _settings(model, batch, layer, attribution, top_k, cell_k, groups, icons: IconSettings, saliency) -> dict[str, Any]:
-    from .. import __version__  # the package finishes importing after this module
-
     return {
         "model": f"{model.name} (weights: {model.weights or 'random'})",
         "layer": f"{layer} {tuple(model.layer(layer).shape)}",

@@ -15,8 +15,10 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..blocks.examples import crop_cell
-from ..featureviz.render import FAST_SCHEDULE
+from ..atlas import atlas
+from ..featureviz import objectives
+from ..featureviz.optimize import FAST_SCHEDULE, render_objective
+from ..render import crop_cell
 
 
 @dataclass
@@ -55,8 +57,6 @@ def channel_icons(model, layer: str, channels: Sequence[int], activations: torch
     With ``settings.limit`` only that many channels (the first) are visualized
     and the rest get patches, which bounds the time a report takes.
     """
-    from ..atlas import atlas
-
     channels = [int(c) for c in dict.fromkeys(channels)]
     rendered = [] if settings.source == "patches" else channels[: settings.limit]
     icons = {c: patch_icon(activations[:, c], pictures, settings.size) for c in channels[len(rendered) :]}
@@ -78,8 +78,6 @@ def group_icons(model, layer: str, directions: torch.Tensor, spatial: torch.Tens
     or with ``source="patches"`` the patch where the group is strongest."""
     if settings.source == "patches":
         return [patch_icon(spatial[:, g], pictures, settings.size) for g in range(len(directions))]
-    from ..featureviz import objectives, render_objective
-
     objective = objectives.batched([objectives.direction(layer, d) for d in directions])
     return render_objective(model, objective, n=len(directions), steps=settings.steps, size=settings.size,
                             progress=progress, **settings.optimizer).images

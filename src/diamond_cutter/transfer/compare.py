@@ -54,7 +54,7 @@ class Comparison:
 
     def plot(self, dpi: int = 100) -> bytes:
         """PNG: per image, its picture and grouped bars of every model's class probabilities."""
-        from matplotlib.figure import Figure
+        from matplotlib.figure import Figure  # deferred: matplotlib is slow to import; no pyplot, so a notebook's backend is left alone
 
         n, models = len(self.image_ids), list(self.probabilities)
         names = list(dict.fromkeys(name for m in models for name in self.labels[m]))

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..errors import DiamondCutterError, ImageError
-from ..images import IMAGE_SUFFIXES, decode_image, load_images
+from ..images import IMAGE_SUFFIXES, decode_image, load_images, sample_path
 
 #: Imbalance above this ratio (largest class / smallest class) is reported as a warning.
 IMBALANCE_WARNING = 1.5
@@ -208,10 +209,6 @@ TEXTURES = ("brick", "grass", "gravel")
 def make_texture_dataset(root: str | Path, per_class: int = 20, size: int = 64, seed: int = 0,
                          textures: tuple[str, ...] = TEXTURES) -> Path:
     """Write random ``size``-pixel crops of scikit-image's texture photographs as ``root/TEXTURE/NNN.png``."""
-    from PIL import Image
-
-    from ..images import sample_path
-
     rng = np.random.default_rng(seed)
     root = Path(root)
     for name in textures:
@@ -225,7 +222,7 @@ def make_texture_dataset(root: str | Path, per_class: int = 20, size: int = 64, 
 
 def make_digits_dataset(root: str | Path, per_class: int = 20, digits: tuple[int, ...] = tuple(range(10))) -> Path:
     """Write scikit-learn's 8×8 handwritten digits (real scans) as ``root/DIGIT/NNN.png``."""
-    try:
+    try:  # deferred: scikit-learn's data sets are slow to import and only this helper needs them
         from sklearn.datasets import load_digits
     except ImportError:
         raise DiamondCutterError("the digits data set needs scikit-learn: pip install scikit-learn") from None
@@ -256,7 +253,5 @@ def make_colour_dataset(root: str | Path, per_class: int = 12, size: int = 32, s
 
 
 def _write(path: Path, array: np.ndarray) -> None:
-    from PIL import Image
-
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)

@@ -22,6 +22,8 @@ from typing import Any, Protocol, TypeVar
 
 import torch
 
+from ..errors import UnknownNameError
+
 J = TypeVar("J")
 R = TypeVar("R")
 
@@ -68,7 +70,5 @@ def executor_for(name: str | Executor | None) -> Executor:
     if name == "processes":
         return ProcessPool()
     if isinstance(name, str):
-        from ..errors import UnknownNameError
-
         raise UnknownNameError("executor", name, ["local", "processes"])
     return name

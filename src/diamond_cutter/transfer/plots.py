@@ -15,7 +15,7 @@ PANELS = (("accuracy", "validation accuracy (best head)"), ("ridge", "ridge prob
 
 def plot_sweep(result: Any, dpi: int = 110) -> bytes:
     """PNG bytes of a 2×2 figure; the recommended (model, cut) gets a star in every panel."""
-    from matplotlib.figure import Figure  # no pyplot: leaves a notebook's backend alone
+    from matplotlib.figure import Figure  # deferred: matplotlib is slow to import; no pyplot, so a notebook's backend is left alone
 
     fig = Figure(figsize=(10, 7))
     axes = fig.subplots(2, 2, sharex=True)

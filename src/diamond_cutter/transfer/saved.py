@@ -13,11 +13,16 @@ different model.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import asdict
 from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load, save
 
 from ..errors import CheckpointError, DiamondCutterError
 from ..model import Model
 from ..store import Store
+from ..version import __version__
 from ..zoo import _load_state, load_model, resolve
 from .cuts import CutBackbone
 from .heads import HEAD_KINDS, TransferNet, build_head
@@ -41,11 +46,6 @@ HEAD_SCHEMA: dict[str, Any] = {"kind": str, "in_channels": int, "classes": int, 
 
 def save_transferred(trained: Any, path: str) -> None:
     """Write ``trained`` (a :class:`~diamond_cutter.transfer.train.TrainedHead`) to the folder or URL ``path``."""
-    from safetensors.torch import save
-    from dataclasses import asdict
-
-    from .. import __version__
-
     model = trained.model
     try:
         resolve(model.name)
@@ -75,9 +75,6 @@ def load_transferred(path: str, labels: list[str] | None = None, device: str | N
 
     ``labels``, when given, rename the classes and must match the head's class count.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
     store = Store(path)
     if not store.exists(MANIFEST):
         raise CheckpointError(f"{path} is not a saved transferred model (no {MANIFEST})")

@@ -33,8 +33,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.stats import kendalltau
 
-from ..errors import DiamondCutterError
+from ..errors import DiamondCutterError, UnknownNameError
 from ..model import Model
 from ..store import Store, default_cache_dir
 from ..zoo import load_model
@@ -44,6 +45,7 @@ from .estimators import knn_accuracy, logme, ridge_probe, standardise
 from .executor import Executor, executor_for
 from .features import extract_features, model_key
 from .heads import HEAD_KINDS
+from .plots import plot_sweep
 from .train import TrainConfig, TrainedHead, train_head
 
 ESTIMATORS = ("knn", "ridge", "logme")
@@ -132,8 +134,6 @@ def sweep(
     """
     unknown = [h for h in heads if h not in HEAD_KINDS]
     if unknown:
-        from ..errors import UnknownNameError
-
         raise UnknownNameError("head", unknown[0], HEAD_KINDS)
     data = load_labelled(data)
     store = store if isinstance(store, Store) else Store(store or default_cache_dir())
@@ -305,8 +305,6 @@ class SweepResult:
     @property
     def kendall(self) -> dict[str, dict[str, float]]:
         """Kendall τ between each estimator and each trained head's accuracy, over pairs having both."""
-        from scipy.stats import kendalltau
-
         out: dict[str, dict[str, float]] = {}
         for head in self.heads:
             rows = [r for r in self.rows if f"{head}_acc" in r]
@@ -345,8 +343,6 @@ class SweepResult:
 
     def save(self, out: str | Path) -> None:
         """``results.csv``, ``results.json`` and ``sweep.png`` (accuracy and estimators vs depth) under ``out``."""
-        from .plots import plot_sweep
-
         target = Store(out)
         target.write_bytes("results.csv", self.to_csv().encode())
         target.write_bytes("results.json", json.dumps(self.to_json(), indent=2, default=float).encode())

@@ -29,6 +29,7 @@ from .cuts import CutBackbone, candidate_cuts, list_cuts
 from .data import LabelledImages, load_labelled
 from .heads import TransferNet, build_head, head_spec
 from .metrics import Metrics, classification_metrics
+from .saved import save_transferred
 from .threads import one_thread
 
 OPTIMIZERS = {
@@ -86,8 +87,6 @@ class TrainedHead:
                      list(self.classes), weights=m.weights, interpolation=m.interpolation)
 
     def save(self, path: str) -> None:
-        from .saved import save_transferred
-
         save_transferred(self, path)
 
 

@@ -1,4 +1,4 @@
-"""The renderer: optimize a batch of images so that an objective goes up.
+"""The optimizer: optimize a batch of images so that an objective goes up.
 
 Why it is fast: Lucid and Lucent render one channel at a time through the
 whole network. Here one optimization renders a batch (one image per channel),
@@ -26,7 +26,9 @@ from ..attribution.common import fast_layout
 from ..capture import capture, preserved, truncated
 from ..errors import DiamondCutterError
 from ..heap import reused_heap
+from ..html import image_tag
 from ..progress import bar
+from ..render import pictures, to_pil
 from .fold import rendering_network
 from .objectives import OUTPUT, Objective, channel
 from .param import Parameterization, item_generators, make_param
@@ -52,12 +54,6 @@ def item_seed(seed: int, key: int) -> int:
     return (int(seed) * 1_000_003 + int(key)) % (2**63)
 
 
-def to_pil(tensor: torch.Tensor) -> list[Image.Image]:
-    """N×C×H×W in [0, 1] to PIL images (grayscale for one channel)."""
-    arr = (tensor.detach().float().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
-    return [Image.fromarray(a[0] if a.shape[0] == 1 else a[:3].transpose(1, 2, 0)) for a in arr]
-
-
 @dataclass
 class RenderResult:
     """Rendered images (``tensor`` N×C×H×W in [0, 1]), the objective per image on the
@@ -70,7 +66,7 @@ class RenderResult:
 
     @property
     def images(self) -> list[Image.Image]:
-        return to_pil(self.tensor)
+        return pictures(self.tensor)
 
 
 @dataclass
@@ -270,17 +266,15 @@ class Visualization:
 
     @property
     def images(self) -> list[Image.Image]:
-        return to_pil(self.tensor)
+        return pictures(self.tensor)
 
     def __getitem__(self, channel_index: int) -> Image.Image:
         """The picture of channel ``channel_index`` (a channel number, not a position)."""
         if channel_index not in self.channels:
             raise DiamondCutterError(f"channel {channel_index} was not rendered (have {self.channels[:8]}...)")
-        return to_pil(self.tensor[self.channels.index(channel_index)][None])[0]
+        return to_pil(self.tensor[self.channels.index(channel_index)])
 
     def _repr_html_(self) -> str:
-        from ..report.html import image_tag
-
         cells = [
             f'<figure style="display:inline-block;margin:4px">{image_tag(img, f"{self.layer} channel {ch}")}'
             f"<figcaption>{ch}: {score:.2f}</figcaption></figure>"

@@ -9,10 +9,12 @@ import torch
 from torch import nn
 
 import diamond_cutter as dc
+from diamond_cutter.capture import capture, preserved
+from diamond_cutter.images import SAMPLES
 from diamond_cutter import objectives as obj
-from diamond_cutter.featureviz import render as render_module
+from diamond_cutter.featureviz import optimize
 from diamond_cutter.featureviz.fold import rendering_network
-from diamond_cutter.featureviz.render import FAST_SCHEDULE, forward_fn, render_objective
+from diamond_cutter.featureviz.optimize import FAST_SCHEDULE, forward_fn, render_objective
 from helpers import assert_unchanged, snapshot
 
 FAST = dict(steps=40, size=64, progress=False)
@@ -22,14 +24,14 @@ CHANNELS = {"blocks.3": [7, 22, 41, 66], "blocks.4": [3, 30, 58, 97]}
 def layer_means(model: dc.Model, layer: str, pixels: torch.Tensor) -> torch.Tensor:
     """Mean activation of every channel of ``layer`` for each image (N×C)."""
     with ExitStack() as stack, torch.no_grad():
-        stack.enter_context(dc.preserved(model.module))
+        stack.enter_context(preserved(model.module))
         act = forward_fn(model, [layer], stack)(model.normalize(pixels))[layer]
     return act.mean(dim=(2, 3))
 
 
 @pytest.fixture(scope="module")
 def natural_max(embedded) -> dict[str, torch.Tensor]:
-    photos = dc.load_images(list(dc.SAMPLES), embedded).pixels
+    photos = dc.load_images(list(SAMPLES), embedded).pixels
     return {layer: layer_means(embedded, layer, photos).max(dim=0).values for layer in CHANNELS}
 
 
@@ -61,7 +63,7 @@ def test_diversity_spreads_a_batch_apart(embedded):
 
     def style_diversity(images: torch.Tensor) -> float:
         with ExitStack() as stack, torch.no_grad():
-            stack.enter_context(dc.preserved(embedded.module))
+            stack.enter_context(preserved(embedded.module))
             acts = forward_fn(embedded, [layer], stack)(embedded.normalize(images))
         return obj.diversity(layer)(acts).mean().item()
 
@@ -91,10 +93,10 @@ def test_forward_stops_after_the_deepest_layer_and_model_is_unchanged(embedded, 
 
     def watched_network(model, keep):  # count the calls on the network the renderer actually runs
         net = rendering_network(model, keep)
-        counts.append(watching.enter_context(dc.capture(net, ["blocks.2", "conv_head"])))
+        counts.append(watching.enter_context(capture(net, ["blocks.2", "conv_head"])))
         return net
 
-    monkeypatch.setattr(render_module, "rendering_network", watched_network)
+    monkeypatch.setattr(optimize, "rendering_network", watched_network)
     with watching:
         render_objective(embedded, obj.channel("blocks.2", 0) + obj.channel("blocks.1", 1), steps=2, size=32,
                          progress=False, redirect_steps=1)

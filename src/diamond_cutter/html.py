@@ -1,6 +1,13 @@
-"""HTML helpers: the Jinja2 environment (autoescaping on, so every user string — file
-names, class names — is escaped) and images as data URIs, which is what makes one
-report file self-contained."""
+"""HTML on the ground floor: the Jinja2 environment (autoescaping on, so every user
+string — file names, class names — is escaped), images as data URIs (which is what
+makes one page self-contained) and :class:`HtmlPage`, the base of every result that is
+a page.
+
+Analysis results (channel attributions, atlases, heatmaps...) draw their own
+``_repr_html_`` from here, and the report and the visual log build on the same
+pieces, so nothing below the report has to reach up into it. A leaf: it imports
+nothing of Diamond Cutter.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +26,7 @@ from PIL import Image
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(
-        loader=PackageLoader("diamond_cutter", "report/templates"),
+        loader=PackageLoader("diamond_cutter", "templates"),
         autoescape=select_autoescape(enabled_extensions=("html", "j2"), default_for_string=True, default=True),
         trim_blocks=True,
         lstrip_blocks=True,
@@ -46,8 +53,8 @@ def image_tag(image: Image.Image, alt: str) -> str:
     return str(Markup('<img src="{}" alt="{}">').format(image_uri(image), escape(alt)))
 
 
-def render(template: str, **context: Any) -> str:
-    """Render a template of ``report/templates`` (whole reports and notebook fragments alike)."""
+def from_template(template: str, **context: Any) -> str:
+    """The HTML of a template of ``diamond_cutter/templates`` (whole pages and notebook fragments alike)."""
     return environment().get_template(template).render(**context)
 
 
