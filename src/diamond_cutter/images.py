@@ -24,6 +24,7 @@ import torch
 from PIL import Image, ImageOps
 
 from .errors import DiamondCutterError, ImageError, UnknownNameError
+from .render import pictures
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -91,8 +92,7 @@ class ImageBatch:
 
     def images(self) -> list[Image.Image]:
         """The network's view of each image (resized and cropped) as PIL images."""
-        arr = (self.pixels.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-        return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arr]
+        return pictures(self.pixels)
 
 
 def load_images(

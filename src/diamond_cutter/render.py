@@ -5,7 +5,7 @@ Attribution methods return raw, signed, unnormalised maps; every choice about
 how to show them (scaling, colour map, transparency, which sign) lives here, so
 the numbers stay comparable across classes and methods and only the picture is
 normalised. A ground-floor module: analysis results, the report and the visual
-log all draw through it, and it imports nothing above :mod:`~diamond_cutter.images`.
+log all draw through it, and of Diamond Cutter it imports only the errors.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .errors import DiamondCutterError, UnknownNameError
-from .images import ImageBatch
 
 ImageLike = Image.Image | torch.Tensor
 
@@ -42,10 +41,9 @@ def to_pil(image: ImageLike) -> Image.Image:
 
 
 def pictures(images: Any) -> list[Image.Image]:
-    """Pictures from the forms images are handed around in: PIL images, an ImageBatch, ``[0, 1]``
-    tensors (C×H×W or N×C×H×W), or lists of any of these."""
-    if isinstance(images, ImageBatch):
-        return images.images()
+    """Pictures from the forms images are handed around in: PIL images, ``[0, 1]`` tensors
+    (C×H×W or N×C×H×W), an :class:`~diamond_cutter.images.ImageBatch` (its ``pixels``), or lists of these."""
+    images = getattr(images, "pixels", images)
     if isinstance(images, Image.Image):
         return [images]
     if isinstance(images, torch.Tensor):
