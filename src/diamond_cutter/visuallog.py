@@ -6,6 +6,9 @@ channels, an augmentation that erases the object) and invisible in a loss curve.
 "augmented"...) into one self-contained HTML page; :class:`TrainingMonitor`
 adds Grad-CAM and layer activations of fixed validation images every few
 epochs, from a plain PyTorch loop or as a PyTorch Lightning callback.
+
+Presentation, like the report: it consumes attributions and activations and
+draws them through :mod:`~diamond_cutter.render` and :mod:`~diamond_cutter.html`.
 """
 
 from __future__ import annotations
