@@ -1,9 +1,6 @@
-"""VisualLog pages and the training monitor (plain loop and the Lightning callback's wiring)."""
+"""VisualLog pages and the training monitor in a plain loop (Lightning: test_callbacks_lightning.py)."""
 
 from __future__ import annotations
-
-import importlib.util
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -60,25 +57,23 @@ def test_monitor_logs_every_n_epochs_in_a_plain_loop(inplace_net):
         logged.append(monitor.on_epoch_end(epoch))
         assert snapshot(inplace_net)["modes"] == before["modes"]  # still training
     assert logged == [False, True, False, True]
-    names = [s.name for s in monitor.log.stages]
-    assert names == ["validation images", "Grad-CAM, epoch 2", "activations of relu2, epoch 2", "Grad-CAM, epoch 4", "activations of relu2, epoch 4"]
-    cams = [s.images[0] for s in monitor.log.stages if s.name.startswith("Grad-CAM")]
-    assert not np.array_equal(np.asarray(cams[0]), np.asarray(cams[1]))  # the network learned in between
-    assert len(monitor.log.stages[2].images) == 2 * 2
+    (_, inputs), (cam_heading, cams), (act_heading, acts) = monitor.log.sections()
+    assert [s.name for s in inputs] == ["validation images"]
+    assert (cam_heading, act_heading) == ("Grad-CAM at relu2", "Activations at relu2")
+    assert [s.step for s in cams] == [s.step for s in acts] == [2, 4]
+    assert not np.array_equal(np.asarray(cams[0].images[0]), np.asarray(cams[1].images[0]))  # the network learned in between
+    assert len(acts[0].images) == 2 * 2
 
 
-def test_lightning_callback(inplace_net, monkeypatch):
-    model = dc.Model(inplace_net.eval(), "inplace", (3, 16, 16))
-    monitor = visuallog.TrainingMonitor(model, torch.rand(1, 3, 16, 16), "relu2", every=1)
-    if importlib.util.find_spec("lightning") is None and importlib.util.find_spec("pytorch_lightning") is None:
-        with pytest.raises(dc.DiamondCutterError, match="not installed"):
-            monitor.lightning_callback()
-        monkeypatch.setattr(visuallog, "_lightning_callback_base", lambda: object)
-    callback = monitor.lightning_callback()
-    callback.on_validation_epoch_end(SimpleNamespace(current_epoch=0, sanity_checking=True), None)
-    assert len(monitor.log.stages) == 1  # Lightning's sanity check is not an epoch
-    callback.on_validation_epoch_end(SimpleNamespace(current_epoch=0, sanity_checking=False), None)
-    assert [s.step for s in monitor.log.stages] == [None, 1, 1]
+def test_grouped_stages_share_a_section(tmp_path):
+    log = dc.VisualLog()
+    for step in (1, 2):
+        log.add(f"epoch {step}", torch.rand(1, 3, 8, 8), step=step, group="Grad-CAM <i>")
+        log.add("loss curve", torch.rand(3, 8, 8), step=step)
+    assert [(heading, [s.step for s in stages]) for heading, stages in log.sections()] == [
+        ("Grad-CAM <i>", [1, 2]), ("loss curve", [1]), ("loss curve", [2])]
+    html = log.save(tmp_path / "log.html").read_text()
+    assert html.count("Grad-CAM &lt;i&gt;") == 1 and html.count("<h3>epoch") == 2
 
 
 def test_bad_monitor_settings(inplace_net):

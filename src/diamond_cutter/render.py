@@ -17,7 +17,7 @@ import matplotlib
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from .errors import DiamondCutterError, UnknownNameError
 
@@ -146,6 +146,28 @@ def grid(images: Sequence[Image.Image], cols: int | None = None, pad: int = 2, b
         r, c = divmod(i, cols)
         sheet.paste(im.convert("RGB"), (pad + c * (cell_w + pad), pad + r * (cell_h + pad)))
     return sheet
+
+
+def bar_chart(labels: Sequence[str], values: Sequence[float], width: int = 320, row: int = 18) -> Image.Image:
+    """Horizontal bars from a shared zero (green for positive, red for negative values), one row per
+    label, each value printed at its bar: scores that a sequence of pictures can compare at a glance."""
+    if len(labels) != len(values) or not labels:
+        raise DiamondCutterError(f"a bar chart needs as many labels as values (at least one), got {len(labels)} and {len(values)}")
+    label_w, value_w = 80, 56
+    span = max(max(abs(float(v)) for v in values), 1e-12)
+    lo, hi = min(0.0, min(values)) / span, max(0.0, max(values)) / span
+    plot_w = width - label_w - value_w
+    zero = label_w + plot_w * (-lo / ((hi - lo) or 1.0))
+    picture = Image.new("RGB", (width, row * len(labels) + 4), "white")
+    draw = ImageDraw.Draw(picture)
+    for i, (label, value) in enumerate(zip(labels, values)):
+        y = 2 + i * row
+        end = zero + plot_w * float(value) / span / ((hi - lo) or 1.0)
+        draw.rectangle([min(zero, end), y + 3, max(zero, end), y + row - 3], fill="#2a9d4b" if value >= 0 else "#d1493f")
+        draw.text((4, y + 3), str(label)[:14], fill="black")
+        draw.text((width - value_w + 4, y + 3), f"{float(value):+.3g}", fill="black")
+    draw.line([zero, 0, zero, picture.height], fill="#888888")
+    return picture
 
 
 def tint(image: Image.Image, values: torch.Tensor, alpha: float = 0.75) -> Image.Image:

@@ -13,6 +13,7 @@ and fine-tuning works on a copy of the network.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,23 +83,29 @@ class TrainedHead:
 
     def as_model(self) -> Model:
         """The transferred network as a :class:`Model`, usable with every attribution and visualization tool."""
-        m = self.model
-        return Model(self.net, f"{m.name}@{self.cut}+{self.spec['kind']}", m.input_size, m.mean, m.std,
-                     list(self.classes), weights=m.weights, interpolation=m.interpolation)
+        return transferred_model(self.model, self.cut, self.spec, self.net, self.classes)
 
     def save(self, path: str) -> None:
         save_transferred(self, path)
 
 
+def transferred_model(model: Model, cut: str, spec: dict[str, Any], net: nn.Module, classes: Sequence[str]) -> Model:
+    """``net`` (``model`` cut at ``cut`` plus a new head) as a :class:`Model` with ``model``'s preprocessing."""
+    return Model(net, f"{model.name}@{cut}+{spec['kind']}", model.input_size, model.mean, model.std,
+                 list(classes), weights=model.weights, interpolation=model.interpolation)
+
+
 def train_head(model: Model, data: Any, cut: str, head: str = "linear", config: TrainConfig | None = None,
                progress: bool = True, features: tuple[np.ndarray, np.ndarray] | None = None,
-               **options: Any) -> TrainedHead:
+               callbacks: Sequence[Any] = (), **options: Any) -> TrainedHead:
     """Train a ``head`` (``"linear"`` or ``"conv"``) on ``model`` cut at ``cut``; keep the best epoch on validation.
 
     ``options`` are :class:`TrainConfig` fields (``epochs=``, ``lr=``, ``augment=``, ``unfreeze=``...).
     ``features`` are this cut's pooled (train, validation) features where a sweep
     already has them: a linear head on a frozen backbone without augmentation
-    then trains on them without running the backbone at all.
+    then trains on them without running the backbone at all. ``callbacks``
+    (:mod:`diamond_cutter.callbacks`) are called after every epoch with the
+    network being trained, so its explanations can be watched as the head learns.
     """
     config = config or TrainConfig(**options)
     data = load_labelled(data)
@@ -110,6 +117,7 @@ def train_head(model: Model, data: Any, cut: str, head: str = "linear", config: 
     with torch.random.fork_rng(), preserved(model.module, freeze=True):
         torch.manual_seed(config.seed)
         transfer = TransferNet(backbone, build_head(spec).to(model.device))
+        watched = transferred_model(model, cut, spec, transfer, data.classes)
         trainable = _unfreeze(model, net, cut, config.unfreeze)
         fixed = not trainable and not config.augment
         if features is not None and fixed and head == "linear":
@@ -118,7 +126,8 @@ def train_head(model: Model, data: Any, cut: str, head: str = "linear", config: 
             x_train = _inputs(transfer, model, data, data.train, config.batch_size, fixed)
             x_val = _inputs(transfer, model, data, data.val, config.batch_size, fixed)
         with one_thread() if fixed else nullcontext():
-            history, metrics = _fit(transfer, trainable, (x_train, x_val, fixed), data, config, model.name, progress)
+            history, metrics = _fit(transfer, trainable, (x_train, x_val, fixed), data, config, model.name, progress,
+                                    lambda epoch: [callback.on_epoch_end(epoch, watched) for callback in callbacks])
         transfer.head.eval()  # inference behaviour (BN running statistics) from here on, as after loading
     return TrainedHead(model, cut, spec, transfer, metrics, list(data.classes), config, history)
 
@@ -138,9 +147,10 @@ def _unfreeze(model: Model, net: nn.Module, cut: str, k: int) -> list[nn.Paramet
 
 
 def _fit(transfer: TransferNet, trainable: list[nn.Parameter], inputs: tuple[torch.Tensor, torch.Tensor, bool],
-         data: LabelledImages, config: TrainConfig, name: str, progress: bool) -> tuple[list[dict[str, float]], Metrics]:
+         data: LabelledImages, config: TrainConfig, name: str, progress: bool,
+         on_epoch_end: Callable[[int], Any]) -> tuple[list[dict[str, float]], Metrics]:
     """Mini-batch training with early stopping on validation accuracy; returns the history and the best
-    epoch's metrics, and leaves the best weights loaded.
+    epoch's metrics, and leaves the best weights loaded. ``on_epoch_end(epoch)`` runs after each epoch.
 
     ``inputs`` are (train, validation, fixed): backbone outputs when ``fixed``, else network inputs.
     """
@@ -167,6 +177,7 @@ def _fit(transfer: TransferNet, trainable: list[nn.Parameter], inputs: tuple[tor
             total += float(loss.detach()) * len(idx)
         acc = float((_predict(transfer, x_val, fixed, config.batch_size) == data.labels[data.val]).mean())
         history.append({"epoch": epoch + 1, "loss": total / len(y), "val_accuracy": acc})
+        on_epoch_end(epoch)
         if acc > best_acc:
             best, best_acc, waited = _state(transfer, trainable), acc, 0
         else:
