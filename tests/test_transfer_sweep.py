@@ -143,3 +143,16 @@ def test_cli_sweep(tmp_path):
     (one / "only").mkdir(parents=True)
     (data / "red" / "000.png").rename(one / "only" / "a.png")
     assert main(["sweep", "--models", "resnet18", "--data", str(one), "--out", str(tmp_path / "o2")]) == 2
+
+
+def test_the_recommended_pair_trains_again_under_callbacks(colour_sweep, colours):
+    from diamond_cutter.callbacks import GradCAMCallback
+    from diamond_cutter.visuallog import VisualLogSink
+
+    result, _ = colour_sweep
+    sink = VisualLogSink()
+    images = colours.pixels(colours.val[:2], result.specs[0].load())
+    trained = result.train_best(callbacks=[GradCAMCallback(images, sinks=[sink])], epochs=2)
+    ((heading, stages),) = sink.log.sections()
+    assert heading == "Grad-CAM" and [s.step for s in stages] == [1, 2] and len(stages[0].images) == 2
+    assert len(trained.history) == 2

@@ -9,6 +9,7 @@ when this is called, so it stays an optional dependency.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from ..errors import DiamondCutterError
@@ -21,19 +22,36 @@ def lightning_callback(callbacks: Sequence[ExplanationCallback]) -> Any:
     Sinks that can use the trainer's own logger (a :class:`~diamond_cutter.visuallog.TensorBoardSink`
     without a writer of its own writes to Lightning's TensorBoard logger) are bound to it first.
     """
-    watched = list(callbacks)
+    return callback_class()(callbacks)
 
-    class DiamondCutterCallbacks(lightning_base()):  # type: ignore[misc]
+
+@lru_cache(maxsize=1)
+def callback_class() -> type:
+    """The Lightning ``Callback`` subclass, built on first use (Lightning is optional)."""
+
+    class LightningCallbacks(lightning_base()):  # type: ignore[misc]
+        def __init__(self, callbacks: Sequence[ExplanationCallback]):
+            super().__init__()
+            self.callbacks = list(callbacks)
+
         def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
             if not trainer.is_global_zero:
                 return
-            for sink in all_sinks(watched):
+            for sink in all_sinks(self.callbacks):
                 if hasattr(sink, "bind_lightning"):
                     sink.bind_lightning(trainer)
-            for callback in watched:
+            for callback in self.callbacks:
                 callback.on_epoch_end(trainer.current_epoch)
 
-    return DiamondCutterCallbacks()
+    LightningCallbacks.__qualname__ = LightningCallbacks.__name__
+    return LightningCallbacks
+
+
+def __getattr__(name: str) -> Any:
+    """Lets pickle find the class built on first use: spawn-based strategies pickle the callbacks."""
+    if name == "LightningCallbacks":
+        return callback_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def lightning_base() -> type:

@@ -348,9 +348,11 @@ class SweepResult:
         target.write_bytes("results.json", json.dumps(self.to_json(), indent=2, default=float).encode())
         target.write_bytes("sweep.png", plot_sweep(self))
 
-    def train_best(self, head: str | None = None, **options: Any) -> TrainedHead:
-        """Train the recommended pair's head (its best head, or ``head``) again and return it, ready to save."""
+    def train_best(self, head: str | None = None, callbacks: Sequence[Any] = (), **options: Any) -> TrainedHead:
+        """Train the recommended pair's head (its best head, or ``head``) again and return it, ready to save;
+        ``callbacks`` (:mod:`diamond_cutter.callbacks`) watch its explanations evolve while it trains."""
         rec = self.recommendation
         spec = next(s for s in self.specs if s.name == rec["model"])
         config = replace(self.train_config, **options)
-        return train_head(spec.load(), self.data, rec["cut"], head or self.best_head(rec) or "linear", config)
+        return train_head(spec.load(), self.data, rec["cut"], head or self.best_head(rec) or "linear", config,
+                          callbacks=callbacks)
