@@ -83,7 +83,7 @@ class Draws(cb.ExplanationCallback):
 
     name, label = "draws", "Random draws"
 
-    def explain(self, model, batch):
+    def explain(self, model):
         return [dc.render.to_pil(torch.rand(3, 4, 4))], ["noise"]
 
 
@@ -132,6 +132,8 @@ def test_bad_callback_settings(inplace_net):
         cb.GradCAMCallback(None, layer="relu2", sinks=[], model=model)
     with pytest.raises(dc.UnknownNameError, match="relu2"):
         cb.ActivationsCallback(None, "relu3", sinks=sinks, model=model)
+    with pytest.raises(dc.DiamondCutterError, match="explains images"):
+        cb.GradCAMCallback(None, sinks=sinks, model=model).on_epoch_end(0)
     with pytest.raises(dc.DiamondCutterError, match="no model"):
         cb.GradCAMCallback(torch.rand(1, 3, 16, 16), sinks=sinks).on_epoch_end(0)
     with pytest.raises(dc.DiamondCutterError, match="log_dir"):

@@ -16,7 +16,6 @@ from helpers import InplaceNet, snapshot
 
 L = pytest.importorskip("lightning")
 pytest.importorskip("tensorboard")
-from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
 EPOCHS = 2
 ACCELERATORS = ["cpu", pytest.param("gpu", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
@@ -53,6 +52,11 @@ class Spy(L.Callback):
         self.seen.append((pl_module.training, trainer.state.fn, trainer.state.stage, trainer.global_step, params))
 
 
+def tiny(lit: LitTiny) -> dc.Model:
+    """The network inside the LightningModule, with its preprocessing (parameters shared, not copied)."""
+    return dc.Model(lit.net, "tiny", (3, 16, 16), mean=(0.5,) * 3, std=(0.5,) * 3)
+
+
 def loader(seed: int, shuffle: bool) -> DataLoader:
     g = torch.Generator().manual_seed(seed)
     data = TensorDataset(torch.rand(24, 3, 16, 16, generator=g), torch.randint(0, 5, (24,), generator=g))
@@ -77,14 +81,12 @@ def fit(tmp_path, accelerator="cpu", inference_mode=True, watch=None, logger=Fal
 def test_every_callback_in_a_lightning_fit(tmp_path, accelerator, inference_mode):
     images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
     board = TensorBoardSink()  # no folder: it writes through the trainer's TensorBoard logger
-    model = lambda lit: dc.Model(lit.net, "tiny", (3, 16, 16), mean=(0.5,) * 3, std=(0.5,) * 3)  # noqa: E731
-    logger = TensorBoardLogger(tmp_path / "tb", name="run")
+    logger = L.pytorch.loggers.TensorBoardLogger(tmp_path / "tb", name="run")
     watched, (before, after) = fit(tmp_path, accelerator, inference_mode,
-                                   lambda lit: callback_set(images, [board, StoreSink(tmp_path / "store")], model(lit)),
+                                   lambda lit: callback_set(images, [board, StoreSink(tmp_path / "store")], tiny(lit)),
                                    logger)
     assert stored_panels(tmp_path / "store") == {tag: [1, 2] for tag in TAGS}
-    images_logged = tensorboard_images(tmp_path / "tb")
-    assert {tag: steps for tag, steps in images_logged.items()} == {tag: [1, 2] for tag in TAGS}
+    assert tensorboard_images(tmp_path / "tb") == {tag: [1, 2] for tag in TAGS}
     for (mode, fn, stage, step, params), (mode2, fn2, stage2, step2, params2) in zip(before, after, strict=True):
         assert (mode, fn, stage, step) == (mode2, fn2, stage2, step2)  # module mode and trainer state untouched
         assert all(torch.equal(a, b) for a, b in zip(params, params2))
@@ -99,8 +101,7 @@ def test_monitor_in_lightning(tmp_path):
     monitors = []
 
     def watch(lit):
-        model = dc.Model(lit.net, "tiny", (3, 16, 16))
-        monitors.append(dc.visuallog.TrainingMonitor(model, torch.rand(1, 3, 16, 16), "relu2", tiles=2))
+        monitors.append(dc.visuallog.TrainingMonitor(tiny(lit), torch.rand(1, 3, 16, 16), "relu2", tiles=2))
         return monitors[0].callbacks
 
     fit(tmp_path, watch=watch)
@@ -123,8 +124,7 @@ def test_distributed_training_logs_from_rank_zero_only(tmp_path):
     images = torch.rand(1, 3, 16, 16)
     L.seed_everything(0, verbose=False)
     lit = LitTiny()
-    model = dc.Model(lit.net, "tiny", (3, 16, 16))
-    callback = cb.lightning_callback([cb.VanillaGradientsCallback(images, sinks=[RankSink(tmp_path)], model=model)])
+    callback = cb.lightning_callback([cb.VanillaGradientsCallback(images, sinks=[RankSink(tmp_path)], model=tiny(lit))])
     trainer = L.Trainer(max_epochs=EPOCHS, accelerator="cpu", devices=2, strategy="ddp_fork", logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[callback])
@@ -136,8 +136,7 @@ def test_the_lightning_callback_pickles_for_spawned_processes(tmp_path):
     """ddp_spawn pickles the trainer's callbacks into every process."""
     import pickle
 
-    model = dc.Model(InplaceNet(), "tiny", (3, 16, 16))
-    callback = cb.lightning_callback([cb.GradCAMCallback(torch.rand(1, 3, 16, 16), layer="relu2", model=model,
+    callback = cb.lightning_callback([cb.GradCAMCallback(torch.rand(1, 3, 16, 16), layer="relu2", model=tiny(LitTiny()),
                                                          sinks=[StoreSink(tmp_path), TensorBoardSink()])])
     copy = pickle.loads(pickle.dumps(callback))
     assert isinstance(copy, L.Callback) and type(copy) is type(callback)

@@ -31,6 +31,7 @@ from PIL import Image
 from .callbacks import ActivationsCallback, GradCAMCallback, Panel, lightning_callback
 from .errors import DiamondCutterError
 from .html import HtmlPage, from_template
+from .images import as_batch
 from .render import grid, pictures
 from .store import Store
 
@@ -163,12 +164,12 @@ class TrainingMonitor:
         self.log = log or VisualLog(title=f"Training of {model.name}: {layer}")
         common = {"sinks": [VisualLogSink(self.log)], "model": model, "every": every, "target": target}
         self.callbacks = [GradCAMCallback(images, layer=layer, **common), ActivationsCallback(images, layer, tiles=tiles, **common)]
-        batch = self.callbacks[0].batch(model)
+        batch = as_batch(images, model)
         self.log.add("validation images", batch.pixels, list(batch.ids))
 
     def on_epoch_end(self, epoch: int) -> bool:
         """Log this epoch if it is due; returns whether it logged."""
-        return all([callback.on_epoch_end(epoch) for callback in self.callbacks])
+        return all([callback.on_epoch_end(epoch) for callback in self.callbacks])  # a list: every callback runs
 
     def lightning_callback(self) -> Any:
         """A PyTorch Lightning ``Callback`` logging after each training epoch (rank 0 only)."""

@@ -104,24 +104,24 @@ class ExplanationCallback:
         if model is None:
             raise DiamondCutterError(f"{type(self).__name__} has no model: pass model= when creating it or to on_epoch_end")
         with explaining(model):
-            images, captions = self.explain(model, self.batch(model))
+            images, captions = self.explain(model)
         panel = Panel(self.tag, self.title, epoch + 1, images, captions)
         for sink in self.sinks:
             sink.write(panel)
         return True
 
-    def batch(self, model: Model) -> ImageBatch | None:
+    def batch(self, model: Model) -> ImageBatch:
         """A copy of the fixed images, prepared for ``model`` once, on its device."""
         if self.images is None:
-            return None
+            raise DiamondCutterError(f"{type(self).__name__} explains images: give the fixed images to watch")
         key = (tuple(model.input_size), tuple(model.mean), tuple(model.std))
         if self._batch is None or self._key != key:
             self._batch, self._key = as_batch(self.images, model), key
         b = self._batch
         return ImageBatch(b.tensor.clone().to(model.device), b.pixels.clone(), b.originals, list(b.ids))
 
-    def explain(self, model: Model, batch: ImageBatch | None) -> tuple[list[Image.Image], list[str]]:
-        """The pictures of this epoch and a caption for each."""
+    def explain(self, model: Model) -> tuple[list[Image.Image], list[str]]:
+        """The pictures of this epoch and a caption for each (the images come from :meth:`batch`)."""
         raise NotImplementedError
 
 

@@ -60,7 +60,7 @@ def lightning_base() -> type:
         from lightning.pytorch import Callback
     except ImportError:
         try:
-            from pytorch_lightning import Callback
+            from pytorch_lightning import Callback  # type: ignore[assignment]
         except ImportError:
             raise DiamondCutterError("PyTorch Lightning is not installed: pip install lightning") from None
     return Callback

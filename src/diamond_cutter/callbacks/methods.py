@@ -21,7 +21,6 @@ from ..blocks import channel_attribution
 from ..blocks.examples import layer_activations
 from ..errors import DiamondCutterError
 from ..featureviz import FAST_SCHEDULE, visualize
-from ..images import ImageBatch
 from ..model import Model
 from .base import COMMON_SETTINGS, ExplanationCallback
 
@@ -40,9 +39,9 @@ class AttributionCallback(ExplanationCallback):
         super().__init__(images, **common)
         self.options = settings
 
-    def explain(self, model: Model, batch: ImageBatch | None) -> Pictures:
+    def explain(self, model: Model) -> Pictures:
         where = {"layer": self.layer} if self.layer is not None else {}
-        result = attribute(model, batch, method=self.name, target=self.target, **where, **self.options)
+        result = attribute(model, self.batch(model), method=self.name, target=self.target, **where, **self.options)
         pictures = [render.grayscale_saliency(m) for m in result.maps] if self.gradient_map else result.overlay()
         return pictures, result.captions()
 
@@ -80,13 +79,15 @@ class VanillaGradientsCallback(AttributionCallback):
 class ActivationsCallback(ExplanationCallback):
     """The ``tiles`` most active channels of ``layer`` for each image, one map per channel."""
 
+    layer: str
     name, label = "activations", "Activations"
 
     def __init__(self, images: Any, layer: str, *, tiles: int = 4, **common: Any):
         super().__init__(images, layer=layer, **common)
         self.tiles = tiles
 
-    def explain(self, model: Model, batch: ImageBatch | None) -> Pictures:
+    def explain(self, model: Model) -> Pictures:
+        batch = self.batch(model)
         size = (batch.pixels.shape[-1], batch.pixels.shape[-2])
         pictures, captions = [], []
         for image_id, acts in zip(batch.ids, layer_activations(model, batch, self.layer)):
@@ -100,14 +101,15 @@ class ChannelAttributionCallback(ExplanationCallback):
     """The ``top`` channels of ``layer`` with the largest attribution to ``target`` over the images
     (Building Blocks' view): which channels take over as training goes on."""
 
+    layer: str
     name, label = "channels", "Channel attribution"
 
     def __init__(self, images: Any, layer: str, *, top: int = 8, **common: Any):
         super().__init__(images, layer=layer, **common)
         self.top = top
 
-    def explain(self, model: Model, batch: ImageBatch | None) -> Pictures:
-        channels = channel_attribution(model, batch, self.layer, self.target)
+    def explain(self, model: Model) -> Pictures:
+        channels = channel_attribution(model, self.batch(model), self.layer, self.target)
         best = channels.top(self.top)
         chart = render.bar_chart([f"channel {c}" for c, _ in best], [s for _, s in best])
         return [chart], [f"{channels.title}: " + ", ".join(f"{c} ({s:+.2g})" for c, s in best)]
@@ -118,6 +120,7 @@ class FeatureVisualizationCallback(ExplanationCallback):
     fast schedule at ``size`` pixels in ``steps`` steps from the same seed each time, so changes
     between epochs come from the weights. Rendering costs far more than the other callbacks: use ``every``."""
 
+    layer: str
     name, label = "featureviz", "Feature visualization"
 
     def __init__(self, layer: str, *, channels: Sequence[int] | None = None, steps: int = 64, size: int = 64,
@@ -127,8 +130,8 @@ class FeatureVisualizationCallback(ExplanationCallback):
         super().__init__(None, layer=layer, **common)
         self.channels, self.steps, self.size = channels, steps, size
 
-    def explain(self, model: Model, batch: ImageBatch | None) -> Pictures:
+    def explain(self, model: Model) -> Pictures:
         channels = self.channels if self.channels is not None else range(min(8, model.layer(self.layer).channels or 0))
-        schedule = {k: v for k, v in FAST_SCHEDULE.items() if k != "steps"}
-        vis = visualize(model, self.layer, list(channels), steps=self.steps, size=self.size, progress=False, **schedule)
+        vis = visualize(model, self.layer, list(channels), steps=self.steps, size=self.size, progress=False,
+                        lr=FAST_SCHEDULE["lr"], betas=FAST_SCHEDULE["betas"])
         return vis.images, [f"channel {c}" for c in vis.channels]
