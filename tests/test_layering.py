@@ -24,7 +24,7 @@ import diamond_cutter
 LAYERS = {
     "ground": {"errors", "progress", "heap", "version", "html", "store", "capture", "images", "targets",
                "render", "layers", "model", "zoo"},
-    "analysis": {"attribution", "blocks", "featureviz", "atlas", "transfer", "lens"},
+    "analysis": {"attribution", "blocks", "featureviz", "atlas", "transfer", "lens", "callbacks"},
     "presentation": {"report", "visuallog"},
     "top": {"commands", "cli", "__init__", "__main__"},
 }

@@ -121,6 +121,7 @@ class TensorBoardSink:
         if self.writer is None:
             if self.log_dir is None:
                 raise DiamondCutterError("TensorBoardSink needs a log_dir or a writer (or Lightning's TensorBoardLogger)")
+            # TensorBoard is optional: torch.utils.tensorboard needs the tensorboard package.
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:

@@ -56,6 +56,7 @@ def __getattr__(name: str) -> Any:
 
 def lightning_base() -> type:
     """Lightning's ``Callback`` class (``lightning`` or the older ``pytorch_lightning`` package)."""
+    # Lightning is optional (and slow to import): only a Lightning user asks for it.
     try:
         from lightning.pytorch import Callback
     except ImportError:
