@@ -12,6 +12,26 @@ from helpers import InplaceNet
 from report_fixtures import tiny_report  # noqa: F401  (shared by test_report*.py)
 
 
+#: Modules whose tests compare numbers against a peer (captum, pytorch-grad-cam, zennit) or a
+#: threshold. ``.ci/run`` reruns them under another CPU kernel set and one thread (``-m numerical``),
+#: so a test that only holds on one machine's float rounding fails here first.
+NUMERICAL_MODULES = {
+    "test_attribution_peers",
+    "test_attribution_real",
+    "test_blocks_channels",
+    "test_blocks_groups",
+    "test_featureviz_fold",
+    "test_featureviz_generators",
+    "test_featureviz_optimize",
+    "test_transfer_estimators",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__ in NUMERICAL_MODULES:
+            item.add_marker(pytest.mark.numerical)
+
 @pytest.fixture(scope="session")
 def embedded() -> dc.Model:
     """EfficientNet-Lite0 with its real ImageNet weights (offline)."""

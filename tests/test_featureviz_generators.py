@@ -28,7 +28,6 @@ def test_deep_dream_amplifies_the_layer_on_the_photo_it_starts_from(embedded):
     assert_unchanged(before, embedded.module)
 
 
-@pytest.mark.numerical
 @pytest.mark.parametrize("seed", [0, 1])
 def test_class_image_makes_the_class_win(embedded, seed):
     """From noise the model sees no tabby; 60 steps later tabby wins outright (a near-synonym such as
