@@ -48,7 +48,7 @@ def main() -> None:
     pos, neg = top2[:, 0], top2[:, 1]
 
     def ours() -> torch.Tensor:
-        return dc.channel_attribution(model, images, LAYER, classes="auto").per_image
+        return dc.channel_attribution(model, images, LAYER, target="auto").per_image
 
     method = LayerGradientXActivation(model.module, model.module.get_submodule(LAYER))
 

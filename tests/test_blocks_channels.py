@@ -49,7 +49,7 @@ def finite_difference(model: dc.Model, x: torch.Tensor, cls: int) -> torch.Tenso
 def test_matches_finite_difference_brute_force():
     model = small_model()
     x = torch.randn(3, 3, 12, 12, generator=torch.Generator().manual_seed(2))
-    ours = dc.channel_attribution(model, x, "2", classes=1)
+    ours = dc.channel_attribution(model, x, "2", target=1)
     expected = finite_difference(model, x, 1)
     assert ours.per_image.shape == (3, 5)
     torch.testing.assert_close(ours.per_image.double(), expected, rtol=1e-4, atol=1e-6)
@@ -60,26 +60,26 @@ def test_matches_finite_difference_brute_force():
 def test_positive_minus_negative_is_the_difference_of_single_classes():
     model = small_model()
     x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(3))
-    both = dc.channel_attribution(model, x, "2", classes=(2, 0))
-    pos = dc.channel_attribution(model, x, "2", classes=2)
-    neg = dc.channel_attribution(model, x, "2", classes=0)
+    both = dc.channel_attribution(model, x, "2", target=(2, 0))
+    pos = dc.channel_attribution(model, x, "2", target=2)
+    neg = dc.channel_attribution(model, x, "2", target=0)
     torch.testing.assert_close(both.per_image, pos.per_image - neg.per_image, rtol=1e-5, atol=1e-6)
     assert both.negative == [0, 0] and both.title == "class 2 − class 0"
 
 
 def test_auto_is_top1_minus_top2(embedded, samples):
-    auto = dc.channel_attribution(embedded, samples, "blocks.5", classes="auto")
+    auto = dc.channel_attribution(embedded, samples, "blocks.5", target="auto")
     top2 = dc.predict(embedded, samples, k=2).indices
     assert auto.positive == top2[:, 0].tolist() and auto.negative == top2[:, 1].tolist()
     assert "cat" in embedded.labels[auto.positive[0]]  # chelsea is a cat
-    explicit = dc.channel_attribution(embedded, samples[0], "blocks.5", classes=(auto.positive[0], auto.negative[0]))
+    explicit = dc.channel_attribution(embedded, samples[0], "blocks.5", target=(auto.positive[0], auto.negative[0]))
     torch.testing.assert_close(explicit.per_image[0], auto.per_image[0], rtol=1e-4, atol=1e-5)
 
 
 def test_agrees_with_captum_layer_gradient_x_activation(embedded, samples):
     from captum.attr import LayerGradientXActivation
 
-    ours = dc.channel_attribution(embedded, samples, "blocks.5", classes="tiger cat")
+    ours = dc.channel_attribution(embedded, samples, "blocks.5", target="tiger cat")
     method = LayerGradientXActivation(embedded.module, embedded.module.blocks[5])
     theirs = method.attribute(samples.tensor, target=embedded.class_index("tiger cat")).sum(dim=(2, 3))
     torch.testing.assert_close(ours.per_image, theirs.detach(), rtol=1e-3, atol=1e-4)
@@ -96,7 +96,7 @@ def test_wired_channel_is_on_top():
     net = nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc).eval()
     model = dc.Model(net, "wired", (3, 16, 16))
     x = torch.rand(4, 3, 16, 16)
-    result = dc.channel_attribution(model, x, "1", classes=0)
+    result = dc.channel_attribution(model, x, "1", target=0)
     assert result.top(1)[0].channel == 4
     assert result.top(1)[0].score > 0
     others = torch.cat([result.scores[:4], result.scores[5:]])
@@ -106,7 +106,7 @@ def test_wired_channel_is_on_top():
 def test_top_and_bottom_are_sorted_extremes():
     model = small_model()
     x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(4))
-    result = dc.channel_attribution(model, x, "2", classes=(0, 3))
+    result = dc.channel_attribution(model, x, "2", target=(0, 3))
     top, bottom = result.top(3), result.bottom(2)
     assert [t.score for t in top] == sorted((t.score for t in top), reverse=True)
     assert top[0].channel == int(result.scores.argmax()) and bottom[0].channel == int(result.scores.argmin())
@@ -118,10 +118,10 @@ def test_model_left_unchanged_also_on_error(inplace_net):
     model = dc.Model(inplace_net, "inplace", (3, 16, 16))
     before = snapshot(inplace_net)
     x = torch.rand(2, 3, 16, 16)
-    dc.channel_attribution(model, x, "relu2", classes=(1, 2))
+    dc.channel_attribution(model, x, "relu2", target=(1, 2))
     assert_unchanged(before, inplace_net)
     with pytest.raises(dc.UnknownNameError, match="did you mean"):
-        dc.channel_attribution(model, x, "relu2", classes="clas 1")
+        dc.channel_attribution(model, x, "relu2", target="clas 1")
     assert_unchanged(before, inplace_net)
 
 
@@ -132,4 +132,4 @@ def test_bad_layers_are_clear_errors(inplace_net):
     with pytest.raises(dc.DiamondCutterError, match="not a C×H×W feature map"):
         dc.channel_attribution(model, torch.rand(1, 3, 16, 16), "fc")
     with pytest.raises(dc.DiamondCutterError, match="pair"):
-        dc.channel_attribution(model, torch.rand(1, 3, 16, 16), "relu2", classes=(0, 1, 2))
+        dc.channel_attribution(model, torch.rand(1, 3, 16, 16), "relu2", target=(0, 1, 2))

@@ -23,19 +23,19 @@ def test_factorize_recovers_an_exactly_low_rank_activation():
 
 
 def test_groups_on_the_embedded_model(embedded, samples):
-    groups = dc.neuron_groups(embedded, samples[0], "blocks.5", k=5, classes=("top1", "tabby"))
+    groups = dc.neuron_groups(embedded, samples[0], "blocks.5", k=5, target=["top1", "tabby"])
     assert groups.spatial.shape == (1, 5, 7, 7) and groups.directions.shape == (5, 192)
     assert (groups.spatial >= 0).all() and (groups.directions >= 0).all()
     assert groups.error < 0.6  # stated bound: 5 groups keep most of the (clipped) activation of 192 channels
     assert groups.attributions.shape == (5, 2)
     assert groups.class_names[1] == "tabby" and "cat" in groups.class_names[0]
     assert groups.overlay(0).size == (224, 224)
-    more = dc.neuron_groups(embedded, samples[0], "blocks.5", k=10, classes=("top1",))
+    more = dc.neuron_groups(embedded, samples[0], "blocks.5", k=10, target="top1")
     assert more.error < groups.error
 
 
 def test_group_attribution_is_the_attribution_of_the_reconstruction(embedded, samples):
-    groups = dc.neuron_groups(embedded, samples[1], "blocks.5", k=4, classes=("espresso",))
+    groups = dc.neuron_groups(embedded, samples[1], "blocks.5", k=4, target="espresso")
     la = linear_attribution(embedded, samples[1], "blocks.5", "espresso")
     n, c, h, w = la.activations.shape
     rebuilt = (groups.spatial.permute(0, 2, 3, 1).reshape(-1, 4) @ groups.directions).reshape(n, h, w, c).permute(0, 3, 1, 2)

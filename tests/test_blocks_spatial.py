@@ -28,7 +28,7 @@ def test_cells_match_the_layer_grid(embedded, samples):
 
 
 def test_cell_top_channels_are_the_largest_activations(embedded, samples):
-    sm = dc.semantic_map(embedded, samples[0], LAYER, classes="tiger cat")
+    sm = dc.semantic_map(embedded, samples[0], LAYER, target="tiger cat")
     for cell in [(0, 0), (3, 4), (6, 6)]:
         top = sm.top_channels(cell, k=4)
         column = sm.activations[:, cell[0], cell[1]]
@@ -38,8 +38,8 @@ def test_cell_top_channels_are_the_largest_activations(embedded, samples):
 
 
 def test_heatmap_sums_to_the_channel_attribution(embedded, samples):
-    hm = dc.heatmap(embedded, samples[1], LAYER, classes=("espresso", "cup"))
-    channels = dc.channel_attribution(embedded, samples[1], LAYER, classes=("espresso", "cup"))
+    hm = dc.heatmap(embedded, samples[1], LAYER, target=("espresso", "cup"))
+    channels = dc.channel_attribution(embedded, samples[1], LAYER, target=("espresso", "cup"))
     assert hm.values.shape == (7, 7)
     assert float(hm.values.sum()) == pytest.approx(float(channels.scores.sum()), rel=1e-4, abs=1e-5)
     assert hm.overlay().size == (224, 224)
@@ -58,7 +58,7 @@ def half_and_half(model) -> ImageBatch:
 def test_largest_cat_attribution_lies_on_the_cat(embedded):
     """The cat occupies columns 0–111 (grid columns 0–3 at 7×7, the middle column straddling the seam)."""
     picture = half_and_half(embedded)
-    hm = dc.heatmap(embedded, picture, LAYER, classes="tiger cat")
+    hm = dc.heatmap(embedded, picture, LAYER, target="tiger cat")
     row, col = hm.argmax()
     assert col <= 2, f"strongest 'tiger cat' evidence at cell {(row, col)}, off the cat"
 
@@ -66,7 +66,7 @@ def test_largest_cat_attribution_lies_on_the_cat(embedded):
 def test_chelsea_cat_box(embedded, samples):
     """On chelsea itself the strongest evidence for its top class sits on the cat's face:
     the box from the eyes to the chin (network-view pixels 16–208 × 32–224)."""
-    hm = dc.heatmap(embedded, samples[0], LAYER, classes="top1")
+    hm = dc.heatmap(embedded, samples[0], LAYER, target="top1")
     sm = dc.semantic_map(embedded, samples[0], LAYER)
     left, top, right, bottom = sm.cell_box(hm.argmax())
     cx, cy = (left + right) / 2, (top + bottom) / 2

@@ -71,11 +71,11 @@ def test_cli_writes_a_report_and_rejects_bad_classes(tmp_path, capsys):
 def test_results_render_in_a_notebook(inplace_net):
     model = dc.Model(inplace_net.eval(), "inplace", (3, 16, 16), labels=["<b>zero</b>", "one", "two", "three", "four"])
     x = torch.rand(2, 3, 16, 16)
-    channels = dc.channel_attribution(model, x, "relu2", classes=(0, 1))._repr_html_()
+    channels = dc.channel_attribution(model, x, "relu2", target=(0, 1))._repr_html_()
     assert "&lt;b&gt;zero&lt;/b&gt; − one" in channels and "<b>zero</b>" not in channels
-    groups = dc.neuron_groups(model, x, "relu2", k=2, classes=(0,))._repr_html_()
+    groups = dc.neuron_groups(model, x, "relu2", k=2, target=0)._repr_html_()
     assert groups.count("data:image/png") == 2 and "&lt;b&gt;zero&lt;/b&gt;" in groups
-    assert dc.heatmap(model, x[0], "relu2", classes=0)._repr_html_().startswith('<img src="data:image/png;base64,')
+    assert dc.heatmap(model, x[0], "relu2", target=0)._repr_html_().startswith('<img src="data:image/png;base64,')
     examples = dc.dataset_examples(model, dc.load_images(list(x), model), "relu2", channel=3, k=2)._repr_html_()
     assert examples.count("<figure") == 2
 
@@ -105,10 +105,5 @@ def test_icon_budget_visualizes_the_most_important_channels(inplace_net, tmp_pat
 def test_demo_settings_fit_the_embedded_model(embedded):
     from diamond_cutter.attribution import METHODS
     from diamond_cutter.commands import demo
-    from diamond_cutter.commands.report import parse_classes
-
     assert embedded.layer(demo.DEMO_LAYER).spatial
     assert set(demo.DEMO_SALIENCY) <= set(METHODS)
-    assert parse_classes("auto") == "auto" and parse_classes("tabby, 281") == ("tabby", 281)
-    with pytest.raises(dc.DiamondCutterError, match="comma"):
-        parse_classes("a,b,c")

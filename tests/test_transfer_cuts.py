@@ -91,7 +91,7 @@ def test_cut_backbone_stops_at_the_cut_and_matches_a_full_capture(resnet):
             resnet.module(x)
         with capture(resnet.module, ["layer3"]) as later:
             out = CutBackbone(resnet.module, "layer2")(x)
-    assert torch.equal(out, full["layer2"])
+    torch.testing.assert_close(out, full["layer2"])  # the probe runs channels-last on CPU: equal up to rounding
     assert later.calls["layer3"] == 0  # nothing downstream of the cut ran
 
 

@@ -8,6 +8,7 @@ Errors from bad input print one line (no traceback) and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -31,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    log = logging.getLogger("diamond_cutter")
+    said = logging.StreamHandler(sys.stderr)  # choices the library makes for the user (a default layer) are printed
+    said.setFormatter(logging.Formatter("diamond-cutter: %(message)s"))
+    level = log.level
+    log.addHandler(said)
+    log.setLevel(logging.INFO)
     try:
         return int(args.run(args) or 0)
     except DiamondCutterError as err:
@@ -39,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("diamond-cutter: interrupted", file=sys.stderr)
         return 130
+    finally:
+        log.removeHandler(said)
+        log.setLevel(level)
 
 
 if __name__ == "__main__":

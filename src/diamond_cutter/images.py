@@ -14,7 +14,7 @@ import os
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,21 +110,57 @@ def load_images(
     N×C×H×W in [0, 1]). A file that cannot be decoded raises :class:`ImageError`
     naming it; with ``skip_bad=True`` it is skipped with a warning instead.
     """
+    batch = _decode(list(_expand(sources)), model, size, skip_bad)
+    if batch is None:
+        raise ImageError("no images to load" + (" (every source was unreadable)" if skip_bad else ""))
+    return batch
+
+
+def load_batches(
+    sources: Any, model: Any = None, *, batch_size: int, size: tuple[int, int] | int | None = None, skip_bad: bool = False
+) -> Iterator[ImageBatch]:
+    """:func:`load_images` ``batch_size`` images at a time: folders and glob patterns expand
+    lazily and only one batch is decoded at once, so a collection larger than memory streams."""
+    if batch_size < 1:
+        raise DiamondCutterError(f"batch_size must be at least 1, got {batch_size}")
+    found = False
+    for chunk in _chunked(_expand(sources), batch_size):
+        batch = _decode(chunk, model, size, skip_bad)
+        if batch is not None:
+            found = True
+            yield batch
+    if not found:
+        raise ImageError("no images to load" + (" (every source was unreadable)" if skip_bad else ""))
+
+
+def _chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _decode(pairs: list[tuple[str, Any]], model: Any, size: tuple[int, int] | int | None, skip_bad: bool) -> ImageBatch | None:
+    """The batch of the ``(id, opener)`` pairs (None when every one was skipped as unreadable)."""
     channels, height, width = _target(model, size)
     pictures: list[Image.Image] = []
     ids: list[str] = []
-    for source_id, opener in _expand(sources):
+    for source_id, opener in pairs:
         try:
             picture = opener()
         except ImageError as err:
             if not skip_bad:
                 raise
-            warnings.warn(f"skipping {err}", stacklevel=2)
+            warnings.warn(f"skipping {err}", stacklevel=3)
             continue
         pictures.append(picture)
         ids.append(source_id)
     if not pictures:
-        raise ImageError("no images to load" + (" (every source was unreadable)" if skip_bad else ""))
+        return None
     pixels = torch.stack([_to_pixels(p, channels, height, width) for p in pictures])
     tensor = model.normalize(pixels) if model is not None else pixels
     return ImageBatch(tensor, pixels, pictures, ids)

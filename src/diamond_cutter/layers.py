@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .capture import forward_hooks, preserved
-from .errors import UnknownNameError
+from .errors import DiamondCutterError, UnknownNameError
 
 #: Modules that pass their input through unchanged at inference; never reported as the pre-output layer.
 PASS_THROUGH = (nn.Dropout, nn.Dropout2d, nn.Identity, nn.Flatten)
@@ -122,6 +122,8 @@ class LayerTable(Sequence[Layer]):
 
     def resolve(self, name: str) -> Layer:
         """The layer called ``name``; an unknown name raises with the closest names."""
+        if not isinstance(name, str):
+            raise DiamondCutterError(f"a layer is named by a string, got {type(name).__name__} {name!r}")
         try:
             return self._by_name[name]
         except KeyError:
@@ -129,6 +131,14 @@ class LayerTable(Sequence[Layer]):
 
     def spatial(self) -> list[Layer]:
         return [layer for layer in self._layers if layer.spatial]
+
+    def last_spatial(self) -> Layer | None:
+        """The last layer before the output with a C×H×W map larger than 1×1: the map that global
+        pooling summarises, where the network's spatial evidence last exists (Grad-CAM's usual
+        layer). Squeeze-and-excitation gates (1×1 maps) and everything after pooling are skipped."""
+        end = self.resolve(self.output).index if self.output else len(self._layers)
+        maps = [layer for layer in self._layers[:end] if layer.spatial and (layer.height or 0) * (layer.width or 0) > 1]
+        return maps[-1] if maps else None
 
     def relative_depth(self, name: str) -> float:
         """Position of the layer's output in the forward pass, 0 (first) to 1 (last)."""

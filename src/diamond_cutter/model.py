@@ -8,6 +8,7 @@ visualization, transfer) can take a Model and do the right thing.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,6 +22,8 @@ from .errors import DiamondCutterError, UnknownNameError
 from .images import as_batch
 from .layers import Layer, LayerTable, discover_layers
 from .progress import bar
+
+log = logging.getLogger("diamond_cutter")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -106,19 +109,22 @@ class Model:
         return self.layers.resolve(name)
 
     def spatial_layer(self, name: str | None = None) -> Layer:
-        """The layer called ``name``, which must output a C×H×W feature map (what CAMs, semantic maps
-        and dataset examples weigh positions of); by default the last layer whose map is larger than 1×1.
+        """The C×H×W layer called ``name``; without a name, the last spatial layer before global
+        pooling (:meth:`~diamond_cutter.layers.LayerTable.last_spatial`), logged so the choice is visible.
 
-        A layer without positions is an error naming the spatial layers.
+        A layer without a C×H×W output is an error naming spatial layers, since
+        CAMs, semantic maps and channel attribution need positions to weigh.
         """
         if name is None:
-            candidates = [layer for layer in self.layers.spatial() if (layer.height or 0) * (layer.width or 0) > 1]
-            if not candidates:
-                raise DiamondCutterError(f"{self.name} has no layer with a spatial feature map")
-            return candidates[-1]
+            layer = self.layers.last_spatial()
+            if layer is None:
+                raise DiamondCutterError(f"{self.name} has no layer with a spatial feature map larger than 1×1")
+            log.info("layer: %s %s (the last spatial layer before global pooling; choose another with layer=)",
+                     layer.name, "×".join(map(str, layer.shape or ())))
+            return layer
         layer = self.layer(name)
         if not layer.spatial:
-            choices = [s.name for s in self.layers.spatial()][-8:]
+            choices = [x.name for x in self.layers.spatial()][-6:]
             raise DiamondCutterError(
                 f"layer {name!r} outputs shape {layer.shape}, not a C×H×W feature map; "
                 f"pick a spatial layer such as {', '.join(choices)}"

@@ -14,7 +14,7 @@ from PIL import Image
 from torch import nn
 
 from .. import render
-from ..capture import capture, preserved, truncated
+from ..capture import preserved, read_layers
 from ..errors import DiamondCutterError
 from ..model import Model
 from .common import prepare
@@ -23,14 +23,10 @@ from .gradients import relu_rule
 
 def feature_maps(model: Model, image: Any, layer: str) -> torch.Tensor:
     """The C×h×w output of ``layer`` for one image (the first if several are given)."""
-    if not model.layer(layer).spatial:
-        raise DiamondCutterError(f"layer {layer!r} outputs shape {model.layer(layer).shape}, not C×H×W feature maps")
+    model.spatial_layer(layer)
     _, x = prepare(model, image)
-    module = model.module
-    with preserved(module, freeze=True), torch.no_grad():
-        with capture(module, [layer], detach=True) as rec, truncated(module, layer) as run:
-            run(x[:1])
-    return rec[layer][0].float().cpu()
+    with preserved(model.module, freeze=True):
+        return read_layers(model.module, x[:1], [layer], stop=True)[layer][0].float().cpu()
 
 
 def feature_grid(
@@ -49,10 +45,9 @@ def filter_guided_backprop(model: Model, image: Any, layer: str, channel: int) -
     _, x = prepare(model, image)
     module = model.module
     x = x[:1].detach().requires_grad_(True)
-    with preserved(module, freeze=True), relu_rule(module, "guided"):
-        with capture(module, [layer]) as rec, truncated(module, layer) as run, torch.enable_grad():
-            run(x)
-            (grad,) = torch.autograd.grad(rec[layer][:, channel].sum(), x)
+    with preserved(module, freeze=True), relu_rule(module, "guided"), torch.enable_grad():
+        reading = read_layers(module, x, [layer], grad="through", stop=True)
+        (grad,) = torch.autograd.grad(reading[layer][:, channel].sum(), x)
     return grad[0].cpu()
 
 

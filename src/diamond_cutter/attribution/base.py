@@ -10,7 +10,8 @@ import torch
 from ..capture import preserved
 from ..heap import reused_heap
 from ..model import Model
-from .common import Selector, TargetSpec, prepare
+from ..targets import Selector, TargetSpec
+from .common import prepare
 from .result import Attribution
 
 
@@ -37,7 +38,7 @@ class Method:
         batch, x = prepare(self.model, images)
         selector = Selector(self.model, target, len(x))
         with reused_heap(), preserved(self.model.module, freeze=True), self.context():
-            if self.multipass or len(x) > self.batch_size:
+            if self.multipass:
                 selector.resolve_with(x, self.batch_size)
             maps = self.compute(x, selector)
         return Attribution(

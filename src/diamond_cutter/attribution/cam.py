@@ -15,11 +15,12 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..capture import capture, truncated
+from ..capture import fast_layout, probe, read_layers
 from ..errors import DiamondCutterError
 from ..model import Model
+from ..targets import Selector
 from .base import Method
-from .common import Selector, chunks, fast_layout, forward_to_layers
+from .common import chunks
 from .gradients import GuidedBackprop
 
 
@@ -37,11 +38,11 @@ class GradientCAM(Method):
 
     def layer_maps(self, x: torch.Tensor, selector: Selector, rows: torch.Tensor, layers: Sequence[str]) -> list[torch.Tensor]:
         """One N×1×h×w map per layer from a single forward and backward."""
-        logits, rec = forward_to_layers(self.model, x, layers)
-        grads = rec.gradients(selector.score(logits, rows), list(layers))
+        reading = read_layers(self.model.module, x, layers, grad="layers", head=self.model.output)
+        grads = reading.gradients(selector.score(reading.logits, rows), list(layers))
         maps = []
         for name in layers:
-            cam = self.combine(rec[name].detach(), grads[name].detach())
+            cam = self.combine(reading[name].detach(), grads[name].detach())
             maps.append((cam.clamp_min(0) if self.relu else cam).unsqueeze(1))
         return maps
 
@@ -90,8 +91,9 @@ class LayerCAM(GradientCAM):
         names = [layer] if layer is None or isinstance(layer, str) else list(layer)
         if not names:
             raise DiamondCutterError("LayerCAM needs at least one layer")
-        super().__init__(model, layer=names[0], batch_size=batch_size)
-        self.layers = [model.spatial_layer(n).name for n in names]
+        layers = [model.spatial_layer(n).name for n in names]
+        super().__init__(model, layer=layers[0], batch_size=batch_size)
+        self.layers = layers
         self.layer = "+".join(self.layers)
         self.gamma = float(gamma)
 
@@ -139,13 +141,8 @@ class ScoreCAM(Method):
 
     def layer_activations(self, x: torch.Tensor) -> torch.Tensor:
         """The layer's output for ``x``; the forward stops at the layer."""
-        out = []
-        module = self.model.module
-        with torch.no_grad(), capture(module, [self.layer], detach=True) as rec, truncated(module, self.layer) as run:
-            for s in chunks(len(x), self.batch_size):
-                run(fast_layout(x[s]))
-                out.append(rec[self.layer].float())
-        return torch.cat(out)
+        with probe(self.model.module, [self.layer], stop=True) as read:
+            return torch.cat([read(x[s])[self.layer].float() for s in chunks(len(x), self.batch_size)])
 
     def _weights(self, image: torch.Tensor, activations: torch.Tensor, selector: Selector, index: int) -> torch.Tensor:
         masks = F.interpolate(activations[None], size=image.shape[-2:], mode="bilinear", align_corners=True)[0]

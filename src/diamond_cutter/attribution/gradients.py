@@ -22,7 +22,8 @@ from ..capture import forward_hooks
 from ..errors import DiamondCutterError, UnknownNameError
 from ..model import Model
 from .base import Method
-from .common import Selector, chunks, input_gradient
+from ..targets import Selector
+from .common import chunks, input_gradient
 
 #: Activation modules whose backward pass guided backprop and deconvnet rewrite.
 RELU_MODULES = (nn.ReLU, nn.ReLU6)

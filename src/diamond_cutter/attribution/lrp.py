@@ -29,7 +29,8 @@ from zennit.types import Convolution, Linear
 from ..errors import DiamondCutterError, UnknownNameError
 from ..model import Model
 from .base import Method
-from .common import Selector, chunks
+from ..targets import Selector
+from .common import chunks
 
 #: Single rules applied to every convolution and linear layer (ReLUs pass, BatchNorm is merged or passed).
 RULES: dict[str, Callable[[], Any]] = {
@@ -96,7 +97,7 @@ class LRP(Method):
 
     def compute(self, x: torch.Tensor, selector: Selector) -> torch.Tensor:
         if selector.fn is not None:
-            raise DiamondCutterError("LRP needs class targets (an index, a name or 'topK'), not a callable")
+            raise DiamondCutterError("LRP needs class targets (an index, a name, 'topK' or a contrast), not a callable")
         selector.resolve_with(x, self.batch_size)
         network = _Logits(copy.deepcopy(self.model.module), self.model.output).eval()
         rows = torch.arange(len(x))
@@ -111,8 +112,6 @@ class LRP(Method):
     def _seed(selector: Selector, rows: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """The output relevance: the target score, placed on the logits it came from."""
         def seed(logits: torch.Tensor) -> torch.Tensor:
-            one_hot = torch.zeros_like(logits)
-            one_hot[torch.arange(len(logits)), selector.classes[rows].to(logits.device)] = 1.0
-            return logits * one_hot
+            return logits * selector.weights(logits, rows)
 
         return seed

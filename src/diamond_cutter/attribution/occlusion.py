@@ -15,7 +15,9 @@ import torch
 from ..errors import DiamondCutterError
 from ..model import Model
 from .base import Method
-from .common import Selector, chunks, fast_layout
+from ..capture import fast_layout
+from ..targets import Selector
+from .common import chunks
 
 
 class Occlusion(Method):

@@ -23,9 +23,8 @@ from torch import nn
 from ..errors import DiamondCutterError
 from ..images import as_batch
 from ..model import Model, batched_logits
-from ..targets import resolve_targets
+from ..targets import Selector, TargetSpec
 from .api import LAYER_METHODS, attribute, method_class
-from .common import TargetSpec
 from .result import Attribution
 
 
@@ -83,7 +82,10 @@ def sanity_check(
         raise DiamondCutterError(f"steps must be at least 1, got {steps}")
     names = [method_class(m).name for m in methods]
     batch = as_batch(images, model)
-    targets = target if callable(target) else resolve_targets(model, target, len(batch), batched_logits(model, batch.tensor))
+    selector = Selector(model, target, len(batch))
+    if not selector.resolved:
+        selector.resolve(batched_logits(model, batch.tensor))
+    targets = selector.fixed()
     clone = copy.copy(model)
     clone.module = copy.deepcopy(model.module)
 

@@ -16,7 +16,8 @@ from typing import Any, NamedTuple
 import torch
 
 from ..html import from_template
-from .linear import Classes, LayerGradients, class_name, linear_attribution, score_title
+from ..targets import UNSET, TargetSpec, class_name, legacy_classes, score_title
+from .linear import LayerGradients, linear_attribution
 
 
 class ChannelScore(NamedTuple):
@@ -79,12 +80,15 @@ def from_layer_gradients(model, la: LayerGradients) -> ChannelAttribution:
 
 
 def channel_attribution(
-    model, images: Any, layer: str, classes: Classes = "auto", *, batch_size: int = 16, progress: bool = False
+    model, images: Any, layer: str | None = None, target: TargetSpec = "auto", *, batch_size: int = 16,
+    progress: bool = False, classes: TargetSpec = UNSET,
 ) -> ChannelAttribution:
     """Attribution of every channel of ``layer`` to a class, or to one class minus another.
 
-    ``classes``: ``"auto"`` (each image's top-1 minus its top-2 prediction), one
-    class (index, name or ``"top1"``), a ``(positive, negative)`` tuple, or a
-    list with one positive class per image.
+    ``target``: ``"auto"`` (each image's top-1 minus its top-2 prediction), one
+    class (index, name or ``"top1"``), a ``(positive, negative)`` contrast, or
+    a list with one per image (see :mod:`diamond_cutter.targets`). ``classes=``
+    is the deprecated name of ``target=``.
     """
-    return from_layer_gradients(model, linear_attribution(model, images, layer, classes, batch_size=batch_size, progress=progress))
+    target = legacy_classes(target, classes, "channel_attribution")
+    return from_layer_gradients(model, linear_attribution(model, images, layer, target, batch_size=batch_size, progress=progress))

@@ -9,19 +9,17 @@ only the current top ``k`` are kept.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
 
-from ..capture import capture, preserved, truncated
+from ..capture import preserved, read_layers
 from ..errors import DiamondCutterError
 from ..html import from_template
-from ..images import IMAGE_SUFFIXES, ImageBatch, load_images
+from ..images import ImageBatch, load_batches
 from ..progress import bar
 from ..render import crop_cell
 
@@ -104,37 +102,19 @@ def _search(model, images: Any, layer: str, query: str, score: Scorer, k: int, b
 
 def layer_activations(model, batch: ImageBatch, layer: str) -> torch.Tensor:
     """The layer's output for a batch; the forward stops at the layer."""
-    with torch.no_grad(), preserved(model.module), capture(model.module, [layer], detach=True) as rec:
-        with truncated(model.module, layer) as run:
-            run(batch.tensor.to(model.device))
-        return rec[layer].float().cpu()
+    with preserved(model.module):
+        return read_layers(model.module, batch.tensor.to(model.device), [layer], stop=True)[layer].float().cpu()
 
 
 def _batches(images: Any, model, batch_size: int) -> Iterator[ImageBatch]:
-    """Batches of ``images``: slices of an ImageBatch, or sources loaded ``batch_size`` at a time."""
+    """Batches of ``images``: slices of an ImageBatch, or sources (files, folders, globs...)
+    decoded ``batch_size`` at a time."""
     if isinstance(images, ImageBatch):
         for start in range(0, len(images), batch_size):
             yield images[start : start + batch_size]
         return
-    sources = _sources(images)
-    for start in range(0, len(sources), batch_size):
-        yield load_images(sources[start : start + batch_size], model)
+    yield from load_batches(images, model, batch_size=batch_size)
 
 
 def _as_sources_batch(images: Any, model) -> ImageBatch:
     return next(_batches(images, model, 1))
-
-
-def _sources(images: Any) -> list[Any]:
-    """A flat list of single-image sources: folders expand to their sorted image files."""
-    items = [images] if isinstance(images, (str, os.PathLike)) or not hasattr(images, "__iter__") else list(images)
-    out: list[Any] = []
-    for item in items:
-        if isinstance(item, (str, os.PathLike)) and Path(item).is_dir():
-            files = sorted(p for p in Path(item).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not files:
-                raise DiamondCutterError(f"folder {item} holds no image files")
-            out += [str(f) for f in files]
-        else:
-            out.append(item)
-    return out

@@ -28,6 +28,7 @@ from ..errors import DiamondCutterError
 from ..html import from_template
 from ..images import as_batch
 from ..render import tint_colour
+from ..targets import UNSET, TargetSpec, legacy_classes
 from .linear import LayerGradients, linear_attribution
 
 #: Distinct colours for group maps (ColorBrewer Set1), cycled for more groups.
@@ -96,21 +97,27 @@ def factorize(activations: torch.Tensor, k: int, seed: int = 0, max_iter: int = 
 def neuron_groups(
     model,
     images: Any,
-    layer: str,
+    layer: str | None = None,
     k: int = 6,
-    classes: Sequence[Any] = ("top1", "top2"),
+    target: TargetSpec | list[TargetSpec] | None = None,
     *,
     batch_size: int = 16,
     progress: bool = False,
+    classes: Sequence[TargetSpec] = UNSET,
 ) -> NeuronGroups:
     """Factor ``layer``'s activations over ``images`` into ``k`` neuron groups.
 
-    Each group gets its attribution to every entry of ``classes`` (class
-    indices, names, or ``"topK"`` per image); a named class shows up by name.
+    Each group gets its attribution to ``target``, one column per target: a
+    single target, or a list of targets (class indices, names, ``"topK"``,
+    contrasts); the default is ``["top1", "top2"]``; a named class shows up by
+    name. ``classes=`` is the deprecated name of ``target=`` (there a sequence
+    always meant one column per entry).
     """
-    model.spatial_layer(layer)
+    columns = list(legacy_classes(target, classes, "neuron_groups")) if classes is not UNSET else target
+    columns = ["top1", "top2"] if columns is None else columns if isinstance(columns, list) else [columns]
+    layer = model.spatial_layer(layer).name
     batch = as_batch(images, model)
-    per_class = [linear_attribution(model, batch, layer, c, batch_size=batch_size, progress=progress) for c in classes]
+    per_class = [linear_attribution(model, batch, layer, c, batch_size=batch_size, progress=progress) for c in columns]
     return factor_groups(model, per_class, k, batch.images())
 
 

@@ -18,7 +18,8 @@ from PIL import Image
 from ..html import image_tag
 from ..images import as_batch
 from ..render import tint
-from .linear import Classes, LayerGradients, linear_attribution
+from ..targets import UNSET, TargetSpec, legacy_classes
+from .linear import LayerGradients, linear_attribution
 
 @dataclass
 class SemanticMap:
@@ -47,7 +48,7 @@ class SemanticMap:
         """The ``k`` strongest channels at ``cell`` as (channel, value), by activation or attribution."""
         source = self.activations if by == "activation" else self.attributions
         if source is None:
-            raise ValueError("this semantic map has no attributions: pass classes= to semantic_map")
+            raise ValueError("this semantic map has no attributions: pass target= to semantic_map")
         values = source[:, cell[0], cell[1]]
         top = values.topk(min(k, len(values)))
         return [(int(c), float(v)) for c, v in zip(top.indices, top.values)]
@@ -62,7 +63,7 @@ class SemanticMap:
     def heatmap(self) -> Heatmap:
         """The per-cell attribution summed over channels (needs attributions)."""
         if self.attributions is None:
-            raise ValueError("this semantic map has no attributions: pass classes= to semantic_map")
+            raise ValueError("this semantic map has no attributions: pass target= to semantic_map")
         return Heatmap(self.layer, self.image_id, self.image, self.attributions.sum(0), self.title)
 
 
@@ -103,19 +104,23 @@ def from_layer_gradients(
     )
 
 
-def semantic_map(model, image: Any, layer: str, classes: Classes | None = None) -> SemanticMap:
+def semantic_map(
+    model, image: Any, layer: str | None = None, target: TargetSpec | None = None, *, classes: TargetSpec = UNSET
+) -> SemanticMap:
     """Top channels per cell of ``layer`` for one image (the first, if several are given).
 
-    With ``classes`` (see :func:`~diamond_cutter.blocks.channels.channel_attribution`)
+    With ``target`` (see :func:`~diamond_cutter.blocks.channels.channel_attribution`)
     the map also ranks each cell's channels by attribution to that class.
     """
+    target = legacy_classes(target, classes, "semantic_map")
     batch = as_batch(image, model)[0]
-    la = linear_attribution(model, batch, layer, classes if classes is not None else "top1")
-    return from_layer_gradients(model, la, 0, batch.images()[0], with_attribution=classes is not None)
+    la = linear_attribution(model, batch, layer, target if target is not None else "top1")
+    return from_layer_gradients(model, la, 0, batch.images()[0], with_attribution=target is not None)
 
 
-def heatmap(model, image: Any, layer: str, classes: Classes = "top1") -> Heatmap:
-    """Per-cell attribution of one class (``classes="tabby"``) or of two (``("tabby", "tiger cat")``):
+def heatmap(model, image: Any, layer: str | None = None, target: TargetSpec = "top1", *, classes: TargetSpec = UNSET) -> Heatmap:
+    """Per-cell attribution of one class (``target="tabby"``) or of two (``("tabby", "tiger cat")``):
     positive cells (orange) are evidence for the first, negative (blue) for the second."""
+    target = legacy_classes(target, classes, "heatmap")
     batch = as_batch(image, model)[0]
-    return from_layer_gradients(model, linear_attribution(model, batch, layer, classes), 0, batch.images()[0]).heatmap()
+    return from_layer_gradients(model, linear_attribution(model, batch, layer, target), 0, batch.images()[0]).heatmap()

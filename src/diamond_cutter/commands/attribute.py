@@ -7,6 +7,7 @@ import argparse
 from ..attribution.api import METHODS, attribute
 from ..images import load_images
 from ..zoo import load_model
+from .options import add_target_option, target_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,11 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="model name (see `diamond-cutter models`)")
     p.add_argument("images", nargs="+", help="files, folders, globs, URLs or sample names (chelsea, coffee, ...)")
     p.add_argument("--method", default="gradcam", help=f"one of: {', '.join(METHODS)} (default gradcam)")
-    p.add_argument("--layer", default=None, help="layer for CAM methods (default: the last spatial layer)")
-    p.add_argument(
-        "--target", action="append", default=None,
-        help="class index or name, or top1/top2/...; repeat for one per image (default top1)",
-    )
+    p.add_argument("--layer", default=None, help="layer for CAM methods (default: the last spatial layer before global pooling)")
+    add_target_option(p, "top1", "class index or name, top1/top2/..., auto (top-1 minus top-2) or POSITIVE,NEGATIVE; repeat for one per image (default top1)")
     p.add_argument("--out", default="attributions", help="output folder or fsspec URL (default ./attributions)")
     p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none', or a checkpoint path")
     p.add_argument("--cmap", default="jet", help="matplotlib colour map for overlays (default jet)")
@@ -30,11 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, weights=None if args.weights == "none" else args.weights)
     images = load_images(args.images, model)
-    targets = [int(t) if t.lstrip("-").isdigit() else t for t in (args.target or ["top1"])]
-    result = attribute(
-        model, images, method=args.method, target=targets[0] if len(targets) == 1 else targets,
-        layer=args.layer, batch_size=args.batch_size,
-    )
+    result = attribute(model, images, method=args.method, target=target_of(args), layer=args.layer, batch_size=args.batch_size)
     keys = result.save(args.out, cmap=args.cmap, alpha=args.alpha)
     for caption, key in zip(result.captions(), keys):
         print(f"{caption}: {args.out.rstrip('/')}/{key}")

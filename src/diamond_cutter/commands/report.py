@@ -1,24 +1,25 @@
-"""``diamond-cutter report MODEL IMAGES... --layer L``: the full analysis as one HTML file."""
+"""``diamond-cutter report MODEL IMAGES... [--layer L]``: the full analysis as one HTML file."""
 
 from __future__ import annotations
 
 import argparse
 
-from ..errors import DiamondCutterError
 from ..images import load_images
 from ..report import report
 from ..report.build import SALIENCY_METHODS
 from ..report.icons import IconSettings
 from ..store import Store
 from ..zoo import load_model
+from .options import add_target_option, target_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write a self-contained HTML report: channels, semantic map, groups, saliency")
     p.add_argument("model", help="model name (see `diamond-cutter models`)")
     p.add_argument("images", nargs="+", help="files, folders, globs, URLs or sample names (chelsea, coffee, ...)")
-    p.add_argument("--layer", required=True, help="a layer with a C×H×W output (see `diamond-cutter layers MODEL --spatial`)")
-    p.add_argument("--classes", default="auto", help="'auto' (top-1 minus top-2 per image), one class, or POSITIVE,NEGATIVE")
+    p.add_argument("--layer", default=None, help="a layer with a C×H×W output (default: the last spatial layer before global pooling; see `diamond-cutter layers MODEL --spatial`)")
+    add_target_option(p, "auto", "'auto' (top-1 minus top-2 per image, the default), a class index or name, topK, or POSITIVE,NEGATIVE; repeat for one per image")
+    p.add_argument("--classes", dest="target", action="append", help="deprecated name of --target")
     p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
     p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none', or a checkpoint path")
     add_icon_options(p)
@@ -35,20 +36,6 @@ def add_icon_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", default=None, help="where rendered icons are cached (a folder or fsspec URL)")
 
 
-def parse_classes(text: str) -> str | tuple[str | int, str | int]:
-    """'auto', one class, or 'A,B' (a class name may itself contain no comma)."""
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) == 1:
-        return _class(parts[0])
-    if len(parts) != 2 or not all(parts):
-        raise DiamondCutterError(f"--classes takes 'auto', one class, or two separated by a comma; got {text!r}")
-    return _class(parts[0]), _class(parts[1])
-
-
-def _class(text: str) -> str | int:
-    return int(text) if text.isdigit() else text
-
-
 def icon_settings(args: argparse.Namespace) -> IconSettings:
     return IconSettings(args.icons, args.icon_size, args.icon_steps, Store(args.store) if args.store else None)
 
@@ -57,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, weights=None if args.weights == "none" else args.weights)
     images = load_images(args.images, model)
     result = report(
-        model, images, args.layer, parse_classes(args.classes), top_k=args.top, groups=args.groups, icons=icon_settings(args),
+        model, images, args.layer, target_of(args), top_k=args.top, groups=args.groups, icons=icon_settings(args),
         saliency=() if args.saliency == "none" else tuple(m.strip() for m in args.saliency.split(",") if m.strip()),
     )
     print(result.save(args.out))

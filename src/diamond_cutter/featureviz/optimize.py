@@ -22,8 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..attribution.common import fast_layout
-from ..capture import capture, preserved, truncated
+from ..capture import preserved, probe
 from ..errors import DiamondCutterError
 from ..heap import reused_heap
 from ..html import image_tag
@@ -107,14 +106,6 @@ def image_size(model: Any, size: int | Sequence[int] | None) -> tuple[int, int]:
     return h, w
 
 
-def deepest_layer(model: Any, layers: Sequence[str]) -> str | None:
-    """The layer that runs last among ``layers`` (None when the objective needs the logits)."""
-    if OUTPUT in layers:
-        return None
-    table = model.layers
-    return max(layers, key=lambda name: table.resolve(name).index)
-
-
 def forward_fn(model: Any, layers: Sequence[str], stack: ExitStack,
                module: torch.nn.Module | None = None) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
     """A function image→activations that runs the network (``model.module``, or a rendering
@@ -123,19 +114,14 @@ def forward_fn(model: Any, layers: Sequence[str], stack: ExitStack,
     hooked = [name for name in layers if name != OUTPUT]
     for name in hooked:
         model.layer(name)
-    rec = stack.enter_context(capture(net, hooked))
-    last = deepest_layer(model, layers)
-    run = stack.enter_context(truncated(net, last)) if last else None
+    read = stack.enter_context(probe(net, hooked, grad="through", stop=OUTPUT not in layers, head=model.output))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if model.device.type == "cuda" else nullcontext()
 
     def forward(x: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = fast_layout(x)
         with autocast:
-            if run is not None:
-                run(x)
-                return {name: rec[name].float() for name in hooked}
-            logits = model.output(net(x)).float()
-        return {**{name: rec[name].float() for name in hooked}, OUTPUT: logits}
+            reading = read(x)
+        out = {name: reading[name].float() for name in hooked}
+        return out if reading.logits is None else {**out, OUTPUT: reading.logits.float()}
 
     return forward
 

@@ -22,13 +22,14 @@ from ..attribution.api import LAYER_METHODS
 from ..blocks import channels as channel_blocks
 from ..blocks import spatial as spatial_blocks
 from ..blocks.groups import NeuronGroups, factor_groups
-from ..blocks.linear import Classes, linear_attribution
+from ..blocks.linear import linear_attribution
 from ..errors import DiamondCutterError
 from ..html import HtmlPage, from_template, image_uri
 from ..images import as_batch
 from ..model import Prediction, predict
 from ..progress import bar
 from ..render import activation_tiles
+from ..targets import UNSET, TargetSpec, legacy_classes
 from ..version import __version__
 from .icons import IconSettings, channel_icons, group_icons
 
@@ -81,8 +82,8 @@ class Report(HtmlPage):
 def report(
     model,
     images: Any,
-    layer: str,
-    classes: Classes = "auto",
+    layer: str | None = None,
+    target: TargetSpec = "auto",
     *,
     top_k: int = 8,
     cell_k: int = 3,
@@ -92,18 +93,23 @@ def report(
     tiles: int = 16,
     batch_size: int = 16,
     progress: bool = True,
+    classes: TargetSpec = UNSET,
 ) -> Report:
-    """Analyse ``images`` at ``layer`` for ``classes`` (``"auto"``: each image's top-1 minus its top-2).
+    """Analyse ``images`` at ``layer`` for ``target`` (``"auto"``: each image's top-1 minus its top-2).
 
+    ``layer`` defaults to the last spatial layer before global pooling (logged);
+    ``target`` follows the one target grammar (``classes=`` is its deprecated name);
     ``top_k`` channels are listed each way, ``cell_k`` per semantic-map cell,
     ``groups`` neuron groups (0 for none); ``icons`` sets how channel icons are
     made (feature visualization settings or dataset patches); ``tiles`` activation maps per image.
     """
+    target = legacy_classes(target, classes, "report")
+    layer = model.spatial_layer(layer).name
     icons = icons or IconSettings()
     batch = as_batch(images, model)
     pictures = batch.images()
     prediction = predict(model, batch, k=5, batch_size=batch_size)
-    la = linear_attribution(model, batch, layer, classes, batch_size=batch_size, progress=progress)
+    la = linear_attribution(model, batch, layer, target, batch_size=batch_size, progress=progress)
     attribution = channel_blocks.from_layer_gradients(model, la)
     semantic = [spatial_blocks.from_layer_gradients(model, la, i, pictures[i]) for i in range(len(batch))]
     cells = [_cells(sm, cell_k) for sm in semantic]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..capture import capture, forward_hooks, preserved, truncated
+from ..capture import forward_hooks, preserved, read_layers
 from ..errors import DiamondCutterError, UnknownNameError
 from ..model import Model
 
@@ -220,16 +220,13 @@ class CutBackbone(nn.Module):
         self.cut = cut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with capture(self.net, [self.cut]) as rec, truncated(self.net, self.cut) as run:
-            run(x)
-        return rec[self.cut]
+        return read_layers(self.net, x, [self.cut], grad="through", stop=True)[self.cut]
 
     def extra_repr(self) -> str:
         return f"cut={self.cut!r}"
 
 
-def run_to_cuts(net: nn.Module, x: torch.Tensor, names: Sequence[str], last: str) -> dict[str, torch.Tensor]:
-    """Outputs of several layers from one forward that stops after ``last`` (detached)."""
-    with capture(net, names, detach=True) as rec, truncated(net, last) as run:
-        run(x)
-    return {name: rec[name] for name in names}
+def run_to_cuts(net: nn.Module, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Outputs of several layers from one forward that stops after the last of them (detached)."""
+    reading = read_layers(net, x, names, stop=True)
+    return {name: reading[name] for name in names}

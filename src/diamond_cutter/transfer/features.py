@@ -99,7 +99,7 @@ def extract_features(
 def _forward_batch(model: Model, x: torch.Tensor, cuts: Sequence[str], pooling: str) -> dict[str, np.ndarray]:
     """One truncated forward: pooled float32 features of each cut (the network stops after the deepest)."""
     with torch.inference_mode():
-        maps = run_to_cuts(model.module, x.to(model.device), cuts, cuts[-1])
+        maps = run_to_cuts(model.module, x.to(model.device), cuts)
         return {cut: pool(fmap, pooling).float().cpu().numpy() for cut, fmap in maps.items()}
 
 
