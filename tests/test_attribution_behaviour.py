@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -143,6 +145,19 @@ def test_bad_input_gets_clear_errors(small):
         dc.attribute(small, x, "occlusion", window=SIZE * 2)
     with pytest.raises(dc.DiamondCutterError, match="works on the input"):
         dc.attribute(small, x, "saliency", layer="relu2")
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "scorecam", "guided_gradcam"])
+def test_a_list_of_layers_for_a_one_layer_method(small, method):
+    x = images(1)
+    with pytest.raises(dc.DiamondCutterError, match=re.escape(f"method {method!r} works at one layer, got 2; only layercam")):
+        dc.attribute(small, x, method, layer=["relu1", "relu2"])
+    one = dc.attribute(small, x, method, layer=["relu2"]).maps
+    torch.testing.assert_close(one, dc.attribute(small, x, method, layer="relu2").maps)
+    fused = dc.attribute(small, x, "layercam", layer=["relu1", "relu2"])
+    assert fused.layer == "relu1+relu2"
+    with pytest.raises(dc.DiamondCutterError, match="a layer is named by a string"):
+        dc.GradCAM(small, layer=["relu2"])
 
 
 def test_a_class_name_resolves_and_a_typo_suggests(small):

@@ -56,3 +56,14 @@ def test_bad_channel_and_cell(embedded, folder):
         dc.dataset_examples(embedded, folder, LAYER, 192)
     with pytest.raises(dc.DiamondCutterError, match="outside"):
         dc.blocks.shared_position_examples(embedded, "chelsea", (7, 0), folder, LAYER)
+
+
+def test_a_glob_streams_in_batches(embedded, folder):
+    """A glob of four images with batch_size=2 runs the network on two images at a time."""
+    sizes = []
+    handle = embedded.module.register_forward_pre_hook(lambda _m, args: sizes.append(len(args[0])))
+    try:
+        result = dc.dataset_examples(embedded, str(folder / "*"), LAYER, 0, k=4, batch_size=2)
+    finally:
+        handle.remove()
+    assert max(sizes) == 2 and len(result.examples) == 4  # (a first single-image forward may discover the layers)

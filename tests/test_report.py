@@ -5,14 +5,13 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import pytest
 import torch
+from helpers import assert_unchanged, snapshot
+from report_fixtures import EVIL, LAYER
 
 import diamond_cutter as dc
 from diamond_cutter.cli import main
 from diamond_cutter.report.icons import IconSettings
-from helpers import assert_unchanged, snapshot
-from report_fixtures import EVIL, LAYER
 
 
 def test_every_section_is_there(tiny_report):

@@ -23,6 +23,8 @@ from .errors import DiamondCutterError, UnknownNameError
 
 #: Modules that pass their input through unchanged at inference; never reported as the pre-output layer.
 PASS_THROUGH = (nn.Dropout, nn.Dropout2d, nn.Identity, nn.Flatten)
+#: Adaptive pooling (torchvision's VGG pools its 7×7 map to 7×7 again): never the default layer.
+POOLS = ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "SelectAdaptivePool2d")
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,10 @@ class LayerTable(Sequence[Layer]):
         pooling summarises, where the network's spatial evidence last exists (Grad-CAM's usual
         layer). Squeeze-and-excitation gates (1×1 maps) and everything after pooling are skipped."""
         end = self.resolve(self.output).index if self.output else len(self._layers)
-        maps = [layer for layer in self._layers[:end] if layer.spatial and (layer.height or 0) * (layer.width or 0) > 1]
+        maps = [
+            layer for layer in self._layers[:end]
+            if layer.spatial and (layer.height or 0) * (layer.width or 0) > 1 and layer.type not in POOLS
+        ]
         return maps[-1] if maps else None
 
     def relative_depth(self, name: str) -> float:

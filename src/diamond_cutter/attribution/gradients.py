@@ -21,8 +21,8 @@ from torch.overrides import TorchFunctionMode
 from ..capture import forward_hooks
 from ..errors import DiamondCutterError, UnknownNameError
 from ..model import Model
-from .base import Method
 from ..targets import Selector
+from .base import Method
 from .common import chunks, input_gradient
 
 #: Activation modules whose backward pass guided backprop and deconvnet rewrite.

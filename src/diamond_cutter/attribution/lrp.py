@@ -28,8 +28,8 @@ from zennit.types import Convolution, Linear
 
 from ..errors import DiamondCutterError, UnknownNameError
 from ..model import Model
-from .base import Method
 from ..targets import Selector
+from .base import Method
 from .common import chunks
 
 #: Single rules applied to every convolution and linear layer (ReLUs pass, BatchNorm is merged or passed).

@@ -12,11 +12,11 @@ import itertools
 
 import torch
 
+from ..capture import fast_layout
 from ..errors import DiamondCutterError
 from ..model import Model
-from .base import Method
-from ..capture import fast_layout
 from ..targets import Selector
+from .base import Method
 from .common import chunks
 
 
