@@ -12,7 +12,7 @@ from helpers import InplaceNet, assert_unchanged, snapshot
 from torch import nn
 
 import diamond_cutter as dc
-from diamond_cutter.attribution import METHODS, LRP
+from diamond_cutter.attribution import LRP, METHODS, GradCAM
 
 SIZE = 32
 #: Options that keep every method cheap on a 32-pixel input.
@@ -157,7 +157,7 @@ def test_a_list_of_layers_for_a_one_layer_method(small, method):
     fused = dc.attribute(small, x, "layercam", layer=["relu1", "relu2"])
     assert fused.layer == "relu1+relu2"
     with pytest.raises(dc.DiamondCutterError, match="a layer is named by a string"):
-        dc.GradCAM(small, layer=["relu2"])
+        GradCAM(small, layer=["relu2"])
 
 
 def test_a_class_name_resolves_and_a_typo_suggests(small):
