@@ -2,8 +2,9 @@
 
 Building Blocks' channel attribution (activation × gradient summed over space)
 at ``blocks.4`` of the embedded EfficientNet-Lite0, for a positive minus a
-negative class: ours takes one forward and one backward of the score
-difference; captum's LayerGradientXActivation explains one target per call, so
+negative class: ours takes one probe (a forward that records no autograd
+history below the layer, and one backward of the score difference from the
+layer up); captum's LayerGradientXActivation explains one target per call, so
 the difference costs it two (the same answer by linearity). Both sides get
 the same images and batch; the script checks they agree, prints images/s and
 a line ``ratio NAME: 1.9x`` (ours over captum) that scripts can read.
