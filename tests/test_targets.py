@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import InplaceNet
 
 import diamond_cutter as dc
 from diamond_cutter.cli import build_parser
@@ -15,16 +14,9 @@ from diamond_cutter.targets import needs_logits, parse_target
 SIZE = 32
 
 
-@pytest.fixture(scope="module")
-def small() -> dc.Model:
-    torch.manual_seed(0)
-    net = InplaceNet()
-    with torch.no_grad():
-        for bn in (net.bn1, net.bn2):
-            bn.running_mean.uniform_(-0.5, 0.5)
-            bn.running_var.uniform_(0.5, 2.0)
-            bn.bias.uniform_(-0.3, 0.3)
-    return dc.load_model(net.eval(), input_size=(3, SIZE, SIZE))
+@pytest.fixture
+def small(inplace_net) -> dc.Model:
+    return dc.load_model(inplace_net, input_size=(3, SIZE, SIZE))
 
 
 def images(n: int = 3) -> torch.Tensor:

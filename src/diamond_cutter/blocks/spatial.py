@@ -21,6 +21,7 @@ from ..render import tint
 from ..targets import UNSET, TargetSpec, legacy_classes
 from .linear import LayerGradients, linear_attribution
 
+
 @dataclass
 class SemanticMap:
     """Per-cell channels of one image at one layer.
