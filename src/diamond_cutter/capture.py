@@ -252,6 +252,7 @@ def probe(
     grad: GradMode = "none",
     stop: bool = False,
     head: Callable[[Any], Any] | None = None,
+    heap: bool = True,
 ) -> Iterator[Probe]:
     """Hook ``layers`` of ``module`` for the block and yield a :class:`Probe` to call on batches.
 
@@ -259,12 +260,15 @@ def probe(
     ends each forward as soon as every layer has produced its output (nothing
     downstream runs, and there are no logits); ``head`` maps the network's
     output to logits (``Model.output``). The input goes in channels-last order
-    on CPU, and large CPU tensors stay on the heap for the whole block, so a
-    loop of calls pays for neither page faults nor a layout change per layer.
+    on CPU, and with ``heap`` large CPU tensors stay on the heap for the whole
+    block (:func:`~diamond_cutter.heap.reused_heap`), so a loop of calls pays
+    for neither page faults nor a layout change per layer. A probe inside a
+    module's ``forward`` turns ``heap`` off: its caller owns the loop, and
+    handing memory back after every call would undo the reuse.
     """
     names = list(dict.fromkeys(layers))
     reader = Probe(module, names, grad, stop, head)
-    with reused_heap(), forward_hooks(module, {name: reader.hook_for(name) for name in names}):
+    with reused_heap() if heap else nullcontext(), forward_hooks(module, {n: reader.hook_for(n) for n in names}):
         yield reader
 
 

@@ -141,8 +141,9 @@ class ScoreCAM(Method):
 
     def layer_activations(self, x: torch.Tensor) -> torch.Tensor:
         """The layer's output for ``x``; the forward stops at the layer."""
-        with probe(self.model.module, [self.layer], stop=True) as read:
-            return torch.cat([read(x[s])[self.layer].float() for s in chunks(len(x), self.batch_size)])
+        name = str(self.layer)
+        with probe(self.model.module, [name], stop=True) as read:
+            return torch.cat([read(x[s])[name].float() for s in chunks(len(x), self.batch_size)])
 
     def _weights(self, image: torch.Tensor, activations: torch.Tensor, selector: Selector, index: int) -> torch.Tensor:
         masks = F.interpolate(activations[None], size=image.shape[-2:], mode="bilinear", align_corners=True)[0]

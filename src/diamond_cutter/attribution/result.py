@@ -27,7 +27,8 @@ class Attribution:
     class activation maps and occlusion; h×w is the layer's grid for CAMs, the
     input size otherwise). Scaling only happens when rendering, so maps of
     different classes and images stay comparable. ``targets`` are the explained
-    class indices (``None`` for a callable target), ``target_names`` their labels
+    class indices (the positive side of a contrast; ``None`` for a callable
+    target), ``target_names`` their labels ("tabby − tiger cat" for a contrast)
     and ``pixels`` the images in ``[0, 1]`` for overlays.
     """
 

@@ -71,13 +71,13 @@ def linear_attribution(
     target = legacy_classes(target, classes, "linear_attribution")
     if callable(target):
         raise DiamondCutterError("building blocks attribute class scores: give a class, 'topK', 'auto' or a contrast, not a callable")
+    if batch_size < 1:
+        raise DiamondCutterError(f"batch_size must be at least 1, got {batch_size}")
     name = model.spatial_layer(layer).name
     batch = as_batch(images, model)
     rows, target = expand(target, len(batch))
     batch = batch if rows is None else batch[rows]
     selector = Selector(model, target, len(batch))
-    if batch_size < 1:
-        raise DiamondCutterError(f"batch_size must be at least 1, got {batch_size}")
     index = torch.arange(len(batch))
     parts: list[tuple[torch.Tensor, ...]] = []
     with preserved(model.module, freeze=True), probe(model.module, [name], grad="layers", head=model.output) as read:
@@ -87,5 +87,6 @@ def linear_attribution(
             (grad,) = reading.gradients(selector.score(reading.logits, index[part]), [name]).values()
             parts.append((reading[name].detach().float().cpu(), grad.float().cpu(), reading.logits.detach().float().cpu()))
     acts, grads, logits = (torch.cat(p) for p in zip(*parts))
+    assert selector.positive is not None  # class targets: a callable was refused above
     negative = None if selector.negative is None else selector.negative.tolist()
     return LayerGradients(name, acts, grads, acts * grads, logits, selector.positive.tolist(), negative, list(batch.ids))

@@ -220,7 +220,7 @@ class CutBackbone(nn.Module):
         self.cut = cut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return read_layers(self.net, x, [self.cut], grad="through", stop=True)[self.cut]
+        return read_layers(self.net, x, [self.cut], grad="through", stop=True, heap=False)[self.cut]
 
     def extra_repr(self) -> str:
         return f"cut={self.cut!r}"
