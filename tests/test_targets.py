@@ -9,6 +9,7 @@ import torch
 import diamond_cutter as dc
 from diamond_cutter.cli import build_parser
 from diamond_cutter.commands.options import target_of
+from diamond_cutter.featureviz import objectives
 from diamond_cutter.targets import needs_logits, parse_target
 
 SIZE = 32
@@ -38,6 +39,8 @@ def test_numpy_and_tensor_integers_are_class_indices(small):
         torch.testing.assert_close(result.maps, plain.maps)
     blocks = dc.channel_attribution(small, x, "relu2", target=np.int64(3)).per_image
     torch.testing.assert_close(blocks, dc.channel_attribution(small, x, "relu2", target=3).per_image)
+    logits = {objectives.OUTPUT: torch.randn(2, 5)}
+    torch.testing.assert_close(objectives.class_logit(np.int64(3))(logits, small), logits[objectives.OUTPUT][:, 3])
 
 
 def test_a_contrast_is_the_difference_of_its_sides(small):

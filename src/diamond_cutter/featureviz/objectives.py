@@ -14,12 +14,13 @@ renders three images, one per channel, in one optimization.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import DiamondCutterError
+from ..targets import is_index
 
 #: Pseudo layer name for the network's logits (class objectives need the full forward pass).
 OUTPUT = "<output>"
@@ -181,14 +182,19 @@ def direction(layer: str, vector: Sequence[float] | torch.Tensor, cossim_pow: fl
     return Objective(fn, [layer], f"direction in {layer}" + (f" (cos^{cossim_pow:g})" if cossim_pow else ""), batch)
 
 
+def _one_class(targets: object) -> bool:
+    """One class for every image: an index (numpy integers too) or a name."""
+    return isinstance(targets, str) or is_index(targets)
+
+
 def _classes(model: Any, targets: int | str | Sequence[int | str]) -> torch.Tensor | int:
-    if isinstance(targets, (int, str)):
-        return model.class_index(targets) if model is not None else int(targets)
-    return torch.tensor([model.class_index(t) if model is not None else int(t) for t in targets])
+    if _one_class(targets):
+        return model.class_index(targets) if model is not None else int(cast(int, targets))
+    return torch.tensor([model.class_index(t) if model is not None else int(t) for t in cast(Sequence, targets)])
 
 
 def _class_batch(targets: int | str | Sequence[int | str]) -> int | None:
-    return None if isinstance(targets, (int, str)) else len(targets)
+    return None if _one_class(targets) else len(cast(Sequence, targets))
 
 
 def class_logit(targets: int | str | Sequence[int | str]) -> Objective:
