@@ -100,7 +100,7 @@ def test_classes_is_a_deprecated_alias_of_target(small):
         dc.heatmap(small, x[0], "relu2", classes=1)
 
 
-def test_the_cli_parses_targets_one_way():
+def test_the_cli_parses_targets_one_way(caplog):
     assert parse_target("auto") == "auto" and parse_target("281") == 281 and parse_target("top2") == "top2"
     assert parse_target("tabby, tiger cat") == ("tabby", "tiger cat") and parse_target(["tabby", "3"]) == ["tabby", 3]
     with pytest.raises(dc.DiamondCutterError, match="POSITIVE,NEGATIVE"):
@@ -108,6 +108,7 @@ def test_the_cli_parses_targets_one_way():
     parser = build_parser()
     report = parser.parse_args(["report", "resnet18", "chelsea", "--classes", "tabby,tiger cat"])
     assert target_of(report) == ("tabby", "tiger cat") and report.layer is None
+    assert "--classes is deprecated" in caplog.text
     assert target_of(parser.parse_args(["report", "resnet18", "chelsea"])) == "auto"
     attribute = parser.parse_args(["attribute", "resnet18", "chelsea", "coffee", "--target", "auto", "--target", "5,top1"])
     assert target_of(attribute) == ["auto", (5, "top1")]
