@@ -8,6 +8,7 @@ visualization, transfer) can take a Model and do the right thing.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,21 @@ log = logging.getLogger("diamond_cutter")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def tensor_digest(h: "hashlib._Hash", name: str, t: torch.Tensor) -> None:
+    """Feed a tensor's name, dtype, shape and bytes to ``h`` (exact: any changed weight changes the digest)."""
+    t = t.detach().cpu().contiguous()
+    h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+    h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
+def weights_digest(module: nn.Module) -> str:
+    """SHA-256 of every parameter and buffer of ``module``: which weights it holds, whatever it is called."""
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        tensor_digest(h, name, tensor)
+    return h.hexdigest()
 
 
 def default_logits(output: Any) -> torch.Tensor:
