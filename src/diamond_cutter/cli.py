@@ -2,7 +2,7 @@
 
 Each subcommand lives in its own module under :mod:`diamond_cutter.commands`
 and exposes ``register(subparsers)``, which adds its parser and sets ``run``.
-Errors from bad input print one line (no traceback) and exit with status 2.
+Errors from bad input (a bad argument or a bad file) print one line, no traceback, and exit with status 2.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .commands import attribute, demo, inventory, predict, report, sweep, visualize
 from .errors import DiamondCutterError
@@ -19,8 +20,15 @@ from .errors import DiamondCutterError
 COMMAND_MODULES = (inventory, predict, attribute, visualize, report, sweep, demo)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``diamond-cutter COMMAND: error: ...`` and exit status 2, no usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="diamond-cutter",
         description="Look inside convolutional networks and find where to cut them for transfer learning.",
     )

@@ -44,9 +44,13 @@ class DownloadLimits:
             raise ImageError(f"download limits must be positive, got {self}")
 
 
+#: The limits a download gets when the caller gives none.
+DEFAULT_LIMITS = DownloadLimits()
+
+
 def download(url: str, limits: DownloadLimits | None = None) -> bytes:
     """The body of ``url``, or an :class:`ImageError` naming it (HTTP error, deadline, size, not an image)."""
-    limits = limits or DownloadLimits()
+    limits = limits or DEFAULT_LIMITS
     watchdog = _Watchdog(limits.deadline)
     start = time.monotonic()
     try:

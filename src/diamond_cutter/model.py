@@ -20,7 +20,7 @@ from torch import nn
 
 from .capture import preserved
 from .errors import DiamondCutterError, UnknownNameError
-from .images import as_batch
+from .images import ImageBatch, as_batch, load_batches
 from .layers import Layer, LayerTable, discover_layers
 from .progress import bar
 
@@ -199,6 +199,12 @@ class Prediction:
             lines.append(f"{image_id}: {top}")
         return "\n".join(lines)
 
+    @classmethod
+    def join(cls, parts: list[Prediction]) -> Prediction:
+        """One prediction from the predictions of consecutive batches."""
+        return cls(torch.cat([p.indices for p in parts]), torch.cat([p.probabilities for p in parts]),
+                   [n for p in parts for n in p.names], [i for p in parts for i in p.image_ids])
+
     def as_dicts(self) -> list[dict[str, Any]]:
         return [
             {"image": image_id, "top": [{"index": i, "name": n, "probability": p} for i, n, p in zip(idx, names, probs)]}
@@ -220,12 +226,22 @@ def batched_logits(model: Model, x: torch.Tensor, batch_size: int = 32, progress
 
 
 def predict(model: Model, images: Any, k: int = 5, batch_size: int = 32, progress: bool = False) -> Prediction:
-    """Top-``k`` classes for each image (an ImageBatch, a tensor, or anything ``load_images`` takes)."""
-    batch = as_batch(images, model)
+    """Top-``k`` classes for each image (an ImageBatch, a tensor, or anything ``load_images`` takes).
+
+    Files, folders and URLs are read ``batch_size`` images at a time, so a folder
+    of any length is classified in bounded memory.
+    """
+    if k < 1:
+        raise DiamondCutterError(f"k must be at least 1, got {k}")
+    if isinstance(images, (ImageBatch, torch.Tensor)):
+        return _predict_batch(model, as_batch(images, model), k, batch_size, progress)
+    batches = load_batches(images, model, batch_size=batch_size)
+    return Prediction.join([_predict_batch(model, b, k, batch_size, False) for b in bar(batches, "predict", enabled=progress)])
+
+
+def _predict_batch(model: Model, batch: Any, k: int, batch_size: int, progress: bool) -> Prediction:
     logits = batched_logits(model, batch.tensor, batch_size, progress)
     probs = logits.softmax(dim=1)
-    k = min(k, probs.shape[1])
-    top = probs.topk(k, dim=1)
+    top = probs.topk(min(k, probs.shape[1]), dim=1)
     names = [[model.labels[i] for i in row] for row in top.indices.tolist()]
     return Prediction(top.indices, top.values, names, list(batch.ids))
-

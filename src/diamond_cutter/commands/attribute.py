@@ -7,6 +7,7 @@ import argparse
 from ..attribution.api import METHODS, attribute
 from ..images import load_images
 from ..zoo import load_model
+from .numbers import COUNT, FRACTION
 from .options import add_target_option, target_of
 
 
@@ -20,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="attributions", help="output folder or fsspec URL (default ./attributions)")
     p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none', or a checkpoint path")
     p.add_argument("--cmap", default="jet", help="matplotlib colour map for overlays (default jet)")
-    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0..1 (default 0.5)")
-    p.add_argument("--batch-size", type=int, default=16, help="images (or perturbed copies) per forward")
+    p.add_argument("--alpha", type=FRACTION, default=0.5, help="overlay opacity 0..1 (default 0.5)")
+    p.add_argument("--batch-size", type=COUNT, default=16, help="images (or perturbed copies) per forward")
     p.set_defaults(run=run)
 
 

@@ -12,6 +12,7 @@ from ..model import predict
 from ..report import report
 from ..report.icons import IconSettings
 from ..zoo import EMBEDDED, load_model
+from .numbers import COUNT, OPTIONAL_COUNT, SIDE
 from .inventory import summary
 
 #: The layer the demo analyses: 14×14 cells of 112 channels, a mid-level layer where channels
@@ -24,9 +25,9 @@ DEMO_SALIENCY = ("saliency", "gradcam", "gradcam++", "guided_gradcam")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the main job on the embedded model and sample images (offline)")
     p.add_argument("--out", default="diamond-cutter-demo.html", help="the report to write (default diamond-cutter-demo.html)")
-    p.add_argument("--icon-steps", type=int, default=96, help="feature visualization steps per icon (few, for speed)")
-    p.add_argument("--icon-size", type=int, default=64, help="icon side in pixels (small, for speed)")
-    p.add_argument("--icon-limit", type=int, default=48, help="channels to visualize; the rest get dataset patches (for speed)")
+    p.add_argument("--icon-steps", type=COUNT, default=96, help="feature visualization steps per icon (few, for speed)")
+    p.add_argument("--icon-size", type=SIDE, default=64, help="icon side in pixels (small, for speed)")
+    p.add_argument("--icon-limit", type=OPTIONAL_COUNT, default=48, help="channels to visualize; the rest get dataset patches (for speed)")
     p.set_defaults(run=run)
 
 

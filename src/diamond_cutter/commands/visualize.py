@@ -11,6 +11,7 @@ from ..featureviz import visualize
 from ..featureviz.param import PARAMS
 from ..featureviz.optimize import FAST_SCHEDULE, LUCID_SCHEDULE
 from ..zoo import load_model
+from .numbers import COUNT, SEED, SIDE
 
 
 def parse_channels(text: str | None) -> list[int] | None:
@@ -47,10 +48,10 @@ def add_render_options(p: argparse.ArgumentParser, size: int | None) -> None:
                    help="Adam settings: " + "; ".join(f"{name} (lr {s['lr']}, betas {s['betas']}, {s['steps']} steps)"
                                                       for name, s in SCHEDULES.items())
                         + ". fast gets about as far in a quarter of the time")
-    p.add_argument("--steps", type=int, help="optimization steps (default: the schedule's)")
-    p.add_argument("--size", type=int, default=size, help="image side in pixels (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, help="images per optimization (default: what fits in memory)")
+    p.add_argument("--steps", type=COUNT, help="optimization steps (default: the schedule's)")
+    p.add_argument("--size", type=SIDE, default=size, help="image side in pixels (default: %(default)s)")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--batch-size", type=COUNT, help="images per optimization (default: what fits in memory)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
