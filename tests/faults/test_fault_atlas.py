@@ -32,7 +32,7 @@ WRITER = textwrap.dedent(
     import diamond_cutter as dc
 
     store, channels, rounds = sys.argv[1], [int(c) for c in sys.argv[2].split(",")], int(sys.argv[3])
-    a = dc.atlas(dc.load_model("efficientnet_lite0"), "blocks.1", store=store, render=False, steps=2, size=32,
+    a = dc.atlas(dc.load_model("efficientnet_lite0"), "blocks.1", store=store, fill=False, steps=2, size=32,
                  progress=False)
     print("ready", flush=True)
     for _ in range(rounds):
@@ -61,7 +61,7 @@ def assert_cells_are_the_written_ones(a: dc.Atlas) -> None:
 
 
 def load(embedded, store) -> dc.Atlas:
-    return dc.atlas(embedded, LAYER, store=store, render=False, **SETTINGS)
+    return dc.atlas(embedded, LAYER, store=store, fill=False, **SETTINGS)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_a_damaged_atlas_is_rendered_again_never_trusted(embedded, rendered, tmp
     with pytest.warns(StaleCacheWarning, match="rendered again"):
         a = load(embedded, store)
     assert a.done == [] and a.spritemap.size == rendered[1].spritemap.size
-    a.render(range(2), progress=False)
+    a.fill(range(2), progress=False)
     assert a.done == [0, 1]
     cells = [np.asarray(x.spritemap.crop(x.box(1)), dtype=float) for x in (a, rendered[1])]
     assert np.abs(cells[0] - cells[1]).max() <= 2

@@ -148,7 +148,7 @@ def test_a_random_safetensors_header_is_read_or_refused_cleanly(blob):
 def atlas_in_store(embedded, tmp_path_factory) -> dc.Atlas:
     from PIL import Image as PILImage
 
-    a = dc.atlas(embedded, "blocks.1", store=tmp_path_factory.mktemp("atlas"), render=False, steps=2, size=32,
+    a = dc.atlas(embedded, "blocks.1", store=tmp_path_factory.mktemp("atlas"), fill=False, steps=2, size=32,
                  progress=False)
     a._add([0, 3], [PILImage.new("RGB", (32, 32), (9, 9, 9))] * 2, [1.0, 2.0])
     return a

@@ -86,3 +86,10 @@ def test_store_files_follow_the_umask(tmp_path, umask):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a" / "b.bin").stat().st_mode) == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("target", [np.int64(281), [np.int64(281)], np.array([281]), np.array(281), np.int32(281)],
+                         ids=["int64", "list of int64", "array", "0-d array", "int32"])
+def test_numpy_integer_targets_are_classes(embedded, samples, target):
+    result = dc.attribute(embedded, samples[0], method="saliency", target=target)
+    assert list(result.targets) == [281]
