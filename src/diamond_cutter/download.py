@@ -87,6 +87,8 @@ def _read(response: http.client.HTTPResponse, url: str, limits: DownloadLimits, 
             _check_header(b"".join(chunks)[:16], url)
             checked = True
     data = b"".join(chunks)
+    if length.strip().isdigit() and len(data) < int(length):
+        raise ImageError(f"cannot download {url}: the connection closed after {len(data)} of {int(length)} bytes")
     if data and not checked:
         _check_header(data, url)
     return data

@@ -34,6 +34,12 @@ def slow_headers(conn: socket.socket, stop: float) -> None:
     _pace(conn, b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nX-Padding: " + b"a" * 500 + b"\r\n\r\n", 0.3, stop)
 
 
+def cut_short(conn: socket.socket, stop: float) -> None:
+    """A PNG announced at 100 kB whose connection closes after 1 kB."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n" + PNG_SIGNATURE)
+    conn.sendall(b"\0" * 1000)
+
+
 def huge_announced(conn: socket.socket, stop: float) -> None:
     """A PNG announced at 8 GB."""
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 8000000000\r\n\r\n" + PNG_SIGNATURE)

@@ -51,6 +51,12 @@ def test_a_web_page_is_refused_at_its_first_bytes():
     assert f"{url} is not an image" in message and "<!doctype html>" in message and seconds < 1.0
 
 
+def test_a_response_cut_short_is_an_image_error_naming_the_url():
+    with servers.serving(servers.cut_short) as url:
+        message, _ = timed_failure(url)
+    assert url in message and "closed after 1008 of 100000 bytes" in message
+
+
 def test_a_real_image_still_downloads_and_loads():
     data = sample_path("chelsea").read_bytes()
     with servers.serving(servers.file_server(data)) as url:
