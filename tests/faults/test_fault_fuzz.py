@@ -47,6 +47,12 @@ REAL_FILES = {
     "small.webp": encoded("WEBP"),
     "small.ppm": encoded("PPM"),
     "float.tif": encoded("TIFF", "F"),
+    "sixteen.tif": encoded("TIFF", "I;16"),
+    "cmyk.jpg": encoded("JPEG", "CMYK"),
+    "rgba.png": encoded("PNG", "RGBA"),
+    "la.png": encoded("PNG", "LA"),
+    "bilevel.png": encoded("PNG", "1"),
+    "palette.png": encoded("PNG", "P"),
 }
 
 

@@ -47,29 +47,20 @@ def test_the_manifest_records_the_backbone_fingerprint_and_fine_tuning(tuned):
     assert load_transferred(str(tuned)).name.startswith("efficientnet_lite0@blocks.2")
 
 
-def test_a_fine_tuned_save_without_its_backbone_is_refused(tuned, tmp_path):
+MISSING_BACKBONE = [
+    ({}, "fine-tuned, but its weights"),  # the backbone file and its manifest entry removed
+    ({"fine_tuned": False}, "not the ones the head was trained on"),  # ... and the stock backbone claimed
+    ({"fine_tuned": False, "weights": None}, "not from the zoo, but its weights"),  # ... or a random one
+]
+
+
+@pytest.mark.parametrize("claims,message", MISSING_BACKBONE, ids=["removed", "stock claimed", "random claimed"])
+def test_a_save_without_its_backbone_weights_is_refused(tuned, tmp_path, claims, message):
     path, manifest = copy_of(tuned, tmp_path)
     without_backbone(path, manifest)
+    manifest["backbone"].update(claims)
     write(path, manifest)
-    with pytest.raises(CheckpointError, match="fine-tuned, but its weights"):
-        load_transferred(str(path))
-
-
-def test_the_stock_backbone_in_place_of_the_tuned_one_is_refused(tuned, tmp_path):
-    path, manifest = copy_of(tuned, tmp_path)
-    without_backbone(path, manifest)
-    manifest["backbone"]["fine_tuned"] = False
-    write(path, manifest)
-    with pytest.raises(CheckpointError, match="not the ones the head was trained on"):
-        load_transferred(str(path))
-
-
-def test_a_random_backbone_without_its_weights_is_refused(tuned, tmp_path):
-    path, manifest = copy_of(tuned, tmp_path)
-    without_backbone(path, manifest)
-    manifest["backbone"].update(fine_tuned=False, weights=None)
-    write(path, manifest)
-    with pytest.raises(CheckpointError, match="not from the zoo, but its weights"):
+    with pytest.raises(CheckpointError, match=message):
         load_transferred(str(path))
 
 

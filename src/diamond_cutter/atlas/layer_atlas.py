@@ -137,10 +137,12 @@ class Atlas:
             return None
         try:
             sprites = Image.open(io.BytesIO(data))
+            if sprites.size != blank.size:  # checked before decoding: a huge image is never allocated
+                return None
             sprites.load()
         except Exception:  # noqa: BLE001  a corrupt PNG is as good as a missing one
             return None
-        return sprites.convert(blank.mode) if sprites.size == blank.size else None
+        return sprites.convert(blank.mode)
 
     def box(self, channel: int) -> tuple[int, int, int, int]:
         """Pixel box (left, top, right, bottom) of a channel's cell."""
