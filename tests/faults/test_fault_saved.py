@@ -80,6 +80,9 @@ HOSTILE = [
     ("head", "width", 10**7, "width must be 1..16384"),
     ("head", "in_channels", 1e8, "malformed"),
     ("head", "in_channels", True, "malformed"),
+    # found by the fuzz (test_fault_fuzz.py): they escaped as a plain DiamondCutterError and a TypeError
+    ("head", "pooling", "conv", "pooling must be one of"),
+    ("head", "kind", "conv", "a conv head needs a width"),
 ]
 
 

@@ -33,6 +33,7 @@ from ..store import Store
 from ..version import __version__
 from ..zoo import _load_state, load_model, resolve
 from .cuts import CutBackbone
+from .features import POOLINGS
 from .heads import HEAD_KINDS, TransferNet, build_head
 
 FORMAT = "diamond-cutter-transferred"
@@ -180,6 +181,10 @@ def _range_problems(bb: dict[str, Any], head: dict[str, Any]) -> list[str]:
         value = head[key]
         if (value is not None or key != "width") and not 1 <= value <= top:
             problems.append(f"head {key} must be 1..{top}, got {value}")
+    if head["pooling"] not in POOLINGS:
+        problems.append(f"head pooling must be one of {POOLINGS}, got {head['pooling']!r:.40}")
+    if (head["width"] is None) != (head["kind"] == "linear"):
+        problems.append(f"a {head['kind']} head {'has no' if head['kind'] == 'linear' else 'needs a'} width")
     return problems
 
 
