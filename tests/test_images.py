@@ -124,3 +124,48 @@ def test_grayscale_model_gets_one_channel():
     batch = dc.load_images("chelsea", gray)
     assert batch.tensor.shape == (1, 1, 28, 28)
     assert batch.images()[0].mode == "L"
+
+
+PHOTOS = ["chelsea", "coffee", "astronaut", "rocket"]  # landscape and square, odd and even margins
+
+
+def _pictures():
+    from PIL import Image
+
+    from diamond_cutter.images import sample_path
+
+    return [Image.open(sample_path(name)).convert("RGB") for name in PHOTOS]
+
+
+def test_timm_models_get_timms_own_eval_transform():
+    """Same resize (crop_pct, bicubic), crop offset and normalisation as timm: equal within 1e-5 (float32)."""
+    from timm.data import create_transform, resolve_data_config
+
+    model = dc.load_model("timm/resnet18", weights=None)
+    theirs = create_transform(**resolve_data_config({}, model=model.module))
+    assert (model.crop_pct, model.interpolation) == (0.95, "bicubic")
+    ours = dc.load_images(PHOTOS, model).tensor
+    assert torch.allclose(ours, torch.stack([theirs(p) for p in _pictures()]), atol=1e-5)
+
+
+def test_torchvision_models_get_their_weights_transform():
+    """resnet50's weights resize to 232 (bilinear) and crop 224: equal within 1e-5 (float32)."""
+    from torchvision.models import ResNet50_Weights
+
+    model = dc.load_model("resnet50", weights=None)
+    theirs = ResNet50_Weights.DEFAULT.transforms()
+    assert model.interpolation == "bilinear" and round(model.input_size[1] / model.crop_pct) == 232
+    ours = dc.load_images(PHOTOS, model).tensor
+    assert torch.allclose(ours, torch.stack([theirs(p) for p in _pictures()]), atol=1e-5)
+
+
+def test_preprocessing_enters_the_feature_cache_key(model):
+    from diamond_cutter.transfer.features import model_key
+
+    cropped = dc.Model(model.module, model.name, model.input_size, model.mean, model.std, crop_pct=0.875)
+    other_filter = dc.Model(model.module, model.name, model.input_size, model.mean, model.std, interpolation="bilinear")
+    assert len({model_key(model), model_key(cropped), model_key(other_filter)}) == 3
+    with pytest.raises(dc.DiamondCutterError, match="crop_pct"):
+        dc.Model(model.module, "x", model.input_size, crop_pct=1.5)
+    with pytest.raises(dc.DiamondCutterError, match="bicubic"):
+        dc.Model(model.module, "x", model.input_size, interpolation="bicubc")

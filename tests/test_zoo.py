@@ -16,38 +16,65 @@ from diamond_cutter import zoo
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
 
-def test_embedded_checkpoint_maps_every_key_with_matching_shapes():
+EMBEDDED_KEYS = {"efficientnet_lite0": 296, "efficientnet_lite1": 386, "efficientnet_lite2": 386}
+
+
+@pytest.mark.parametrize("name", list(EMBEDDED_KEYS))
+def test_embedded_checkpoint_maps_every_key_with_matching_shapes(name):
     import timm
 
-    state = torch.load(zoo.embedded_checkpoint(), map_location="cpu", weights_only=True)
-    target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
-    mapped = {zoo._lite0_key(k): v.shape for k, v in state.items()}
-    assert len(state) == 296
+    state = torch.load(zoo.embedded_checkpoint(name), map_location="cpu", weights_only=True)
+    target = timm.create_model(f"tf_{name}", pretrained=False).state_dict()
+    mapped = {zoo._lite_key(k, zoo.EMBEDDED_STAGES[name]): v.shape for k, v in state.items()}
+    assert len(state) == EMBEDDED_KEYS[name]
     assert set(mapped) == set(target)
     assert all(target[k].shape == shape for k, shape in mapped.items())
 
 
-def test_embedded_model_classifies_real_images(embedded, samples):
-    pred = dc.predict(embedded, samples, k=5)
+@pytest.fixture(scope="module", params=list(EMBEDDED_KEYS))
+def any_embedded(request, embedded) -> dc.Model:
+    return embedded if request.param == zoo.EMBEDDED else dc.load_model(request.param)
+
+
+def test_embedded_models_classify_real_images(any_embedded):
+    pred = dc.predict(any_embedded, ["chelsea", "coffee"], k=5)
     print(pred)
     cat_prob = float(torch.tensor([p for i, p in zip(pred.indices[0].tolist(), pred.probabilities[0].tolist())
                                    if i in CAT_CLASSES]).sum())
     assert int(pred.indices[0, 0]) in CAT_CLASSES
     assert cat_prob > 0.8
-    assert pred.names[1][0] in ("espresso", "cup")
+    assert int(pred.indices[1, 0]) in (967, 968)  # espresso, cup
     assert float(pred.probabilities[1, 0]) > 0.5
 
 
-def test_embedded_normalisation_is_the_better_one(embedded, samples):
-    """The docstring's claim: (x-0.5)/0.5 beats ImageNet mean/std on the shipped samples."""
-    imagenet = dc.load_model("efficientnet_lite0", mean=dc.model.IMAGENET_MEAN, std=dc.model.IMAGENET_STD)
+def test_embedded_models_are_offline_and_listed_first():
+    entries = zoo.list_models(include_all=False)
+    assert [e.name for e in entries[:3]] == list(EMBEDDED_KEYS)
+    assert all(e.offline and e.source == "embedded" for e in entries[:3])
+    assert not any(e.offline for e in entries[3:])
+
+
+def _confidence(module: torch.nn.Module, mean, std) -> tuple[float, float]:
+    """(summed cat-class probability on chelsea, espresso probability on coffee) under one normalisation."""
+    model = dc.Model(module, "probe", (3, 224, 224), mean, std, crop_pct=0.875)
     with torch.no_grad():
-        ours = torch.softmax(embedded(samples.tensor), 1)
-        theirs = torch.softmax(imagenet(dc.load_images(["chelsea", "coffee"], imagenet).tensor), 1)
-    for probs in (ours, theirs):
-        print("cat", float(probs[0, 281:286].sum()), "espresso", float(probs[1, 967]))
-    assert ours[0, 281:286].sum() > theirs[0, 281:286].sum()
-    assert ours[1, 967] > theirs[1, 967]
+        probs = torch.softmax(model(dc.load_images(["chelsea", "coffee"], model).tensor), 1)
+    return float(probs[0, 281:286].sum()), float(probs[1, 967])
+
+
+def test_embedded_variant_and_normalisation_are_the_better_ones(embedded):
+    """The docstring's claim for lite0: timm's tf_ variant with (x-0.5)/0.5 beats ImageNet mean/std,
+    and beats the plain variant (PyTorch padding, BatchNorm eps 1e-5) on the shipped samples."""
+    import timm
+
+    plain = timm.create_model("efficientnet_lite0", pretrained=False)
+    plain.load_state_dict(embedded.module.state_dict())
+    ours = _confidence(embedded.module, zoo.LITE_MEAN, zoo.LITE_STD)
+    imagenet = _confidence(embedded.module, dc.model.IMAGENET_MEAN, dc.model.IMAGENET_STD)
+    other_variant = _confidence(plain.eval(), zoo.LITE_MEAN, zoo.LITE_STD)
+    print("tf_ (x-0.5)/0.5", ours, "tf_ ImageNet", imagenet, "plain (x-0.5)/0.5", other_variant)
+    assert all(a > b + 0.03 for a, b in zip(ours, imagenet))
+    assert sum(ours) > sum(other_variant) + 0.03
 
 
 LUCID_FACTS = [

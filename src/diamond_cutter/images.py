@@ -187,7 +187,8 @@ def _decode(pairs: list[tuple[str, Any]], model: Any, size: tuple[int, int] | in
         ids.append(source_id)
     if not pictures:
         return None
-    pixels = torch.stack([_to_pixels(p, channels, height, width) for p in pictures])
+    crop_pct, interpolation = (model.crop_pct, model.interpolation) if model is not None else (1.0, "bicubic")
+    pixels = torch.stack([_to_pixels(p, channels, height, width, crop_pct, interpolation) for p in pictures])
     tensor = model.normalize(pixels) if model is not None else pixels
     return ImageBatch(tensor, pixels, pictures, ids)
 
@@ -366,14 +367,29 @@ def _from_array(arr: np.ndarray) -> Image.Image:
     return _normalise_mode(Image.fromarray(arr))
 
 
-def _to_pixels(picture: Image.Image, channels: int, height: int, width: int) -> torch.Tensor:
-    """Resize so the image covers ``height×width``, centre-crop, and return C×H×W floats in [0, 1]."""
+#: Resampling filters by the names timm and torchvision use.
+INTERPOLATIONS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
+                  "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS,
+                  "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING}
+
+
+def _to_pixels(picture: Image.Image, channels: int, height: int, width: int, crop_pct: float = 1.0,
+               interpolation: str = "bicubic") -> torch.Tensor:
+    """Resize so the image covers ``height×width`` / ``crop_pct``, centre-crop ``height×width``, and return
+    C×H×W floats in [0, 1].
+
+    Sizes and the crop offset are rounded as timm's and torchvision's eval
+    transforms round them (shorter side ``floor(side / crop_pct)``, longer side
+    truncated, offset ``round(margin / 2)``), so a model sees what it was evaluated on.
+    """
     picture = picture.convert("L" if channels == 1 else "RGB")
     w, h = picture.size
-    scale = max(height / h, width / w)
-    new = (max(width, round(w * scale)), max(height, round(h * scale)))
-    picture = picture.resize(new, Image.Resampling.BICUBIC)
-    left, top = (new[0] - width) // 2, (new[1] - height) // 2
+    scale = max(height / h, width / w) / crop_pct
+    short = min(w, h)
+    scale = math.floor(short * scale + 1e-6) / short  # the shorter side on whole pixels
+    new = (max(width, int(w * scale + 1e-6)), max(height, int(h * scale + 1e-6)))
+    picture = picture.resize(new, INTERPOLATIONS[interpolation])
+    left, top = int(round((new[0] - width) / 2.0)), int(round((new[1] - height) / 2.0))
     picture = picture.crop((left, top, left + width, top + height))
     arr = np.asarray(picture, dtype=np.float32) / 255.0
     if arr.ndim == 2:

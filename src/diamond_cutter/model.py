@@ -20,7 +20,7 @@ from torch import nn
 
 from .capture import preserved
 from .errors import DiamondCutterError, UnknownNameError
-from .images import ImageBatch, as_batch, load_batches
+from .images import INTERPOLATIONS, ImageBatch, as_batch, load_batches
 from .layers import Layer, LayerTable, discover_layers
 from .progress import bar
 
@@ -70,7 +70,10 @@ class Model:
     """A network with its preprocessing, class names and layer inventory.
 
     ``module`` expects normalised input of shape ``N×input_size``;
-    :meth:`normalize` maps ``[0, 1]`` pixels to that space. Calling the Model
+    :meth:`normalize` maps ``[0, 1]`` pixels to that space. ``crop_pct`` and
+    ``interpolation`` say how the network was evaluated: images are resized with
+    that filter so the input is ``crop_pct`` of the resized image, then centre-cropped
+    (timm's ``crop_pct``; torchvision's ``crop_size / resize_size``). Calling the Model
     returns logits (via ``output``, which picks them from tuple/dict outputs).
     """
 
@@ -83,6 +86,7 @@ class Model:
     weights: str | None = None
     output: Callable[[Any], torch.Tensor] = default_logits
     interpolation: str = "bicubic"
+    crop_pct: float = 1.0
 
     def __post_init__(self) -> None:
         self.input_size = tuple(int(v) for v in self.input_size)  # type: ignore[assignment]
@@ -97,6 +101,16 @@ class Model:
             raise DiamondCutterError(f"mean/std need {c} values for {c} input channels")
         if not self.labels:
             self.labels = [f"class {i}" for i in range(self.num_classes)]
+        if self.interpolation not in INTERPOLATIONS:
+            raise UnknownNameError("interpolation", self.interpolation, INTERPOLATIONS)
+        if not 0 < self.crop_pct <= 1:
+            raise DiamondCutterError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """Everything that turns a picture into this network's input (part of every cache key)."""
+        return {"input_size": list(self.input_size), "mean": list(self.mean), "std": list(self.std),
+                "interpolation": self.interpolation, "crop_pct": self.crop_pct}
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.output(self.module(x))

@@ -41,7 +41,7 @@ class AfterNorm(nn.Module):
 
 def conv_norm_pairs(module: nn.Module, probe: torch.Tensor) -> list[tuple[str, str]]:
     """(conv name, norm name) for every BatchNorm2d whose input is a Conv2d's output, seen in one forward."""
-    convs = {name: m for name, m in module.named_modules() if type(m) is nn.Conv2d}
+    convs = {name: m for name, m in module.named_modules() if isinstance(m, nn.Conv2d)}  # timm's Conv2dSame too
     norms = {name: m for name, m in module.named_modules() if isinstance(m, nn.BatchNorm2d) and foldable(m)}
     produced: dict[int, tuple[str, torch.Tensor]] = {}  # keeps the tensors alive so ids stay unique
     pairs: list[tuple[str, str]] = []

@@ -47,7 +47,7 @@ class FeatureSet:
 
 def model_key(model: Model) -> str:
     """A digest of everything that changes a network's features: its name, preprocessing and every weight."""
-    h = hashlib.sha256(f"{model.name}|{model.input_size}|{model.mean}|{model.std}|{model.interpolation}".encode())
+    h = hashlib.sha256(f"{model.name}|{sorted(model.preprocessing.items())}".encode())
     for name, tensor in model.module.state_dict().items():
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())

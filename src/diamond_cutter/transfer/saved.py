@@ -28,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 
 from ..errors import CheckpointError, DiamondCutterError
+from ..images import INTERPOLATIONS
 from ..model import Model, weights_digest
 from ..store import Store
 from ..version import __version__
@@ -48,7 +49,8 @@ SCHEMA: dict[str, Any] = {
     "training": dict, "files": dict, "backbone": dict, "head": dict,
 }
 BACKBONE_SCHEMA: dict[str, Any] = {"name": str, "weights": (str, type(None)), "input_size": list, "mean": list,
-                                   "std": list, "interpolation": str, "fingerprint": str, "fine_tuned": bool}
+                                   "std": list, "interpolation": str, "crop_pct": (float, int), "fingerprint": str,
+                                   "fine_tuned": bool}
 HEAD_SCHEMA: dict[str, Any] = {"kind": str, "in_channels": int, "classes": int, "pooling": str,
                                "width": (int, type(None))}
 #: Bounds a manifest's numbers must lie in: generous for real models, far below what exhausts memory.
@@ -82,7 +84,7 @@ def save_transferred(trained: Any, path: str) -> None:
         "backbone": {"name": model.name, "weights": model.weights if model.weights == "imagenet" else None,
                      "input_size": list(model.input_size), "mean": list(model.mean), "std": list(model.std),
                      "interpolation": model.interpolation, "fingerprint": weights_digest(backbone),
-                     "fine_tuned": bool(trained.fine_tuned)},
+                     "fine_tuned": bool(trained.fine_tuned), "crop_pct": model.crop_pct},
         "head": dict(trained.spec),
     })
 
@@ -131,7 +133,8 @@ def load_transferred(path: str, labels: list[str] | None = None, device: str | N
                               f"(fingerprint {weights_digest(model.module)[:12]}, manifest {bb['fingerprint'][:12]})")
     net = TransferNet(CutBackbone(model.module, cut.name), head.to(model.device)).eval()
     return Model(net, f"{bb['name']}@{cut.name}+{head_spec['kind']}", model.input_size, model.mean, model.std,
-                 classes, weights=str(path), interpolation=bb["interpolation"])
+                 classes, weights=str(path), interpolation=bb["interpolation"],
+                 crop_pct=bb["crop_pct"])
 
 
 def _check_manifest(manifest: Any, path: str) -> None:
@@ -173,6 +176,10 @@ def _range_problems(bb: dict[str, Any], head: dict[str, Any]) -> list[str]:
             problems.append(f"{key} must be {channels or 'C'} finite numbers, got {values!r:.80}")
         elif key == "std" and min(values) <= 0:
             problems.append(f"std must be positive, got {values!r}")
+    if bb["interpolation"] not in INTERPOLATIONS:
+        problems.append(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {bb['interpolation']!r:.40}")
+    if not (_real(bb["crop_pct"]) and 0 < bb["crop_pct"] <= 1):
+        problems.append(f"crop_pct must be in (0, 1], got {bb['crop_pct']!r:.40}")
     if bb["weights"] not in (None, "imagenet"):
         problems.append(f"backbone weights must be 'imagenet' or null, got {bb['weights']!r:.80}")
     if not SHA256.fullmatch(bb["fingerprint"]):

@@ -92,7 +92,7 @@ class TrainedHead:
 def transferred_model(model: Model, cut: str, spec: dict[str, Any], net: nn.Module, classes: Sequence[str]) -> Model:
     """``net`` (``model`` cut at ``cut`` plus a new head) as a :class:`Model` with ``model``'s preprocessing."""
     return Model(net, f"{model.name}@{cut}+{spec['kind']}", model.input_size, model.mean, model.std,
-                 list(classes), weights=model.weights, interpolation=model.interpolation)
+                 list(classes), weights=model.weights, interpolation=model.interpolation, crop_pct=model.crop_pct)
 
 
 def train_head(model: Model, data: Any, cut: str, head: str = "linear", config: TrainConfig | None = None,
