@@ -49,8 +49,9 @@ def test_panels_start_at_the_strongest_cell(tiny_report):
 
 def test_channels_match_channel_attribution(embedded, tiny_report):
     result, _ = tiny_report
-    images = [s.picture for s in result.sections]
-    direct = dc.channel_attribution(embedded, dc.load_images(images, embedded), LAYER, "auto")
+    images = [s.picture for s in result.sections]  # the network's view: already resized and cropped
+    pixels = dc.load_images(images, size=embedded.input_size[1:]).pixels
+    direct = dc.channel_attribution(embedded, embedded.normalize(pixels), LAYER, "auto")
     assert [c for c, _ in result.channels.top(4)] == [c for c, _ in direct.top(4)]
     icons_needed = {c for c, _ in direct.top(4) + direct.bottom(4)}
     assert icons_needed <= set(result.icons)

@@ -17,25 +17,56 @@ def colours(tmp_path) -> Path:
 
 
 def test_folder_split_is_stratified_seeded_and_disjoint(colours):
-    data = load_labelled(colours, val_fraction=0.25, seed=3)
+    data = load_labelled(colours, val_fraction=0.25, test_fraction=0.25, folds=None, seed=3)
     assert data.classes == ["blue", "green", "red"]
-    assert len(data) == 24 and len(data.val) == 6
-    assert set(data.train).isdisjoint(data.val) and len(data.train) + len(data.val) == 24
-    assert np.bincount(data.labels[data.val]).tolist() == [2, 2, 2]
-    again = load_labelled(colours, val_fraction=0.25, seed=3)
-    other = load_labelled(colours, val_fraction=0.25, seed=4)
-    assert np.array_equal(again.val, data.val) and not np.array_equal(other.val, data.val)
+    assert len(data) == 24 and len(data.val) == 6 and len(data.test) == 6 and not data.cross_validated
+    parts = [set(data.train), set(data.val), set(data.test)]
+    assert sum(map(len, parts)) == 24 and len(set.union(*parts)) == 24
+    assert np.bincount(data.labels[data.val]).tolist() == [2, 2, 2] == np.bincount(data.labels[data.test]).tolist()
+    again = load_labelled(colours, val_fraction=0.25, test_fraction=0.25, folds=None, seed=3)
+    other = load_labelled(colours, val_fraction=0.25, test_fraction=0.25, folds=None, seed=4)
+    assert np.array_equal(again.test, data.test) and not np.array_equal(other.val, data.val)
     assert data.fingerprint() == again.fingerprint() != other.fingerprint()
 
 
-def test_csv_and_separate_validation_folder(tmp_path, colours):
+def test_small_sets_are_cross_validated_every_image_tested_and_validated_once(colours):
+    data = load_labelled(colours)  # 24 images < SMALL_SET: 5 folds by default
+    assert data.cross_validated and len(data.folds) == 5
+    assert sorted(data.test_order.tolist()) == list(range(24)) == sorted(data.val_order.tolist())
+    for fold in data.folds:
+        assert set(fold.train).isdisjoint(fold.val) and set(fold.train).isdisjoint(fold.test)
+        assert set(fold.val).isdisjoint(fold.test) and len(fold.train) + len(fold.val) + len(fold.test) == 24
+        assert set(np.bincount(data.labels[fold.test], minlength=3).tolist()) <= {1, 2}  # stratified
+    assert "5-fold cross-validation" in data.report()
+    assert load_labelled(colours, folds=3).fingerprint() != data.fingerprint()
+
+
+def test_csv_and_separate_validation_and_test_folders(tmp_path, colours):
     rows = ["path,label"] + [f"{p.relative_to(colours)},{p.parent.name}" for p in sorted(colours.rglob("*.png"))]
     (colours / "list.csv").write_text("\n".join(rows))
     data = load_labelled(colours / "list.csv")
     assert len(data) == 24 and data.classes == ["blue", "green", "red"]
     val = make_colour_dataset(tmp_path / "val", per_class=2, size=16, seed=9)
     split = load_labelled(colours, val=val)
-    assert len(split.val) == 6 and len(split.train) == 24
+    assert len(split.val) == 6 and len(split.train) + len(split.test) == 24 and not split.cross_validated
+    test = make_colour_dataset(tmp_path / "test", per_class=3, size=16, seed=10)
+    both = load_labelled(colours, val=val, test=test)
+    assert (len(both.train), len(both.val), len(both.test)) == (24, 6, 9)
+
+
+def test_bad_splits_name_the_problem(tmp_path, colours):
+    for f in sorted((colours / "red").iterdir())[2:]:
+        f.unlink()
+    with pytest.raises(DiamondCutterError, match=r"class 'red' has 2 image.*at least 3.*red: 2"):
+        load_labelled(colours, folds=None)
+    with pytest.raises(DiamondCutterError, match=r"5-fold.*smallest has 2.*blue: 8, green: 8, red: 2"):
+        load_labelled(colours, folds=5)
+    test = make_colour_dataset(tmp_path / "test", per_class=2, size=16)
+    for f in (test / "blue").iterdir():
+        f.unlink()
+    (test / "blue").rmdir()
+    with pytest.raises(DiamondCutterError, match=r"test images' classes \['green', 'red'\] differ"):
+        load_labelled(colours, test=test)
 
 
 def test_imbalance_is_reported(tmp_path):

@@ -1,10 +1,14 @@
-"""Labelled image sets for transfer learning: folders or CSV, a seeded stratified split, checks.
+"""Labelled image sets for transfer learning: folders or CSV, seeded stratified splits, checks.
 
-A sweep is only as trustworthy as its validation split, so the split is
-stratified (every class on both sides) and seeded (the same images land in
-validation on every run, which is also what lets cached results be reused).
-Bad images are found up front, all of them named at once, instead of
-crashing an hour into a sweep.
+A sweep is only as trustworthy as its splits. Whatever is chosen (a penalty,
+an epoch, a pair) is chosen on validation images and reported on test images
+that took no part in any choice. Splits are stratified (every class on every
+side) and seeded (the same images land in the same split on every run, which
+is also what lets cached results be reused). Sets under :data:`SMALL_SET`
+images use k-fold cross-validation instead: fold ``i`` is the test split, fold
+``i + 1`` the validation split and the rest trains, so every image is held out
+once and every choice is made inside the folds (nested). Bad images are found
+up front, all of them named at once, instead of crashing an hour into a sweep.
 """
 
 from __future__ import annotations
@@ -26,11 +30,27 @@ from ..images import IMAGE_SUFFIXES, decode_image, load_images, sample_path
 
 #: Imbalance above this ratio (largest class / smallest class) is reported as a warning.
 IMBALANCE_WARNING = 1.5
+#: Sets with fewer images than this use k-fold cross-validation (``folds="auto"``).
+SMALL_SET = 500
+#: Folds for small sets.
+DEFAULT_FOLDS = 5
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Indices of one train / validation / test split (test may be empty)."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
 
 
 @dataclass
 class LabelledImages:
-    """Image files with integer labels, a train/validation split and what was skipped.
+    """Image files with integer labels, train/validation/test splits and what was skipped.
+
+    ``train``/``val``/``test`` are the first split; ``folds`` holds every split
+    when the set is cross-validated (``folds[0]`` is the first).
 
     ``hashes`` are SHA-256 digests of each file's bytes: feature caches key on
     image content, so renaming files keeps the cache and editing one image
@@ -45,6 +65,26 @@ class LabelledImages:
     hashes: list[str]
     skipped: list[str] = field(default_factory=list)
     seed: int = 0
+    test: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    folds: list[Fold] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.folds:
+            self.folds = [Fold(self.train, self.val, self.test)]
+
+    @property
+    def cross_validated(self) -> bool:
+        return len(self.folds) > 1
+
+    @property
+    def val_order(self) -> np.ndarray:
+        """Every fold's validation indices in fold order: the images pooled validation predictions refer to."""
+        return np.concatenate([f.val for f in self.folds])
+
+    @property
+    def test_order(self) -> np.ndarray:
+        """Every fold's test indices in fold order: the images pooled held-out predictions refer to."""
+        return np.concatenate([f.test for f in self.folds])
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -63,10 +103,12 @@ class LabelledImages:
     def report(self) -> str:
         """Class sizes, split sizes, imbalance and skipped files, as a few readable lines."""
         sizes = ", ".join(f"{name}: {n}" for name, n in self.counts.items())
-        lines = [
-            f"{len(self)} images in {len(self.classes)} classes ({sizes}); "
-            f"{len(self.train)} train / {len(self.val)} validation (seed {self.seed})"
-        ]
+        if self.cross_validated:
+            split = (f"{len(self.folds)}-fold cross-validation (each fold tested once, the next fold validates, "
+                     f"seed {self.seed})")
+        else:
+            split = f"{len(self.train)} train / {len(self.val)} validation / {len(self.test)} test (seed {self.seed})"
+        lines = [f"{len(self)} images in {len(self.classes)} classes ({sizes}); {split}"]
         if self.imbalance > IMBALANCE_WARNING:
             lines.append(
                 f"classes are imbalanced ({self.imbalance:.1f}x largest/smallest): read balanced accuracy, not accuracy"
@@ -80,7 +122,8 @@ class LabelledImages:
         h = hashlib.sha256()
         for digest, label in zip(self.hashes, self.labels.tolist()):
             h.update(f"{digest}:{label};".encode())
-        h.update(f"train={self.train.tolist()};classes={self.classes}".encode())
+        splits = [(f.train.tolist(), f.val.tolist(), f.test.tolist()) for f in self.folds]
+        h.update(f"splits={splits};classes={self.classes}".encode())
         return h.hexdigest()[:16]
 
     def pixels(self, indices: Any, model: Any) -> torch.Tensor:
@@ -92,55 +135,108 @@ def load_labelled(
     source: str | Path | LabelledImages,
     *,
     val: str | Path | None = None,
-    val_fraction: float = 0.25,
+    test: str | Path | None = None,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    folds: int | str | None = "auto",
     seed: int = 0,
     skip_bad: bool = False,
 ) -> LabelledImages:
     """A labelled set from an ImageFolder-style directory (one subfolder per class) or a ``path,label`` CSV.
 
-    ``val`` names a separate validation folder/CSV; otherwise ``val_fraction``
-    of each class (at least one image) goes to validation, chosen with ``seed``.
-    Unreadable images raise :class:`ImageError` naming every one of them, or
-    are skipped and listed in ``skipped`` with ``skip_bad=True``.
+    ``val``/``test`` name separate validation/test folders or CSVs; otherwise
+    ``val_fraction`` and ``test_fraction`` of each class (at least one image
+    each) are split off with ``seed``. ``folds``: ``"auto"`` cross-validates sets
+    under :data:`SMALL_SET` images in :data:`DEFAULT_FOLDS` folds (when no
+    ``val``/``test`` folder is given), an int always uses that many folds,
+    ``None`` never does. Unreadable images raise :class:`ImageError` naming every
+    one of them, or are skipped and listed in ``skipped`` with ``skip_bad=True``.
     """
     if isinstance(source, LabelledImages):
         return source
     items = _read_items(Path(source))
-    val_items = _read_items(Path(val)) if val is not None else []
+    extra = {name: _read_items(Path(where)) for name, where in (("validation", val), ("test", test)) if where}
     classes = sorted({label for _, label in items})
-    unknown = sorted({label for _, label in val_items} - set(classes))
-    if unknown:
-        raise DiamondCutterError(f"validation classes {unknown} do not occur in the training images {classes}")
     if len(classes) < 2:
         raise DiamondCutterError(
             f"{source} holds one class only ({classes[0] if classes else 'none'}): a classifier needs at least two"
         )
-    paths, labels, hashes, skipped = _check_images(items + val_items, classes, skip_bad)
-    index = {p: i for i, p in enumerate(paths)}
-    if val is not None:
-        val_paths = {str(p) for p, _ in val_items}
-        val_idx = np.array([index[p] for p in paths if p in val_paths], dtype=np.int64)
-        train_idx = np.array([index[p] for p in paths if p not in val_paths], dtype=np.int64)
+    for name, listed in extra.items():
+        theirs = sorted({label for _, label in listed})
+        if theirs != classes and (name == "test" or set(theirs) - set(classes)):
+            raise DiamondCutterError(f"the {name} images' classes {theirs} differ from the training classes {classes}")
+    paths, labels, hashes, skipped = _check_images(items + [i for v in extra.values() for i in v], classes, skip_bad)
+    given = {name: {str(p) for p, _ in listed} for name, listed in extra.items()}
+    own = np.array([i for i, p in enumerate(paths) if not any(p in g for g in given.values())], dtype=np.int64)
+    fixed = {name: np.array([i for i, p in enumerate(paths) if p in g], dtype=np.int64) for name, g in given.items()}
+    if folds not in (None, "auto") and extra:
+        raise DiamondCutterError("cross-validation folds and a separate validation or test set exclude each other")
+    k = _auto_folds(labels, len(classes)) if folds == "auto" and not extra else (None if folds == "auto" else folds)
+    if k is not None:
+        splits = kfold_splits(labels, own, int(k), seed, classes)
     else:
-        train_idx, val_idx = stratified_split(labels, val_fraction, seed, classes)
-    return LabelledImages(paths, labels, classes, train_idx, val_idx, hashes, skipped, seed)
+        fractions = (0.0 if "validation" in fixed else val_fraction, 0.0 if "test" in fixed else test_fraction)
+        train, val_idx, test_idx = stratified_split(labels, own, fractions, seed, classes)
+        splits = [Fold(train, fixed.get("validation", val_idx), fixed.get("test", test_idx))]
+    first = splits[0]
+    return LabelledImages(paths, labels, classes, first.train, first.val, hashes, skipped, seed, first.test, splits)
 
 
-def stratified_split(labels: np.ndarray, val_fraction: float, seed: int, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded per-class split: ``round(val_fraction * n)`` (at least 1) of each class to validation."""
-    if not 0 < val_fraction < 1:
-        raise DiamondCutterError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+def _auto_folds(labels: np.ndarray, n_classes: int) -> int | None:
+    """:data:`DEFAULT_FOLDS` for small sets (fewer where a class is smaller; a split below 3), else a split."""
+    smallest = int(np.bincount(labels, minlength=n_classes).min())
+    k = min(DEFAULT_FOLDS, smallest)
+    return k if len(labels) < SMALL_SET and k >= 3 else None
+
+
+def _counts(labels: np.ndarray, members: np.ndarray, classes: list[str]) -> str:
+    counts = np.bincount(labels[members], minlength=len(classes))
+    return ", ".join(f"{name}: {n}" for name, n in zip(classes, counts))
+
+
+def stratified_split(labels: np.ndarray, members: np.ndarray, fractions: tuple[float, float], seed: int,
+                     classes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded per-class train/validation/test split of ``members``: ``round(fraction * n)`` of each class
+    (at least one where the fraction is positive) to validation and to test, the rest to training."""
+    if any(not 0 <= f < 1 for f in fractions) or sum(fractions) >= 1:
+        raise DiamondCutterError(f"validation and test fractions must be in [0, 1) and leave images to train, "
+                                 f"got {fractions}")
+    needed = 1 + sum(f > 0 for f in fractions)
     rng = np.random.default_rng(seed)
-    train, val = [], []
+    parts: list[list[int]] = [[], [], []]
     for c, name in enumerate(classes):
-        members = np.flatnonzero(labels == c)
-        if len(members) < 2:
-            raise DiamondCutterError(f"class {name!r} has {len(members)} image(s): each class needs at least 2 to split")
-        members = rng.permutation(members)
-        n_val = min(len(members) - 1, max(1, round(val_fraction * len(members))))
-        val.extend(members[:n_val].tolist())
-        train.extend(members[n_val:].tolist())
-    return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64))
+        mine = rng.permutation(members[labels[members] == c])
+        if len(mine) < needed:
+            raise DiamondCutterError(
+                f"class {name!r} has {len(mine)} image(s): a train/validation/test split needs at least {needed} per "
+                f"class (images per class: {_counts(labels, members, classes)})")
+        sizes = [max(1, round(f * len(mine))) if f > 0 else 0 for f in fractions]
+        while sum(sizes) >= len(mine):  # keep at least one image to train on
+            sizes[sizes.index(max(sizes))] -= 1
+        parts[1] += mine[: sizes[0]].tolist()
+        parts[2] += mine[sizes[0] : sizes[0] + sizes[1]].tolist()
+        parts[0] += mine[sizes[0] + sizes[1] :].tolist()
+    train, val, test = (np.sort(np.array(p, dtype=np.int64)) for p in parts)
+    return train, val, test
+
+
+def kfold_splits(labels: np.ndarray, members: np.ndarray, k: int, seed: int, classes: list[str]) -> list[Fold]:
+    """Seeded stratified k-fold: fold ``i`` tests, fold ``i + 1`` validates, the other ``k - 2`` train."""
+    smallest = min(int((labels[members] == c).sum()) for c in range(len(classes)))
+    if k < 3:
+        raise DiamondCutterError(f"cross-validation needs at least 3 folds (test, validation, train), got {k}")
+    if k > smallest:
+        raise DiamondCutterError(
+            f"{k}-fold cross-validation needs at least {k} images in every class; the smallest has {smallest} "
+            f"(images per class: {_counts(labels, members, classes)}). Use fewer folds.")
+    rng = np.random.default_rng(seed)
+    fold_of = np.full(len(labels), -1)
+    for c in range(len(classes)):
+        mine = rng.permutation(members[labels[members] == c])
+        fold_of[mine] = (np.arange(len(mine)) + rng.integers(k)) % k  # a random start spreads the remainders
+    index = [np.flatnonzero(fold_of == i) for i in range(k)]
+    return [Fold(np.sort(np.concatenate([index[j] for j in range(k) if j not in (i, (i + 1) % k)])),
+                 index[(i + 1) % k], index[i]) for i in range(k)]
 
 
 def _read_items(source: Path) -> list[tuple[str, str]]:
