@@ -45,12 +45,12 @@ def logits(model: dc.Model, x: torch.Tensor) -> torch.Tensor:
 def test_save_load_predict_gives_identical_logits(conv_saved, textures, lite0):
     trained, path = conv_saved
     loaded = load_transferred(str(path))
-    x = textures.pixels(textures.val, lite0)
+    x = textures.pixels(textures.test, lite0)
     assert torch.equal(logits(loaded, x), logits(trained.as_model(), x))
     assert loaded.labels == ["brick", "grass", "gravel"]
     assert set(json.loads((path / "manifest.json").read_text())["files"]) == {"head.safetensors"}
     pred = dc.predict(loaded, x, k=1)
-    assert (pred.indices[:, 0].numpy() == textures.labels[textures.val]).mean() == trained.metrics.accuracy
+    assert (pred.indices[:, 0].numpy() == textures.labels[textures.test]).mean() == trained.metrics.accuracy
 
 
 def test_loaded_model_works_with_attribution_on_the_new_conv_layer(conv_saved, textures, lite0):

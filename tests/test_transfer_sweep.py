@@ -7,16 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import diamond_cutter as dc
 from diamond_cutter.transfer import SweepResult
 from diamond_cutter.cli import main
-from diamond_cutter.transfer import features
+from diamond_cutter.transfer import Selection, TrainConfig, features, train_head
 from diamond_cutter.transfer.data import load_labelled, make_colour_dataset, make_digits_dataset, make_texture_dataset
 
 from helpers import assert_unchanged, snapshot
 
 TINY = dict(weights=None, input_size=(3, 32, 32), progress=False)
+TINY_LOAD = dict(weights=None, input_size=(3, 32, 32))
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +29,8 @@ def colours(tmp_path_factory) -> dc.transfer.LabelledImages:
 @pytest.fixture(scope="module")
 def colour_sweep(colours, tmp_path_factory) -> tuple[SweepResult, Path]:
     out = tmp_path_factory.mktemp("out")
-    result = dc.sweep("resnet18", colours, n_cuts=6, epochs=15, store=tmp_path_factory.mktemp("store"), out=out,
-                      **TINY)
+    result = dc.sweep("resnet18", colours, cuts=6, train=TrainConfig(epochs=15), store=tmp_path_factory.mktemp("store"),
+                      out=out, **TINY)
     return result, out
 
 
@@ -42,17 +44,20 @@ def test_colour_labels_are_solved_early_and_the_cheap_cut_is_recommended(colour_
     first = result.rows[0]
     assert first["cut"] == "conv1" and first["ridge"] >= 0.9 and first["linear_acc"] >= 0.9
     rec, best = result.recommendation, result.best
-    assert result.accuracy(rec) >= result.accuracy(best) - result.tolerance
+    assert result.difference(rec).low <= 0 or result.difference(rec).value <= result.select.tolerance
     deepest = max(result.rows, key=lambda r: r["relative_depth"])
     assert rec["macs"] < deepest["macs"] / 5  # an early, cheap cut, not the pre-output map
-    assert rec["macs"] == min(r["macs"] for r in result.rows if result.accuracy(r) >= result.accuracy(best) - 0.01)
-    assert "within 1.0 points of the best" in result.reason
+    assert rec["macs"] == min(r["macs"] for r in result.rows)  # the first cut is as good as any here
+    assert "within 1.0 points of the best or not distinguishable" in result.reason
+    assert "held-out test accuracy" in result.reason and "[" in result.reason  # intervals quoted
+    assert result.selection_accuracy.value >= 0.9
 
 
 def test_results_table_json_and_plot_are_written(colour_sweep):
     result, out = colour_sweep
     header = (out / "results.csv").read_text().splitlines()
-    assert header[0].startswith("model,cut,relative_depth,channels,feature_dim,macs,parameters,knn,ridge,logme")
+    assert header[0].startswith("model,cut,relative_depth,channels,feature_dim,macs,parameters,knn,ridge,logme,"
+                                "ridge_test,linear_val_acc,linear_acc,linear_acc_low,linear_acc_high")
     assert len(header) == 1 + len(result.rows) == 7
     saved = json.loads((out / "results.json").read_text())
     assert saved["recommendation"]["cut"] == result.recommendation["cut"]
@@ -66,10 +71,10 @@ def test_embedded_model_on_real_textures_and_digits(lite0, tmp_path):
     Digits are defined by shape, not colour or texture: later cuts must beat the first."""
     before = snapshot(lite0.module)
     textures = make_texture_dataset(tmp_path / "tex", per_class=10, size=64)
-    res = dc.sweep([lite0], textures, n_cuts=4, epochs=20, store=tmp_path / "s", progress=False)
+    res = dc.sweep([lite0], textures, cuts=4, train=TrainConfig(epochs=20), store=tmp_path / "s", progress=False)
     assert res.accuracy(res.best) >= 0.9
     digits = make_digits_dataset(tmp_path / "dig", per_class=12)
-    res = dc.sweep([lite0], digits, n_cuts=4, epochs=20, store=tmp_path / "s", progress=False)
+    res = dc.sweep([lite0], digits, cuts=4, train=TrainConfig(epochs=20), store=tmp_path / "s", progress=False)
     first, later = res.rows[0], res.rows[2:]
     assert max(res.accuracy(r) for r in later) >= res.accuracy(first) + 0.2
     assert max(res.accuracy(r) for r in later) >= 0.8  # chance is 0.1
@@ -88,8 +93,8 @@ def test_a_killed_sweep_resumes_without_recomputing(colours, tmp_path, monkeypat
         return real(*args, **kwargs)
 
     monkeypatch.setattr(features, "_forward_batch", counted)
-    run = lambda: dc.sweep(["resnet18", "efficientnet_lite0"], data, n_cuts=3, epochs=3, batch_size=4,  # noqa: E731
-                           store=tmp_path / "s", **TINY)
+    run = lambda: dc.sweep(["resnet18", "efficientnet_lite0"], data, cuts=3,  # noqa: E731
+                           train=TrainConfig(epochs=3, batch_size=4), store=tmp_path / "s", **TINY)
     kill_at = 5  # model 1: three batches done and its pairs stored; model 2: one batch cached, killed in the next
     with pytest.raises(KeyboardInterrupt):
         run()
@@ -106,23 +111,24 @@ def test_a_killed_sweep_resumes_without_recomputing(colours, tmp_path, monkeypat
 
 def test_process_pool_gives_the_same_rows_as_in_process(colours, colour_sweep, tmp_path):
     result, _ = colour_sweep
-    pooled = dc.sweep("resnet18", colours, n_cuts=6, epochs=15, store=tmp_path / "fresh", executor="processes",
-                      **TINY)
+    pooled = dc.sweep("resnet18", colours, cuts=6, train=TrainConfig(epochs=15), store=tmp_path / "fresh",
+                      executor="processes", **TINY)
     for a, b in zip(result.rows, pooled.rows):
         assert (a["cut"], a["knn"], a["ridge"], a["linear_acc"]) == (b["cut"], b["knn"], b["ridge"], b["linear_acc"])
         assert a["logme"] == pytest.approx(b["logme"], rel=1e-6)
 
 
 def test_conv_heads_on_the_shortlist_and_kendall_tau(colours, tmp_path):
-    res = dc.sweep("resnet18", colours, heads=("linear", "conv"), n_cuts=4, shortlist=2, epochs=4,
-                   store=tmp_path / "s", **TINY)
+    res = dc.sweep("resnet18", colours, heads=("linear", "conv"), cuts=4, select=Selection(shortlist=2),
+                   train=TrainConfig(epochs=4), store=tmp_path / "s", **TINY)
     with_conv = [r for r in res.rows if "conv_acc" in r]
     assert len(with_conv) == 2
     assert {r["cut"] for r in with_conv} == {r["cut"] for r in sorted(res.rows, key=lambda r: -r["ridge"])[:2]}
-    assert all(len(r["conv_confusion"]) == 3 and sum(map(sum, r["conv_confusion"])) == len(colours.val)
+    assert all(len(r["conv_confusion"]) == 3 and sum(map(sum, r["conv_confusion"])) == len(colours)  # every fold
                for r in with_conv)
+    assert res.head == "linear"  # one ranking, like with like: conv is shown, not mixed in
     taus = res.kendall["linear"]
-    assert all(np.isnan(t) or -1 <= t <= 1 for t in taus.values())
+    assert all(np.isnan(t) or -1 <= low <= t <= high <= 1 for t, low, high in taus.values())
 
 
 def test_bad_sweep_input(colours, tmp_path):
@@ -134,7 +140,7 @@ def test_bad_sweep_input(colours, tmp_path):
 
 def test_cli_sweep(tmp_path):
     data = make_colour_dataset(tmp_path / "c", per_class=4, size=16)
-    args = ["sweep", "--models", "resnet18", "--weights", "none", "--input-size", "32", "--data", str(data),
+    args = ["sweep", "--models", "resnet18", "--weights", "none", "--input-size", "32", "--data", str(data), "--folds", "3",
             "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--n-cuts", "3", "--epochs", "3",
             "--save-best", str(tmp_path / "best")]
     assert main(args) == 0
@@ -156,3 +162,33 @@ def test_the_recommended_pair_trains_again_under_callbacks(colour_sweep, colours
     ((heading, stages),) = sink.log.sections()
     assert heading == "Grad-CAM" and [s.step for s in stages] == [1, 2] and len(stages[0].images) == 2
     assert len(trained.history) == 2
+
+
+def test_two_user_networks_of_the_same_class_keep_their_own_rows(colours, tmp_path):
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    nets = [dc.load_model(resnet18(num_classes=3), input_size=(3, 32, 32)) for _ in range(2)]
+    assert nets[0].name == nets[1].name == "ResNet"
+    res = dc.sweep(nets, colours, cuts=["layer1", "layer2"], heads=("linear", "conv"), select=Selection(shortlist=4),
+                   train=TrainConfig(epochs=2), store=tmp_path, progress=False)
+    assert [(r["model"], r["cut"]) for r in res.rows] == [
+        ("ResNet#1", "layer1"), ("ResNet#1", "layer2"), ("ResNet#2", "layer1"), ("ResNet#2", "layer2")]
+    assert res.rows[0]["ridge"] != res.rows[2]["ridge"] or res.rows[0]["logme"] != res.rows[2]["logme"]
+    assert all("conv_acc" in r for r in res.rows)
+    assert res.spec(res.recommendation["model"]).model is nets[int(res.recommendation["model"][-1]) - 1]
+
+
+def test_train_head_keeps_options_given_with_a_config(colours):
+    model = dc.load_model("resnet18", **TINY_LOAD)
+    trained = train_head(model, colours, "layer1", config=TrainConfig(epochs=5, lr=0.05), epochs=2, progress=False)
+    assert (trained.config.epochs, trained.config.lr) == (2, 0.05) and len(trained.history) <= 2
+    assert trained.metrics.split == "test" and len(trained.test_predictions) == len(colours.test)
+    with pytest.raises(dc.UnknownNameError, match="did you mean.*'epochs'"):
+        train_head(model, colours, "layer1", config=TrainConfig(), epoch=2, progress=False)
+
+
+def test_sweep_needs_held_out_test_images(tmp_path):
+    data = load_labelled(make_colour_dataset(tmp_path / "c", per_class=6, size=16), folds=None, test_fraction=0)
+    with pytest.raises(dc.DiamondCutterError, match="held-out test images"):
+        dc.sweep("resnet18", data, store=tmp_path / "s", **TINY)

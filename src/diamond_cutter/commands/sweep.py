@@ -1,12 +1,21 @@
-"""``diamond-cutter sweep --models A,B --data DIR --out DIR``: where to cut, on your labelled images."""
+"""``diamond-cutter sweep --models A,B --data DIR --out DIR``: where to cut, on your labelled images.
+
+Every default comes from the settings objects (:class:`TrainConfig`, :class:`Selection`),
+so the command line and the library never disagree.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from ..transfer.cuts import DEFAULT_CUTS
 from ..transfer.data import load_labelled
-from ..transfer.sweep import SHORTLIST, sweep
-from .numbers import COUNT, FRACTION, OPTIONAL_COUNT, SEED, SIDE, real
+from ..transfer.result import Selection
+from ..transfer.sweep import sweep
+from ..transfer.train import OPTIMIZERS, TrainConfig
+from .numbers import COUNT, FRACTION, OPTIONAL_COUNT, SEED, SIDE, integer, real
+
+TRAIN, SELECT = TrainConfig(), Selection()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,41 +23,64 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models", required=True, help="comma-separated model names (e.g. efficientnet_lite0,resnet50)")
     p.add_argument("--data", required=True, help="folder with one subfolder per class, or a CSV of path,label")
     p.add_argument("--out", required=True, help="folder (or fsspec URL) for results.csv, results.json, sweep.png")
-    p.add_argument("--val", help="separate validation folder/CSV (default: a stratified split of --data)")
-    p.add_argument("--val-fraction", type=real(0.0, 1.0, open_low=True, open_high=True), default=0.25, help="validation share per class (default 0.25)")
+    add_split_arguments(p)
     p.add_argument("--cuts", default="auto", help="'auto' (default) or comma-separated layer names")
-    p.add_argument("--n-cuts", type=COUNT, default=10, help="cuts per model with --cuts auto (default 10)")
+    p.add_argument("--n-cuts", type=COUNT, default=DEFAULT_CUTS, help=f"cuts per model with --cuts auto ({DEFAULT_CUTS})")
     p.add_argument("--heads", default="linear", help="comma-separated heads: linear, conv (default linear)")
-    p.add_argument("--shortlist", type=COUNT, default=SHORTLIST, help="pairs that get the slower heads")
+    p.add_argument("--shortlist", type=COUNT, default=SELECT.shortlist, help="pairs that get the slower heads")
     p.add_argument("--weights", default="imagenet", help="'imagenet' (default) or 'none' for random weights")
     p.add_argument("--input-size", type=SIDE, help="square input side in pixels (default: the model's)")
-    p.add_argument("--pooling", choices=("avg", "avgmax"), default="avg")
-    p.add_argument("--epochs", type=COUNT, default=30)
-    p.add_argument("--batch-size", type=COUNT, default=32)
-    p.add_argument("--lr", type=real(0.0, open_low=True), default=1e-2)
-    p.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default="adam")
+    p.add_argument("--pooling", choices=("avg", "avgmax"), default=TRAIN.pooling)
+    p.add_argument("--epochs", type=COUNT, default=TRAIN.epochs)
+    p.add_argument("--batch-size", type=COUNT, default=TRAIN.batch_size)
+    p.add_argument("--lr", type=real(0.0, open_low=True), default=TRAIN.lr, help=f"head learning rate (default {TRAIN.lr:g})")
+    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=TRAIN.optimizer)
     p.add_argument("--augment", action="store_true", help="random flips and shifts while training heads")
-    p.add_argument("--unfreeze", type=OPTIONAL_COUNT, default=0, help="fine-tune this many blocks before the cut")
-    p.add_argument("--tolerance", type=FRACTION, default=0.01, help="accuracy a cheaper cut may give up (default 0.01)")
+    p.add_argument("--unfreeze", type=OPTIONAL_COUNT, default=TRAIN.unfreeze, help="fine-tune this many blocks before the cut")
+    p.add_argument("--tolerance", type=FRACTION, default=SELECT.tolerance,
+                   help=f"validation accuracy a cheaper cut may give up (default {SELECT.tolerance})")
     p.add_argument("--cache", help="feature/result cache (default: ~/.cache/diamond_cutter)")
     p.add_argument("--executor", choices=("local", "processes"), default="local")
-    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of stopping")
     p.add_argument("--save-best", metavar="DIR", help="train the recommended head again and save it here")
-    p.add_argument("--seed", type=SEED, default=0)
     p.set_defaults(run=run)
 
 
+def add_split_arguments(p: argparse.ArgumentParser) -> None:
+    """How the labelled images are split (shared with other commands that read a labelled set)."""
+    p.add_argument("--val", help="separate validation folder/CSV (default: a stratified split of --data)")
+    p.add_argument("--test", help="separate test folder/CSV with the same classes (default: a stratified split)")
+    p.add_argument("--val-fraction", type=real(0.0, 1.0, open_low=True, open_high=True), default=0.2,
+                   help="validation share per class (default 0.2)")
+    p.add_argument("--test-fraction", type=real(0.0, 1.0, open_high=True), default=0.2,
+                   help="test share per class (default 0.2)")
+    p.add_argument("--folds", type=_folds, default="auto",
+                   help="'auto' (k-fold cross-validation under 500 images), a number of folds, or 'none'")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of stopping")
+    p.add_argument("--seed", type=SEED, default=TRAIN.seed)
+
+
+def _folds(text: str) -> str | int:
+    """``auto``, ``none`` or a number of folds (at least 3: test, validation and training folds)."""
+    return text if text in ("auto", "none") else integer(3)(text)
+
+
+def labelled_from(args: argparse.Namespace):
+    folds = None if args.folds == "none" else args.folds
+    return load_labelled(args.data, val=args.val, test=args.test, val_fraction=args.val_fraction,
+                         test_fraction=args.test_fraction, folds=folds, seed=args.seed, skip_bad=args.skip_bad)
+
+
 def run(args: argparse.Namespace) -> int:
-    data = load_labelled(args.data, val=args.val, val_fraction=args.val_fraction, seed=args.seed,
-                         skip_bad=args.skip_bad)
+    data = labelled_from(args)
     size = (3, args.input_size, args.input_size) if args.input_size else None
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+                        augment=args.augment, unfreeze=args.unfreeze, pooling=args.pooling, seed=args.seed)
     result = sweep(
         [m.strip() for m in args.models.split(",") if m.strip()], data,
-        cuts=args.cuts if args.cuts == "auto" else [c.strip() for c in args.cuts.split(",")],
-        heads=tuple(h.strip() for h in args.heads.split(",")), n_cuts=args.n_cuts,
-        weights=None if args.weights == "none" else args.weights, input_size=size, pooling=args.pooling,
-        shortlist=args.shortlist, tolerance=args.tolerance, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, optimizer=args.optimizer, augment=args.augment, unfreeze=args.unfreeze, seed=args.seed,
+        cuts=args.n_cuts if args.cuts == "auto" else [c.strip() for c in args.cuts.split(",")],
+        heads=tuple(h.strip() for h in args.heads.split(",")), train=train,
+        select=Selection(tolerance=args.tolerance, shortlist=args.shortlist, seed=args.seed),
+        weights=None if args.weights == "none" else args.weights, input_size=size,
         store=args.cache, out=args.out, executor=args.executor,
     )
     print(result)

@@ -30,11 +30,13 @@ LOGISTIC_GRID = (0.01, 0.1, 1.0, 10.0)
 
 @dataclass
 class ProbeResult:
-    """Validation accuracy of the best regularisation, that regularisation and the validation predictions."""
+    """Validation accuracy of the best regularisation, that regularisation and the validation predictions
+    (and, where test features were given, the test predictions at that regularisation)."""
 
     accuracy: float
     regularisation: float
     predictions: np.ndarray
+    test_predictions: np.ndarray | None = None
 
 
 def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
@@ -60,8 +62,9 @@ def knn_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
 
 @one_thread()
 def ridge_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-                grid: tuple[float, ...] = RIDGE_GRID) -> ProbeResult:
-    """Closed-form ridge regression on one-hot targets; the penalty is picked on validation accuracy.
+                grid: tuple[float, ...] = RIDGE_GRID, x_test: np.ndarray | None = None) -> ProbeResult:
+    """Closed-form ridge regression on one-hot targets; the penalty is picked on validation accuracy
+    (and ``x_test``, when given, is predicted at that penalty).
 
     One eigendecomposition serves every penalty: of ``XᵀX`` when there are
     fewer dimensions than images, else of ``XXᵀ`` (the dual form), so the
@@ -74,10 +77,11 @@ def ridge_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_v
     y_mean = y.mean(dim=0)
     if x.shape[1] <= x.shape[0]:
         s, v = torch.linalg.eigh(x.T @ x)
-        b, p = v.T @ (x.T @ (y - y_mean)), xv @ v
+        b, project = v.T @ (x.T @ (y - y_mean)), lambda q: q @ v  # noqa: E731
     else:
         s, u = torch.linalg.eigh(x @ x.T)
-        b, p = u.T @ (y - y_mean), (xv @ x.T) @ u
+        b, project = u.T @ (y - y_mean), lambda q: (q @ x.T) @ u  # noqa: E731
+    p = project(xv)
     s = s.clamp_min(0)
     scale = float(s.mean()) or 1.0
     best: ProbeResult | None = None
@@ -90,6 +94,10 @@ def ridge_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_v
         if best is None or acc > best.accuracy or (acc == best.accuracy and err < best_err):
             best, best_err = ProbeResult(acc, factor * scale, pred), err
     assert best is not None
+    if x_test is not None:
+        weights = b / (s + best.regularisation)[:, None]
+        scores = project(torch.as_tensor(x_test, dtype=torch.float64)) @ weights + y_mean
+        best.test_predictions = scores.argmax(dim=1).numpy()
     return best
 
 

@@ -10,9 +10,10 @@ import numpy as np
 
 @dataclass
 class Metrics:
-    """Validation accuracy, balanced accuracy (mean per-class recall), per-class accuracy and the confusion matrix.
+    """Accuracy, balanced accuracy (mean per-class recall), per-class accuracy and the confusion matrix on
+    the images of ``split`` (``"test"`` or ``"validation"``).
 
-    ``confusion[i][j]`` counts validation images of class ``i`` predicted as ``j``.
+    ``confusion[i][j]`` counts images of class ``i`` predicted as ``j``.
     """
 
     accuracy: float
@@ -20,6 +21,7 @@ class Metrics:
     per_class: dict[str, float]
     confusion: list[list[int]]
     train_accuracy: float | None = None
+    split: str = "validation"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -32,7 +34,7 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str],
-                           train_accuracy: float | None = None) -> Metrics:
+                           train_accuracy: float | None = None, split: str = "validation") -> Metrics:
     matrix = confusion_matrix(y_true, y_pred, len(classes))
     support = matrix.sum(axis=1)
     recall = np.divide(np.diag(matrix), support, out=np.zeros(len(classes)), where=support > 0)
@@ -43,4 +45,5 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list
         per_class={name: float(r) for name, r, p in zip(classes, recall, present) if p},
         confusion=matrix.tolist(),
         train_accuracy=train_accuracy,
+        split=split,
     )

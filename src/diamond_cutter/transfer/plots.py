@@ -1,7 +1,9 @@
-"""Sweep plots: head accuracy and each estimator against relative depth, one line per model, best cut marked.
+"""Sweep plots: held-out accuracy (with intervals) and each estimator against relative depth, one line per
+model, the recommended pair marked.
 
 Depth is relative (0 = first layer, 1 = last) so models of different depth
-share one axis; the point to look for is where each curve peaks.
+share one axis; the point to look for is where each curve peaks, and whether
+the intervals around the peak overlap.
 """
 
 from __future__ import annotations
@@ -9,32 +11,63 @@ from __future__ import annotations
 import io
 from typing import Any
 
-PANELS = (("accuracy", "validation accuracy (best head)"), ("ridge", "ridge probe accuracy"),
-          ("knn", "k-NN accuracy"), ("logme", "LogME (per image)"))
+ESTIMATOR_PANELS = (("ridge", "ridge probe (validation accuracy)"), ("knn", "k-NN (validation accuracy)"),
+                    ("logme", "LogME (per image)"))
+
+
+def accuracy_axes(ax: Any, result: Any) -> None:
+    """Held-out accuracy with its bootstrap interval vs relative depth, one line per model, a star on the
+    recommendation."""
+    rec, head = result.recommendation, result.head
+    for model in dict.fromkeys(r["model"] for r in result.rows):
+        rows = sorted((r for r in result.rows if r["model"] == model and f"{head}_acc" in r),
+                      key=lambda r: r["relative_depth"])
+        depth = [r["relative_depth"] for r in rows]
+        acc = [r[f"{head}_acc"] for r in rows]
+        err = [[a - r[f"{head}_acc_ci"][0] for a, r in zip(acc, rows)],
+               [r[f"{head}_acc_ci"][1] - a for a, r in zip(acc, rows)]]
+        ax.errorbar(depth, acc, yerr=err, marker="o", capsize=3, label=model)
+    ax.plot(rec["relative_depth"], rec[f"{head}_acc"], marker="*", markersize=18, color="gold",
+            markeredgecolor="black", zorder=5, linestyle="none", label=f"recommended: {rec['model']} @ {rec['cut']}")
+    ax.set_title(f"held-out accuracy, {head} head ({result.select.confidence:.0%} intervals)")
+    ax.set_xlabel("relative depth of the cut")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def plot_accuracy(result: Any, dpi: int = 110) -> bytes:
+    """PNG bytes of the accuracy panel alone (the report's sweep section)."""
+    from matplotlib.figure import Figure  # deferred: matplotlib is slow to import; no pyplot, so a notebook's backend is left alone
+
+    fig = Figure(figsize=(7, 4.2))
+    accuracy_axes(fig.subplots(), result)
+    fig.tight_layout()
+    return _png(fig, dpi)
 
 
 def plot_sweep(result: Any, dpi: int = 110) -> bytes:
-    """PNG bytes of a 2×2 figure; the recommended (model, cut) gets a star in every panel."""
+    """PNG bytes of a 2×2 figure: held-out accuracy, then each estimator; the recommendation gets a star."""
     from matplotlib.figure import Figure  # deferred: matplotlib is slow to import; no pyplot, so a notebook's backend is left alone
 
     fig = Figure(figsize=(10, 7))
     axes = fig.subplots(2, 2, sharex=True)
+    accuracy_axes(axes[0, 0], result)
     rec = result.recommendation
-    for ax, (key, title) in zip(axes.flat, PANELS):
+    for ax, (key, title) in zip(list(axes.flat)[1:], ESTIMATOR_PANELS):
         for model in dict.fromkeys(r["model"] for r in result.rows):
             rows = sorted((r for r in result.rows if r["model"] == model), key=lambda r: r["relative_depth"])
-            values = [result.accuracy(r) if key == "accuracy" else r[key] for r in rows]
-            ax.plot([r["relative_depth"] for r in rows], values, marker="o", label=model)
-            for r, v in zip(rows, values):
-                if (r["model"], r["cut"]) == (rec["model"], rec["cut"]):
-                    ax.plot(r["relative_depth"], v, marker="*", markersize=16, color="gold", markeredgecolor="black",
-                            zorder=5, label=f"recommended: {r['cut']}")
+            ax.plot([r["relative_depth"] for r in rows], [r[key] for r in rows], marker="o", label=model)
+        ax.plot(rec["relative_depth"], rec[key], marker="*", markersize=16, color="gold", markeredgecolor="black",
+                zorder=5)
         ax.set_title(title)
         ax.grid(alpha=0.3)
     for ax in axes[1]:
         ax.set_xlabel("relative depth of the cut")
-    axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
+    return _png(fig, dpi)
+
+
+def _png(fig: Any, dpi: int) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from ..capture import preserved
-from ..errors import DiamondCutterError
+from ..errors import DiamondCutterError, UnknownNameError
 from ..model import Model
 from ..progress import bar
 from .cuts import CutBackbone, candidate_cuts, list_cuts
-from .data import LabelledImages, load_labelled
+from .data import Fold, LabelledImages, load_labelled
 from .heads import TransferNet, build_head, head_spec
 from .metrics import Metrics, classification_metrics
 from .saved import save_transferred
@@ -43,11 +43,18 @@ OPTIMIZERS = {
 @dataclass
 class TrainConfig:
     """How a head is trained. ``patience``: epochs without a better validation accuracy before stopping;
-    ``unfreeze``: how many of the backbone's last blocks (up to the cut) are fine-tuned too."""
+    ``unfreeze``: how many of the backbone's last blocks (up to the cut) are fine-tuned too.
+
+    ``lr`` 1e-2 (Adam): a new head starts from scratch and a small set gives it few
+    steps per epoch. Measured on EfficientNet-Lite0's linear heads at five cuts
+    (5-fold, 30 epochs), mean validation accuracy for lr 1e-3 / 3e-3 / 1e-2 / 3e-2:
+    scikit-image textures 86.3 / 91.7 / 92.0 / 93.0%, scikit-learn digits 68.6 /
+    76.4 / 82.6 / 85.2%; 1e-3 had not converged in 30 epochs.
+    """
 
     epochs: int = 30
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 1e-2
     optimizer: str = "adam"
     weight_decay: float = 0.0
     augment: bool = False
@@ -64,9 +71,25 @@ class TrainConfig:
             raise DiamondCutterError("epochs and batch_size must be at least 1 and lr positive")
 
 
+def training_config(config: TrainConfig | None = None, **options: Any) -> TrainConfig:
+    """``config`` (default :class:`TrainConfig`) with ``options`` replacing its fields; an unknown option
+    is an error naming the fields, never silently dropped."""
+    names = [f.name for f in fields(TrainConfig)]
+    unknown = [k for k in options if k not in names]
+    if unknown:
+        raise UnknownNameError("training option", unknown[0], names)
+    return replace(config or TrainConfig(), **options)
+
+
 @dataclass
 class TrainedHead:
-    """A trained head on ``model`` cut at ``cut``: the network, its metrics and the epoch history."""
+    """A trained head on ``model`` cut at ``cut``: the network, its metrics and the epoch history.
+
+    ``metrics`` are on the fold's test images (``metrics.split == "test"``), or on
+    its validation images where the set has no test split; the epoch was chosen
+    on validation. ``val_predictions``/``test_predictions`` follow the fold's
+    ``val``/``test`` indices.
+    """
 
     model: Model
     cut: str
@@ -76,6 +99,9 @@ class TrainedHead:
     classes: list[str]
     config: TrainConfig
     history: list[dict[str, float]] = field(default_factory=list)
+    val_predictions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    test_predictions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    fold: int = 0
 
     @property
     def fine_tuned(self) -> bool:
@@ -95,20 +121,24 @@ def transferred_model(model: Model, cut: str, spec: dict[str, Any], net: nn.Modu
                  list(classes), weights=model.weights, interpolation=model.interpolation, crop_pct=model.crop_pct)
 
 
-def train_head(model: Model, data: Any, cut: str, head: str = "linear", config: TrainConfig | None = None,
-               progress: bool = True, features: tuple[np.ndarray, np.ndarray] | None = None,
+def train_head(model: Model, data: Any, cut: str, head: str = "linear", config: TrainConfig | None = None, *,
+               fold: int = 0, progress: bool = True, features: np.ndarray | None = None,
                callbacks: Sequence[Any] = (), **options: Any) -> TrainedHead:
     """Train a ``head`` (``"linear"`` or ``"conv"``) on ``model`` cut at ``cut``; keep the best epoch on validation.
 
-    ``options`` are :class:`TrainConfig` fields (``epochs=``, ``lr=``, ``augment=``, ``unfreeze=``...).
-    ``features`` are this cut's pooled (train, validation) features where a sweep
-    already has them: a linear head on a frozen backbone without augmentation
-    then trains on them without running the backbone at all. ``callbacks``
-    (:mod:`diamond_cutter.callbacks`) are called after every epoch with the
-    network being trained, so its explanations can be watched as the head learns.
+    ``options`` are :class:`TrainConfig` fields (``epochs=``, ``lr=``, ``augment=``, ``unfreeze=``...) and
+    replace ``config``'s. ``fold`` picks the data set's split (cross-validated sets have several).
+    ``features`` are this cut's pooled features of every image (rows in the data
+    set's order) where a sweep already has them: a linear head on a frozen
+    backbone without augmentation then trains on them without running the backbone.
+    ``callbacks`` (:mod:`diamond_cutter.callbacks`) are called after every epoch with
+    the network being trained, so its explanations can be watched as the head learns.
     """
-    config = config or TrainConfig(**options)
+    config = training_config(config, **options)
     data = load_labelled(data)
+    if not 0 <= fold < len(data.folds):
+        raise DiamondCutterError(f"fold {fold} does not exist: the data set has {len(data.folds)} split(s)")
+    split = data.folds[fold]
     candidate_cuts(model, [cut])  # unknown or incomplete cut: clear error before any work
     net = copy.deepcopy(model.module) if config.unfreeze else model.module
     backbone = CutBackbone(net, cut)
@@ -121,15 +151,19 @@ def train_head(model: Model, data: Any, cut: str, head: str = "linear", config: 
         trainable = _unfreeze(model, net, cut, config.unfreeze)
         fixed = not trainable and not config.augment
         if features is not None and fixed and head == "linear":
-            x_train, x_val = (torch.as_tensor(f, device=model.device) for f in features)
+            xs = [torch.as_tensor(features[i], device=model.device) for i in (split.train, split.val, split.test)]
         else:
-            x_train = _inputs(transfer, model, data, data.train, config.batch_size, fixed)
-            x_val = _inputs(transfer, model, data, data.val, config.batch_size, fixed)
+            xs = [_inputs(transfer, model, data, i, config.batch_size, fixed) for i in (split.train, split.val, split.test)]
         with one_thread() if fixed else nullcontext():
-            history, metrics = _fit(transfer, trainable, (x_train, x_val, fixed), data, config, model.name, progress,
-                                    lambda epoch: [callback.on_epoch_end(epoch, watched) for callback in callbacks])
+            history, train_acc = _fit(transfer, trainable, (xs[0], xs[1], fixed), data, split, config, model.name,
+                                      progress,
+                                      lambda epoch: [callback.on_epoch_end(epoch, watched) for callback in callbacks])
+            val_pred, test_pred = (_predict(transfer, x, fixed, config.batch_size) for x in xs[1:])
         transfer.head.eval()  # inference behaviour (BN running statistics) from here on, as after loading
-    return TrainedHead(model, cut, spec, transfer, metrics, list(data.classes), config, history)
+    scored, pred, name = (split.test, test_pred, "test") if len(split.test) else (split.val, val_pred, "validation")
+    metrics = classification_metrics(data.labels[scored], pred, data.classes, train_acc, name)
+    return TrainedHead(model, cut, spec, transfer, metrics, list(data.classes), config, history, val_pred, test_pred,
+                       fold)
 
 
 def _unfreeze(model: Model, net: nn.Module, cut: str, k: int) -> list[nn.Parameter]:
@@ -147,15 +181,15 @@ def _unfreeze(model: Model, net: nn.Module, cut: str, k: int) -> list[nn.Paramet
 
 
 def _fit(transfer: TransferNet, trainable: list[nn.Parameter], inputs: tuple[torch.Tensor, torch.Tensor, bool],
-         data: LabelledImages, config: TrainConfig, name: str, progress: bool,
-         on_epoch_end: Callable[[int], Any]) -> tuple[list[dict[str, float]], Metrics]:
+         data: LabelledImages, split: Fold, config: TrainConfig, name: str, progress: bool,
+         on_epoch_end: Callable[[int], Any]) -> tuple[list[dict[str, float]], float]:
     """Mini-batch training with early stopping on validation accuracy; returns the history and the best
-    epoch's metrics, and leaves the best weights loaded. ``on_epoch_end(epoch)`` runs after each epoch.
+    epoch's training accuracy, and leaves the best weights loaded. ``on_epoch_end(epoch)`` runs after each epoch.
 
     ``inputs`` are (train, validation, fixed): backbone outputs when ``fixed``, else network inputs.
     """
     x_train, x_val, fixed = inputs
-    y = torch.as_tensor(data.labels[data.train], device=x_train.device)
+    y = torch.as_tensor(data.labels[split.train], device=x_train.device)
     params = list(transfer.head.parameters()) + trainable
     opt = OPTIMIZERS[config.optimizer](params, config.lr, config.weight_decay)
     best, best_acc, waited, history = _state(transfer, trainable), -1.0, 0, []
@@ -175,7 +209,7 @@ def _fit(transfer: TransferNet, trainable: list[nn.Parameter], inputs: tuple[tor
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
-        acc = float((_predict(transfer, x_val, fixed, config.batch_size) == data.labels[data.val]).mean())
+        acc = float((_predict(transfer, x_val, fixed, config.batch_size) == data.labels[split.val]).mean())
         history.append({"epoch": epoch + 1, "loss": total / len(y), "val_accuracy": acc})
         on_epoch_end(epoch)
         if acc > best_acc:
@@ -185,9 +219,7 @@ def _fit(transfer: TransferNet, trainable: list[nn.Parameter], inputs: tuple[tor
             if waited >= config.patience:
                 break
     transfer.load_state_dict(best)
-    train_acc = float((_predict(transfer, x_train, fixed, config.batch_size) == data.labels[data.train]).mean())
-    val_pred = _predict(transfer, x_val, fixed, config.batch_size)
-    return history, classification_metrics(data.labels[data.val], val_pred, data.classes, train_acc)
+    return history, float((_predict(transfer, x_train, fixed, config.batch_size) == data.labels[split.train]).mean())
 
 
 def _state(transfer: TransferNet, trainable: list[nn.Parameter]) -> dict[str, torch.Tensor]:
@@ -199,7 +231,7 @@ def _state(transfer: TransferNet, trainable: list[nn.Parameter]) -> dict[str, to
 def _inputs(transfer: TransferNet, model: Model, data: LabelledImages, indices: np.ndarray, batch_size: int,
             fixed: bool) -> torch.Tensor:
     """The network input of ``indices`` or, for a fixed backbone, the backbone's output (computed once)."""
-    chunks = []
+    chunks = [] if len(indices) else [_empty(transfer, model, fixed)]
     for start in range(0, len(indices), batch_size):
         x = data.pixels(indices[start : start + batch_size], model).to(model.device)
         if fixed:
@@ -207,6 +239,15 @@ def _inputs(transfer: TransferNet, model: Model, data: LabelledImages, indices: 
                 x = transfer.backbone(x)
         chunks.append(x)
     return torch.cat(chunks)
+
+
+def _empty(transfer: TransferNet, model: Model, fixed: bool) -> torch.Tensor:
+    """No images, shaped like the network's input or, for a fixed backbone, its output."""
+    x = torch.zeros(1, *model.input_size, device=model.device)
+    if fixed:
+        with torch.no_grad():
+            x = transfer.backbone(x)
+    return x[:0]
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -221,6 +262,8 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 def _predict(transfer: TransferNet, x: torch.Tensor, fixed: bool, batch_size: int) -> np.ndarray:
     """Predicted classes (eval mode, no gradients) from backbone outputs (``fixed``) or network inputs."""
+    if not len(x):
+        return np.zeros(0, dtype=np.int64)
     was = transfer.head.training
     transfer.head.eval()
     with torch.no_grad():
