@@ -56,12 +56,13 @@ def test_colour_labels_are_solved_early_and_the_cheap_cut_is_recommended(colour_
 def test_results_table_json_and_plot_are_written(colour_sweep):
     result, out = colour_sweep
     header = (out / "results.csv").read_text().splitlines()
-    assert header[0].startswith("model,cut,relative_depth,channels,feature_dim,macs,parameters,knn,ridge,logme,"
+    assert header[0].startswith("model,cut,relative_depth,channels,feature_dim,macs,parameters,knn,ridge,logme,hscore,"
+                                "transrate,gbc,sfda,"
                                 "ridge_test,linear_val_acc,linear_acc,linear_acc_low,linear_acc_high")
     assert len(header) == 1 + len(result.rows) == 7
     saved = json.loads((out / "results.json").read_text())
     assert saved["recommendation"]["cut"] == result.recommendation["cut"]
-    assert set(saved["kendall_tau"]["linear"]) == {"knn", "ridge", "logme"}
+    assert set(saved["kendall_tau"]["linear"]) == {"knn", "ridge", "logme", "hscore", "transrate", "gbc", "sfda"}
     assert "unreliably" in saved["note"]
     assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -36,7 +36,7 @@ from .intervals import CONFIDENCE, RESAMPLES, Interval, accuracy, paired_differe
 from .plots import plot_sweep
 from .train import TrainConfig, TrainedHead, train_head, training_config
 
-ESTIMATORS = ("knn", "ridge", "logme")
+ESTIMATORS = ("knn", "ridge", "logme", "hscore", "transrate", "gbc", "sfda")
 #: How many (model, cut) pairs get the slower heads (conv, fine-tuning) by default.
 SHORTLIST = 3
 TRUST_NOTE = (

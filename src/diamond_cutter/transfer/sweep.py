@@ -6,7 +6,9 @@ resumes where it stopped:
 
 1. per model: pooled features of all its cuts from one pass over the images
    (cached per batch), then per cut the fast estimators (k-NN, ridge probe,
-   LogME) and, in every fold, a linear head trained on the cached features;
+   LogME, H-score, TransRate, GBC, SFDA's LDA; the last four from one set of
+   sufficient statistics, :mod:`.statistics`) and, in every fold, a linear head
+   trained on the cached features;
 2. per model: the other heads (``conv``, fine-tuning) for the shortlist, the
    pairs the ridge probe ranks highest.
 
@@ -43,6 +45,7 @@ from .heads import HEAD_KINDS
 from .intervals import accuracy, balanced_accuracy
 from .metrics import confusion_matrix
 from .result import BASE_COLUMNS, Selection, SweepResult
+from .statistics import Statistics, gbc, hscore, sfda_lda, transrate
 from .train import TrainConfig, train_head
 
 
@@ -219,11 +222,14 @@ def _estimate(model: Model, job: Job, cut: Cut, features: np.ndarray, feature_se
     data, first = job.data, job.data.folds[0]
     start = time.perf_counter()
     x_train, x_val = standardise(features[first.train], features[first.val])
+    y_train = data.labels[first.train]
+    stats = Statistics.of(x_train, y_train, len(data.classes))
     row = {
         "model": job.spec.label, "cut": cut.name, "relative_depth": cut.relative_depth, "channels": cut.channels,
         "feature_dim": int(features.shape[1]), "macs": cut.macs, "parameters": cut.parameters,
-        "knn": knn_accuracy(x_train, data.labels[first.train], x_val, data.labels[first.val]),
-        "logme": logme(x_train, data.labels[first.train]),
+        "knn": knn_accuracy(x_train, y_train, x_val, data.labels[first.val]),
+        "logme": logme(x_train, y_train), "hscore": hscore(stats), "transrate": transrate(x_train, y_train),
+        "gbc": gbc(stats), "sfda": sfda_lda(stats, x_train, y_train),
         **_ridge(features, data),
     }
     row["estimator_seconds"] = time.perf_counter() - start

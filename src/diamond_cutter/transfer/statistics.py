@@ -1,0 +1,165 @@
+"""Sufficient statistics of pooled features, and the transferability estimators computed from them.
+
+Most published estimators need only a few moments of the features per class:
+counts, class means, the total covariance and per-class variances. They are
+accumulated batch by batch (:meth:`Statistics.update`), so they can be
+collected while features stream past, and every estimator then reads the same
+object instead of passing over the features again. Memory is ``D×D`` for the
+covariance plus ``C×D`` per-class sums, never the features themselves.
+
+Estimators here (higher is better for all of them):
+
+- **H-score** (Bao et al. 2019) with shrinkage (Ibrahim et al. 2022):
+  ``tr(Σ⁻¹ Σ_between)``; ``Σ`` shrunk towards a scaled identity with the
+  Oracle Approximating Shrinkage weight (Chen et al. 2010), which needs only
+  ``Σ`` and the image count, so it stays computable from the statistics.
+- **GBC** (Pándy et al. 2022): minus the sum over class pairs of the
+  Bhattacharyya coefficient of diagonal Gaussians fitted per class.
+- **SFDA's LDA part** (Shao et al. 2022): mean log posterior of the true class
+  under a shared-covariance Gaussian (Fisher's LDA) with a shrunk within-class
+  covariance. It needs each image once more (its discriminant), so it takes the
+  features too.
+- **TransRate** (Huang et al. 2022): coding rate of the centred features minus
+  the mean per-class coding rate, ``ε = 1e-4`` as in TLlib; per-class Gram
+  matrices would cost ``C×D×D``, so it takes the features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .threads import one_thread
+
+#: Coding-rate distortion for TransRate (TLlib's default).
+TRANSRATE_EPS = 1e-4
+
+
+@dataclass
+class Statistics:
+    """Running counts, per-class sums and sums of squares, and the total Gram matrix (float64)."""
+
+    dim: int
+    n_classes: int
+    counts: np.ndarray = field(init=False)
+    sums: np.ndarray = field(init=False)
+    squares: np.ndarray = field(init=False)
+    gram: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.counts = np.zeros(self.n_classes)
+        self.sums = np.zeros((self.n_classes, self.dim))
+        self.squares = np.zeros((self.n_classes, self.dim))
+        self.gram = np.zeros((self.dim, self.dim))
+
+    @classmethod
+    def of(cls, x: np.ndarray, y: np.ndarray, n_classes: int | None = None) -> Statistics:
+        stats = cls(x.shape[1], n_classes or int(y.max()) + 1)
+        stats.update(x, y)
+        return stats
+
+    def update(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Add a batch of features ``x`` (B×D) with labels ``y``."""
+        x = np.asarray(x, dtype=np.float64)
+        np.add.at(self.counts, y, 1)
+        np.add.at(self.sums, y, x)
+        np.add.at(self.squares, y, x * x)
+        self.gram += x.T @ x
+
+    @property
+    def n(self) -> float:
+        return float(self.counts.sum())
+
+    @property
+    def present(self) -> np.ndarray:
+        return self.counts > 0
+
+    @property
+    def means(self) -> np.ndarray:
+        """Class means (rows of absent classes are zero)."""
+        return self.sums / np.maximum(self.counts, 1)[:, None]
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.sums.sum(axis=0) / self.n
+
+    @property
+    def covariance(self) -> np.ndarray:
+        """Total covariance (maximum likelihood, divided by N)."""
+        return self.gram / self.n - np.outer(self.mean, self.mean)
+
+    @property
+    def between(self) -> np.ndarray:
+        """Between-class covariance: ``Σ_c (n_c / N) (μ_c − μ)(μ_c − μ)ᵀ``."""
+        d = (self.means - self.mean)[self.present]
+        w = (self.counts[self.present] / self.n)[:, None]
+        return (d * w).T @ d
+
+    @property
+    def within(self) -> np.ndarray:
+        """Pooled within-class covariance (total minus between)."""
+        return self.covariance - self.between
+
+    @property
+    def variances(self) -> np.ndarray:
+        """Per-class variances of each dimension (C×D)."""
+        return np.maximum(self.squares / np.maximum(self.counts, 1)[:, None] - self.means**2, 0.0)
+
+
+def oas(cov: np.ndarray, n: float) -> np.ndarray:
+    """Oracle Approximating Shrinkage of a covariance towards ``tr(Σ)/D · I`` (scikit-learn's formula)."""
+    d = cov.shape[0]
+    mu = np.trace(cov) / d
+    alpha = np.mean(cov**2)
+    num = alpha + mu**2
+    den = (n + 1.0) * (alpha - mu**2 / d)
+    shrink = 1.0 if den == 0 else min(num / den, 1.0)
+    return (1.0 - shrink) * cov + shrink * mu * np.eye(d)
+
+
+@one_thread()
+def hscore(stats: Statistics) -> float:
+    """Shrinkage H-score: ``tr(Σ_OAS⁻¹ Σ_between)``."""
+    return float(np.trace(np.linalg.solve(oas(stats.covariance, stats.n), stats.between)))
+
+
+@one_thread()
+def gbc(stats: Statistics, floor: float = 1e-6) -> float:
+    """Gaussian Bhattacharyya coefficient: ``−Σ_{i≠j} exp(−D_B(i, j))`` over diagonal per-class Gaussians."""
+    means, var = stats.means[stats.present], stats.variances[stats.present] + floor
+    total = 0.0
+    for i in range(len(means)):
+        for j in range(i + 1, len(means)):
+            s = (var[i] + var[j]) / 2
+            d = (means[i] - means[j]) ** 2 / s / 8 + 0.5 * (np.log(s) - 0.5 * (np.log(var[i]) + np.log(var[j])))
+            total += 2 * np.exp(-d.sum())
+    return float(-total)
+
+
+@one_thread()
+def sfda_lda(stats: Statistics, x: np.ndarray, y: np.ndarray) -> float:
+    """Mean log posterior of the true class under Fisher's LDA with an OAS-shrunk within-class covariance."""
+    cov = oas(stats.within, stats.n)
+    means = stats.means[stats.present]
+    prior = np.log(stats.counts[stats.present] / stats.n)
+    coef = np.linalg.solve(cov, means.T)  # D×C
+    scores = x @ coef - 0.5 * np.sum(means.T * coef, axis=0) + prior
+    scores -= scores.max(axis=1, keepdims=True)
+    log_post = scores - np.log(np.exp(scores).sum(axis=1, keepdims=True))
+    index = np.cumsum(stats.present) - 1  # class id -> column among present classes
+    return float(log_post[np.arange(len(y)), index[y]].mean())
+
+
+def _coding_rate(z: np.ndarray, eps: float) -> float:
+    n, d = z.shape
+    return 0.5 * float(np.linalg.slogdet(np.eye(d) + z.T @ z / (n * eps))[1])
+
+
+@one_thread()
+def transrate(x: np.ndarray, y: np.ndarray, eps: float = TRANSRATE_EPS) -> float:
+    """TransRate: ``R(Z) − mean_c R(Z_c)`` with ``R(Z) = ½ log det(I + ZᵀZ / (n ε))`` on centred features."""
+    z = np.asarray(x, dtype=np.float64)
+    z = z - z.mean(axis=0)
+    classes = np.unique(y)
+    return _coding_rate(z, eps) - float(np.mean([_coding_rate(z[y == c], eps) for c in classes]))

@@ -1,0 +1,66 @@
+"""Estimators from sufficient statistics: streamed equals at once, closed forms on 1-D Gaussians, and every
+estimator rising with class separation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from diamond_cutter.transfer import statistics as st
+
+
+def gaussians(separation: float, n: int = 300, d: int = 8, classes: int = 3, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, d))
+    centres *= separation / np.linalg.norm(centres, axis=1, keepdims=True)
+    y = np.arange(n) % classes
+    return centres[y] + rng.normal(size=(n, d)), y
+
+
+def test_streamed_batches_give_the_statistics_of_all_features_at_once():
+    x, y = gaussians(2.0)
+    whole = st.Statistics.of(x, y)
+    streamed = st.Statistics(x.shape[1], 3)
+    for start in range(0, len(x), 37):
+        streamed.update(x[start : start + 37], y[start : start + 37])
+    assert np.allclose(streamed.covariance, np.cov(x.T, bias=True))
+    assert np.allclose(streamed.within + streamed.between, whole.covariance)
+    assert np.allclose(streamed.means, [x[y == c].mean(0) for c in range(3)])
+    assert np.allclose(streamed.variances, [x[y == c].var(0) for c in range(3)])
+
+
+def test_one_dimensional_closed_forms():
+    """Two classes N(±m, 1): H-score m²/(m²+1); GBC −2·exp(−m²/2) (Bhattacharyya distance (2m)²/8)."""
+    m, n = 1.5, 200_000
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % 2
+    x = (np.where(y == 1, m, -m) + rng.normal(size=n))[:, None]
+    stats = st.Statistics.of(x, y)
+    assert st.hscore(stats) == pytest.approx(m**2 / (m**2 + 1), abs=0.01)
+    assert st.gbc(stats) == pytest.approx(-2 * np.exp(-(m**2) / 2), abs=0.01)
+
+
+def test_transrate_matches_the_coding_rate_definition():
+    x, y = gaussians(1.0, n=60, d=4, classes=2)
+    z = x - x.mean(0)
+    rate = lambda a: 0.5 * np.linalg.slogdet(np.eye(4) + a.T @ a / (len(a) * st.TRANSRATE_EPS))[1]  # noqa: E731
+    assert st.transrate(x, y) == pytest.approx(rate(z) - (rate(z[y == 0]) + rate(z[y == 1])) / 2, rel=1e-10)
+
+
+def test_lda_posterior_is_near_zero_when_separated_and_near_chance_when_not():
+    x, y = gaussians(12.0)
+    assert st.sfda_lda(st.Statistics.of(x, y), x, y) > -0.01
+    x, y = gaussians(0.0)
+    assert st.sfda_lda(st.Statistics.of(x, y), x, y) == pytest.approx(np.log(1 / 3), abs=0.1)
+
+
+@pytest.mark.parametrize("name", ["hscore", "gbc", "sfda", "transrate"])
+def test_every_estimator_rises_with_class_separation(name):
+    def score(sep: float) -> float:
+        x, y = gaussians(sep)
+        stats = st.Statistics.of(x, y)
+        return {"hscore": lambda: st.hscore(stats), "gbc": lambda: st.gbc(stats),
+                "sfda": lambda: st.sfda_lda(stats, x, y), "transrate": lambda: st.transrate(x, y)}[name]()
+
+    scores = [score(s) for s in (0.0, 1.0, 2.0, 4.0)]
+    assert all(b > a + 1e-3 for a, b in zip(scores, scores[1:])), scores
