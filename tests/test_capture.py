@@ -111,3 +111,16 @@ def test_dict_outputs_need_and_accept_an_output_selector():
         dc.load_model(DictNet().eval(), input_size=(3, 8, 8))
     model = dc.load_model(DictNet().eval(), input_size=(3, 8, 8), output=lambda out: out["scores"])
     assert model(torch.randn(2, 3, 8, 8)).shape == (2, 4) and len(model.labels) == 4
+
+
+def test_truncations_nest_so_a_cut_backbone_can_be_read_at_its_cut():
+    """A transferred model analysed at its own cut: the outer stop must not be taken for the inner one."""
+    from diamond_cutter.transfer.cuts import CutBackbone
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3))
+    outer = nn.Sequential(CutBackbone(net, "1"), nn.Flatten())
+    x = torch.rand(1, 3, 8, 8)
+    with capture(outer, ["0.net.1"]) as rec, truncated(outer, "0.net.1") as run:
+        run(x)
+    assert torch.equal(rec["0.net.1"], net[1](net[0](x)))
+    assert outer(x).shape == (1, 4 * 6 * 6)  # and the cut backbone alone still stops at its cut

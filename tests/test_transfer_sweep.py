@@ -143,9 +143,12 @@ def test_cli_sweep(tmp_path):
     data = make_colour_dataset(tmp_path / "c", per_class=4, size=16)
     args = ["sweep", "--models", "resnet18", "--weights", "none", "--input-size", "32", "--data", str(data), "--folds", "3",
             "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--n-cuts", "3", "--epochs", "3",
-            "--save-best", str(tmp_path / "best")]
+            "--save-best", str(tmp_path / "best"), "--report", str(tmp_path / "sweep.html")]
     assert main(args) == 0
     assert (tmp_path / "out" / "results.csv").is_file() and (tmp_path / "best" / "manifest.json").is_file()
+    page = (tmp_path / "sweep.html").read_text()
+    assert "Where to cut" in page and "Recommended:" in page and 'class="recommended"' in page
+    assert "data:image/png;base64," in page and "held-out" in page
     one = tmp_path / "one"
     (one / "only").mkdir(parents=True)
     (data / "red" / "000.png").rename(one / "only" / "a.png")
@@ -193,3 +196,20 @@ def test_sweep_needs_held_out_test_images(tmp_path):
     data = load_labelled(make_colour_dataset(tmp_path / "c", per_class=6, size=16), folds=None, test_fraction=0)
     with pytest.raises(dc.DiamondCutterError, match="held-out test images"):
         dc.sweep("resnet18", data, store=tmp_path / "s", **TINY)
+
+
+def test_fine_tuning_profile_one_block_at_a_time(colours, tmp_path):
+    from diamond_cutter.transfer.profile import fine_tuning_profile
+
+    model = dc.load_model("resnet18", **TINY_LOAD)
+    before = snapshot(model.module)
+    res = dc.sweep([model], colours, cuts=["layer1"], train=TrainConfig(epochs=2), store=tmp_path, profile=True,
+                   progress=False)
+    assert [p.block for p in res.profile] == ["conv1", "bn1", "layer1"]  # disjoint blocks with parameters
+    assert all(0 <= p.low <= p.accuracy <= p.high <= 1 for p in res.profile)
+    assert "fine-tuning profile" in str(res)
+    assert_unchanged(before, model.module)
+    bare = dc.load_model(torch.nn.Sequential(torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.LazyLinear(3)),
+                         input_size=(3, 16, 16))
+    with pytest.raises(dc.DiamondCutterError, match="no blocks with parameters up to 0: there is nothing"):
+        fine_tuning_profile(bare, colours, "0")

@@ -162,17 +162,21 @@ def truncated(module: nn.Module, last: str) -> Iterator[Callable[[torch.Tensor],
 
     Work downstream of the layer is skipped, which is what makes feature
     extraction at early cuts and feature visualization of early layers cheap.
-    Combine with :func:`capture` to read the layer's output.
+    Combine with :func:`capture` to read the layer's output. Truncations nest:
+    each stops only its own run (a transferred model's cut backbone runs truncated
+    inside a truncated analysis of that model), and lets an outer stop pass through.
     """
+    own = StopForward(last)
 
     def stop(_m: nn.Module, _i: tuple, _o: Any) -> None:
-        raise StopForward
+        raise own
 
     def run(x: torch.Tensor) -> None:
         try:
             module(x)
-        except StopForward:
-            return
+        except StopForward as err:
+            if err is not own:
+                raise
 
     with forward_hooks(module, {last: stop}):
         yield run

@@ -1,52 +1,73 @@
-"""``diamond-cutter demo``: the main job on the embedded model and shipped sample images, offline:
-the model summary, the predictions, then the full report."""
+"""``diamond-cutter demo``: the main job, offline, on the three embedded models and real photographs.
+
+Where to cut: the three EfficientNet-Lite models are swept over their cuts on
+crops of scikit-image's brick, grass and gravel photographs (installed with the
+package); the table and the recommendation with its intervals are printed; the
+recommended transferred model is trained, saved and loaded back; and one HTML
+report opens with the sweep (table and plot) followed by what the transferred
+model looks at: predictions, channel attribution, semantic map and heatmap.
+"""
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
-from ..images import DEMO_SAMPLES, load_images
-from ..model import predict
-from ..report import report
-from ..report.icons import IconSettings
-from ..zoo import EMBEDDED, load_model
-from .numbers import COUNT, OPTIONAL_COUNT, SIDE
-from .inventory import summary
+import numpy as np
 
-#: The layer the demo analyses: 14×14 cells of 112 channels, a mid-level layer where channels
-#: are parts and textures (Building Blocks' mixed4d plays the same role in GoogLeNet).
-DEMO_LAYER = "blocks.4"
+from ..images import load_images
+from ..report import report, sweep_section
+from ..report.icons import IconSettings
+from ..transfer.data import load_labelled, make_texture_dataset
+from ..transfer.saved import load_transferred
+from ..transfer.sweep import sweep
+from ..transfer.train import TrainConfig
+from ..zoo import EMBEDDED_STAGES
+from .numbers import COUNT, OPTIONAL_COUNT, SIDE
+
 #: One-pass saliency methods (Integrated Gradients' many passes are left to `diamond-cutter report`).
 DEMO_SALIENCY = ("saliency", "gradcam", "gradcam++", "guided_gradcam")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the main job on the embedded model and sample images (offline)")
+    p = sub.add_parser("demo", help="where to cut, train, keep, reload, explain: the main job, offline")
     p.add_argument("--out", default="diamond-cutter-demo.html", help="the report to write (default diamond-cutter-demo.html)")
+    p.add_argument("--per-class", type=COUNT, default=24, help="texture crops per class (default 24)")
+    p.add_argument("--crop", type=SIDE, default=112, help="crop side in pixels (default 112)")
+    p.add_argument("--cuts", type=COUNT, default=6, help="cuts per model, spread by depth (default 6)")
+    p.add_argument("--epochs", type=COUNT, default=20, help="head training epochs (default 20)")
+    p.add_argument("--cache", help="feature/result cache (default: a temporary folder)")
     p.add_argument("--icon-steps", type=COUNT, default=96, help="feature visualization steps per icon (few, for speed)")
     p.add_argument("--icon-size", type=SIDE, default=64, help="icon side in pixels (small, for speed)")
-    p.add_argument("--icon-limit", type=OPTIONAL_COUNT, default=48, help="channels to visualize; the rest get dataset patches (for speed)")
+    p.add_argument("--icon-limit", type=OPTIONAL_COUNT, default=32, help="channels to visualize; the rest get dataset patches")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    model = load_model(EMBEDDED)
-    print(summary(model))
-    images = load_images(list(DEMO_SAMPLES), model)
-    result = predict(model, images, k=5, progress=True)
-    for entry in result.as_dicts():
-        print(f"\n{entry['image']}")
-        for rank, top in enumerate(entry["top"], 1):
-            print(f"  {rank}. {top['name']:28s} {top['probability']:6.1%}")
-    icons = IconSettings("featureviz", size=args.icon_size, steps=args.icon_steps, limit=args.icon_limit)
-    analysis = report(model, images, DEMO_LAYER, "auto", icons=icons, saliency=DEMO_SALIENCY, progress=True)
+    out = Path(args.out)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = load_labelled(make_texture_dataset(Path(tmp) / "textures", per_class=args.per_class, size=args.crop))
+        result = sweep(list(EMBEDDED_STAGES), data, cuts=args.cuts, train=TrainConfig(epochs=args.epochs),
+                       store=args.cache or Path(tmp) / "cache", progress=True)
+        print(result)
+        folder = out.parent / f"{out.stem}-model"
+        result.train_best().save(str(folder))
+        tuned = load_transferred(str(folder))
+        print(f"\nsaved the recommended model to {folder} and loaded it back as {tuned.name}")
+        held_out = [int(data.test[np.flatnonzero(data.labels[data.test] == c)[0]]) for c in range(len(data.classes))]
+        images = load_images([data.paths[i] for i in held_out], tuned)
+        layer = f"backbone.net.{result.recommendation['cut']}"
+        icons = IconSettings("featureviz", size=args.icon_size, steps=args.icon_steps, limit=args.icon_limit)
+        analysis = report(tuned, images, layer, "auto", groups=3, icons=icons, saliency=DEMO_SALIENCY, progress=True)
+    analysis.before.append(sweep_section(result))
     analysis.settings["note"] = (
-        f"demo settings, chosen for speed: icons of {args.icon_size} px after {args.icon_steps} steps, "
-        f"at most {args.icon_limit} channels visualized"
+        f"demo settings, chosen for speed: {args.per_class} crops per class, {args.cuts} cuts per model, "
+        f"{args.epochs} epochs; icons of {args.icon_size} px after {args.icon_steps} steps, at most "
+        f"{args.icon_limit} channels visualized"
     )
-    path = analysis.save(args.out)
+    path = analysis.save(out)
     print(f"\nreport: {Path(path).resolve()} ({time.perf_counter() - start:.0f} s)")
     return 0

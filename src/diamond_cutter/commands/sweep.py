@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..report.sweep import SweepPage
 from ..transfer.cuts import DEFAULT_CUTS
 from ..transfer.data import load_labelled
 from ..transfer.result import Selection
@@ -42,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", help="feature/result cache (default: ~/.cache/diamond_cutter)")
     p.add_argument("--executor", choices=("local", "processes"), default="local")
     p.add_argument("--save-best", metavar="DIR", help="train the recommended head again and save it here")
+    p.add_argument("--profile", action="store_true",
+                   help="also fine-tune the recommended pair one block at a time (the fine-tuning profile; slow)")
+    p.add_argument("--report", metavar="FILE", help="also write the sweep section (table, plot, recommendation) as HTML")
     p.set_defaults(run=run)
 
 
@@ -81,10 +85,12 @@ def run(args: argparse.Namespace) -> int:
         heads=tuple(h.strip() for h in args.heads.split(",")), train=train,
         select=Selection(tolerance=args.tolerance, shortlist=args.shortlist, seed=args.seed),
         weights=None if args.weights == "none" else args.weights, input_size=size,
-        store=args.cache, out=args.out, executor=args.executor,
+        store=args.cache, out=args.out, executor=args.executor, profile=args.profile,
     )
     print(result)
     print(f"wrote {args.out}/results.csv, results.json, sweep.png")
+    if args.report:
+        print(f"report: {SweepPage(result).save(args.report)}")
     if args.save_best:
         result.train_best().save(args.save_best)
         print(f"saved the recommended model to {args.save_best}")

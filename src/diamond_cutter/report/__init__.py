@@ -6,5 +6,6 @@ them through the ground floor (:mod:`~diamond_cutter.render` for pictures,
 """
 
 from .build import Report, report
+from .sweep import SweepPage, sweep_section
 
-__all__ = ["Report", "report"]
+__all__ = ["Report", "SweepPage", "report", "sweep_section"]

@@ -60,7 +60,11 @@ class ImageSection:
 
 @dataclass
 class Report(HtmlPage):
-    """The gathered results; :meth:`save` writes them as one self-contained HTML file."""
+    """The gathered results; :meth:`save` writes them as one self-contained HTML file.
+
+    ``before``: HTML sections (made by Diamond Cutter's own templates, so already escaped)
+    that open the report, such as the sweep that chose the model.
+    """
 
     model_name: str
     layer: str
@@ -73,6 +77,7 @@ class Report(HtmlPage):
     layer_rows: list[dict[str, Any]]
     settings: dict[str, Any]
     top_k: int
+    before: list[str] = field(default_factory=list)
 
     def html(self) -> str:
         """The report as one HTML document (images inline, no external resources)."""

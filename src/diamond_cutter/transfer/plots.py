@@ -27,6 +27,12 @@ def accuracy_axes(ax: Any, result: Any) -> None:
         err = [[a - r[f"{head}_acc_ci"][0] for a, r in zip(acc, rows)],
                [r[f"{head}_acc_ci"][1] - a for a, r in zip(acc, rows)]]
         ax.errorbar(depth, acc, yerr=err, marker="o", capsize=3, label=model)
+    if result.profile:
+        depth = [p.relative_depth for p in result.profile]
+        acc = [p.accuracy for p in result.profile]
+        err = [[p.accuracy - p.low for p in result.profile], [p.high - p.accuracy for p in result.profile]]
+        ax.errorbar(depth, acc, yerr=err, marker="s", linestyle="--", capsize=3, color="black",
+                    label=f"{rec['model']} @ {rec['cut']}, one block fine-tuned (first split)")
     ax.plot(rec["relative_depth"], rec[f"{head}_acc"], marker="*", markersize=18, color="gold",
             markeredgecolor="black", zorder=5, linestyle="none", label=f"recommended: {rec['model']} @ {rec['cut']}")
     ax.set_title(f"held-out accuracy, {head} head ({result.select.confidence:.0%} intervals)")

@@ -20,8 +20,8 @@ import csv
 import io
 import json
 import math
-from dataclasses import asdict, dataclass
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from .data import LabelledImages
 from .heads import HEAD_KINDS
 from .intervals import CONFIDENCE, RESAMPLES, Interval, accuracy, paired_difference, statistic
 from .plots import plot_sweep
+from .profile import ProfileRow
 from .train import TrainConfig, TrainedHead, train_head, training_config
 
 ESTIMATORS = ("knn", "ridge", "logme", "hscore", "transrate", "gbc", "sfda")
@@ -86,6 +87,7 @@ class SweepResult:
     specs: list[Any]
     data: LabelledImages
     train_config: TrainConfig
+    profile: list[ProfileRow] = field(default_factory=list)
 
     @property
     def heads(self) -> list[str]:
@@ -233,6 +235,7 @@ class SweepResult:
                 "recommendation": {"model": rec["model"], "cut": rec["cut"], "head": self.head, "reason": self.reason,
                                    "selection_accuracy": self.selection_accuracy.as_list()},
                 "kendall_tau": self.kendall, "data": self.data_report, "note": TRUST_NOTE,
+                "fine_tuning_profile": [row.as_dict() for row in self.profile],
                 "selection": asdict(self.select)}
 
     def table(self) -> list[list[str]]:
@@ -255,8 +258,11 @@ class SweepResult:
         taus = "; ".join(f"{h}: " + ", ".join(f"{e} {t[0]:+.2f} [{t[1]:+.2f}, {t[2]:+.2f}]" for e, t in v.items())
                          for h, v in self.kendall.items())
         nested = f"the rule itself, chosen inside each split, scores {self.selection_accuracy} held out"
+        profile = [f"fine-tuning profile of the recommendation, one block unfrozen at a time (first split): "
+                   + ", ".join(f"{p.block} {p.accuracy:.1%} [{p.low:.1%}, {p.high:.1%}]" for p in self.profile)]
         return "\n".join([self.data_report, *lines, f"recommended: {self.reason}", nested,
-                          f"Kendall tau with held-out accuracy ({taus})", TRUST_NOTE])
+                          *(profile if self.profile else []), f"Kendall tau with held-out accuracy ({taus})",
+                          TRUST_NOTE])
 
     def save(self, out: str | Path) -> None:
         """``results.csv``, ``results.json`` and ``sweep.png`` (accuracy and estimators vs depth) under ``out``."""

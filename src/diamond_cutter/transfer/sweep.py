@@ -44,6 +44,7 @@ from .features import extract_features, model_key
 from .heads import HEAD_KINDS
 from .intervals import accuracy, balanced_accuracy
 from .metrics import confusion_matrix
+from .profile import fine_tuning_profile
 from .result import BASE_COLUMNS, Selection, SweepResult
 from .statistics import Statistics, gbc, hscore, sfda_lda, transrate
 from .train import TrainConfig, train_head
@@ -128,6 +129,7 @@ def sweep(
     store: Store | str | None = None,
     out: str | Path | None = None,
     executor: str | Executor | None = None,
+    profile: bool = False,
     progress: bool = True,
 ) -> SweepResult:
     """Run ``models`` × cuts on labelled ``data`` (a folder, a CSV or :func:`load_labelled`'s result).
@@ -140,7 +142,8 @@ def sweep(
     ``batch_size`` also serve feature extraction); ``select`` how pairs are compared
     and one recommended. ``weights``/``input_size`` apply to models given by name.
     ``store`` caches features and finished pairs (default: the user cache);
-    ``out`` also writes the table and plots there.
+    ``out`` also writes the table and plots there. ``profile`` adds the fine-tuning
+    profile of the recommended pair (one block unfrozen at a time; slow, so off by default).
     """
     unknown = [h for h in heads if h not in HEAD_KINDS]
     if unknown:
@@ -162,6 +165,11 @@ def sweep(
     if slow:
         rows = _train_shortlist(rows, jobs, slow, select.shortlist, run)
     result = SweepResult(rows, data.report(), select, specs, data, train)
+    if profile:
+        rec = result.recommendation
+        result.profile = fine_tuning_profile(result.spec(rec["model"]).load(), data, rec["cut"], result.head, train,
+                                             resamples=select.resamples, confidence=select.confidence,
+                                             progress=progress)
     if out is not None:
         result.save(out)
     return result

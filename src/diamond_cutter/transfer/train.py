@@ -43,7 +43,8 @@ OPTIMIZERS = {
 @dataclass
 class TrainConfig:
     """How a head is trained. ``patience``: epochs without a better validation accuracy before stopping;
-    ``unfreeze``: how many of the backbone's last blocks (up to the cut) are fine-tuned too.
+    ``unfreeze``: how many of the backbone's last blocks (up to the cut) are fine-tuned too;
+    ``unfreeze_block``: fine-tune this one block instead (a step of the fine-tuning profile).
 
     ``lr`` 1e-2 (Adam): a new head starts from scratch and a small set gives it few
     steps per epoch. Measured on EfficientNet-Lite0's linear heads at five cuts
@@ -60,6 +61,7 @@ class TrainConfig:
     augment: bool = False
     patience: int = 8
     unfreeze: int = 0
+    unfreeze_block: str | None = None
     pooling: str = "avg"
     width: int | None = None
     seed: int = 0
@@ -105,7 +107,7 @@ class TrainedHead:
 
     @property
     def fine_tuned(self) -> bool:
-        return self.config.unfreeze > 0
+        return self.config.unfreeze > 0 or self.config.unfreeze_block is not None
 
     def as_model(self) -> Model:
         """The transferred network as a :class:`Model`, usable with every attribution and visualization tool."""
@@ -140,7 +142,8 @@ def train_head(model: Model, data: Any, cut: str, head: str = "linear", config: 
         raise DiamondCutterError(f"fold {fold} does not exist: the data set has {len(data.folds)} split(s)")
     split = data.folds[fold]
     candidate_cuts(model, [cut])  # unknown or incomplete cut: clear error before any work
-    net = copy.deepcopy(model.module) if config.unfreeze else model.module
+    tuning = config.unfreeze > 0 or config.unfreeze_block is not None
+    net = copy.deepcopy(model.module) if tuning else model.module
     backbone = CutBackbone(net, cut)
     layer = model.layers.resolve(cut)
     spec = head_spec(head, layer.channels or 0, len(data.classes), config.pooling, config.width)
@@ -148,7 +151,7 @@ def train_head(model: Model, data: Any, cut: str, head: str = "linear", config: 
         torch.manual_seed(config.seed)
         transfer = TransferNet(backbone, build_head(spec).to(model.device))
         watched = transferred_model(model, cut, spec, transfer, data.classes)
-        trainable = _unfreeze(model, net, cut, config.unfreeze)
+        trainable = _unfreeze(model, net, cut, config)
         fixed = not trainable and not config.augment
         if features is not None and fixed and head == "linear":
             xs = [torch.as_tensor(features[i], device=model.device) for i in (split.train, split.val, split.test)]
@@ -166,13 +169,31 @@ def train_head(model: Model, data: Any, cut: str, head: str = "linear", config: 
                        fold)
 
 
-def _unfreeze(model: Model, net: nn.Module, cut: str, k: int) -> list[nn.Parameter]:
-    """Parameters of the last ``k`` blocks up to the cut (in the copied network), made trainable."""
-    if k <= 0:
+def tunable_blocks(model: Model, cut: str, disjoint: bool = False) -> list[str]:
+    """Blocks up to ``cut`` that have parameters to fine-tune, in forward order; ``disjoint`` drops a block
+    inside another listed one (``layer1.0`` when ``layer1`` is listed), so no parameter is in two blocks."""
+    index = model.layers.resolve(cut).index
+    modules = dict(model.module.named_modules())
+    up_to = [c.name for c in list_cuts(model) if c.index <= index or c.name.startswith(cut + ".")]  # inside the cut too
+    names = [n for n in up_to if any(True for _ in modules[n].parameters())]
+    if disjoint:
+        names = [n for n in names if not any(n.startswith(other + ".") for other in names)]
+    return names
+
+
+def _unfreeze(model: Model, net: nn.Module, cut: str, config: TrainConfig) -> list[nn.Parameter]:
+    """Parameters of the last ``unfreeze`` blocks up to the cut, or of ``unfreeze_block``, in the copied
+    network, made trainable."""
+    if config.unfreeze <= 0 and config.unfreeze_block is None:
         return []
     net.eval().requires_grad_(False)
-    index = model.layers.resolve(cut).index
-    blocks = [c.name for c in list_cuts(model) if c.index <= index][-k:]
+    candidates = tunable_blocks(model, cut)
+    if config.unfreeze_block is not None:
+        if config.unfreeze_block not in candidates:
+            raise UnknownNameError(f"block up to {cut}", config.unfreeze_block, candidates)
+        blocks = [config.unfreeze_block]
+    else:
+        blocks = candidates[-config.unfreeze :]
     modules = dict(net.named_modules())
     params = list(dict.fromkeys(p for name in blocks for p in modules[name].parameters()))
     for p in params:
