@@ -7,6 +7,11 @@
     on the images, running the frozen backbone in every step, for the same
     number of epochs (validation after each epoch for early stopping, as (a) does).
 
+Then the estimators that read sufficient statistics (H-score, GBC, SFDA's LDA)
+and TransRate: from one Statistics accumulated batch by batch as features
+stream past, vs each estimator computing its own statistics from the stored
+features, on the same cuts (``streamed estimators: N.Nx``).
+
 Both start from images on disk (a) or decoded in memory (b) and an empty
 cache; the cut listing is computed once beforehand for both. (a) runs
 ``--repeats`` times and its median time counts. Prints both best-cut
@@ -33,6 +38,7 @@ from diamond_cutter.transfer.data import load_labelled, make_digits_dataset
 from diamond_cutter.transfer.estimators import ridge_probe, standardise
 from diamond_cutter.transfer.features import extract_features
 from diamond_cutter.transfer.heads import LinearHead
+from diamond_cutter.transfer.statistics import Statistics, gbc, hscore, sfda_lda, transrate
 from diamond_cutter.transfer.train import TrainConfig, train_head
 
 
@@ -57,6 +63,35 @@ def ours(model, data, cuts, config) -> tuple[dict[str, float], dict[str, float],
         heads[cut] = max(h["val_accuracy"] for h in trained.history)  # the best epoch, as naive() reports
     times["linear heads"] = time.perf_counter() - start
     return heads, probes, times
+
+
+def estimators(features: dict[str, np.ndarray], data, repeats: int = 5) -> tuple[float, float]:
+    """Seconds for all statistic-based estimators on every cut: (streamed, separately); best of ``repeats``."""
+    pairs = []
+    for f in features.values():
+        x, _ = standardise(f[data.train], f[data.val])
+        pairs.append((x, data.labels[data.train]))
+
+    def streamed() -> None:
+        for x, y in pairs:
+            stats = Statistics(x.shape[1], len(data.classes))
+            for start in range(0, len(x), 32):  # as batches come out of the network
+                stats.update(x[start : start + 32], y[start : start + 32])
+            hscore(stats), gbc(stats), sfda_lda(stats, x, y), transrate(x, y)
+
+    def separately() -> None:
+        for x, y in pairs:
+            hscore(Statistics.of(x, y)), gbc(Statistics.of(x, y)), sfda_lda(Statistics.of(x, y), x, y), transrate(x, y)
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best(streamed), best(separately)
 
 
 def naive(model, data, cuts, config) -> dict[str, float]:
@@ -118,6 +153,9 @@ def main() -> None:
         start = time.perf_counter()
         naive_acc = naive(model, data, cuts, config)
         t_naive = time.perf_counter() - start
+        with tempfile.TemporaryDirectory() as cache:
+            cached = extract_features(model, data, cuts, store=Store(cache), progress=False).features
+        t_streamed, t_separate = estimators(cached, data)
 
     best_ours = max(cuts, key=lambda c: max(head_acc[c], probe_acc[c]))
     best_naive = max(cuts, key=lambda c: naive_acc[c])
@@ -130,6 +168,8 @@ def main() -> None:
     print(f"naive: best cut {best_naive}, val accuracy {naive_acc[best_naive]:.3f}, {t_naive:.1f} s")
     print(f"best-cut accuracy difference (ours - naive): {100 * (ours_score - naive_acc[best_naive]):+.1f} points")
     print(f"speed ratio: {t_naive / t_ours:.1f}x")
+    print(f"statistic estimators on {len(cuts)} cuts: streamed {t_streamed:.3f} s, separately {t_separate:.3f} s")
+    print(f"streamed estimators: {t_separate / t_streamed:.1f}x")
 
 
 if __name__ == "__main__":
