@@ -77,11 +77,12 @@ def estimators(features: dict[str, np.ndarray], data, repeats: int = 5) -> tuple
             stats = Statistics(x.shape[1], len(data.classes))
             for start in range(0, len(x), 32):  # as batches come out of the network
                 stats.update(x[start : start + 32], y[start : start + 32])
-            hscore(stats), gbc(stats), sfda_lda(stats, x, y), transrate(x, y)
+            hscore(stats), gbc(stats, x, y), sfda_lda(stats, x, y), transrate(x, y)
 
     def separately() -> None:
         for x, y in pairs:
-            hscore(Statistics.of(x, y)), gbc(Statistics.of(x, y)), sfda_lda(Statistics.of(x, y), x, y), transrate(x, y)
+            hscore(Statistics.of(x, y)), gbc(Statistics.of(x, y), x, y), sfda_lda(Statistics.of(x, y), x, y),
+            transrate(x, y)
 
     def best(fn) -> float:
         times = []

@@ -14,7 +14,9 @@ Estimators here (higher is better for all of them):
   Oracle Approximating Shrinkage weight (Chen et al. 2010), which needs only
   ``Σ`` and the image count, so it stays computable from the statistics.
 - **GBC** (Pándy et al. 2022): minus the sum over class pairs of the
-  Bhattacharyya coefficient of diagonal Gaussians fitted per class.
+  Bhattacharyya coefficient of diagonal Gaussians fitted per class, in the
+  paper's 64 principal components (the eigenvectors of the statistics' total
+  covariance; in hundreds of raw dimensions every coefficient underflows to 0).
 - **SFDA's LDA part** (Shao et al. 2022): mean log posterior of the true class
   under a shared-covariance Gaussian (Fisher's LDA) with a shrunk within-class
   covariance. It needs each image once more (its discriminant), so it takes the
@@ -124,10 +126,24 @@ def hscore(stats: Statistics) -> float:
     return float(np.trace(np.linalg.solve(oas(stats.covariance, stats.n), stats.between)))
 
 
+#: Principal components GBC fits its Gaussians in (Pándy et al. 2022).
+GBC_COMPONENTS = 64
+
+
+def principal_axes(stats: Statistics, k: int = GBC_COMPONENTS) -> np.ndarray:
+    """The ``k`` leading eigenvectors (D×k) of the total covariance."""
+    values, vectors = np.linalg.eigh(stats.covariance)
+    return vectors[:, np.argsort(values)[::-1][:k]]
+
+
 @one_thread()
-def gbc(stats: Statistics, floor: float = 1e-6) -> float:
-    """Gaussian Bhattacharyya coefficient: ``−Σ_{i≠j} exp(−D_B(i, j))`` over diagonal per-class Gaussians."""
-    means, var = stats.means[stats.present], stats.variances[stats.present] + floor
+def gbc(stats: Statistics, x: np.ndarray, y: np.ndarray, components: int = GBC_COMPONENTS,
+        floor: float = 1e-6) -> float:
+    """Gaussian Bhattacharyya coefficient: ``−Σ_{i≠j} exp(−D_B(i, j))`` over diagonal per-class Gaussians
+    of the features projected on their ``components`` principal axes."""
+    z = np.asarray(x, dtype=np.float64) @ principal_axes(stats, components)
+    projected = Statistics.of(z, y, stats.n_classes)
+    means, var = projected.means[projected.present], projected.variances[projected.present] + floor
     total = 0.0
     for i in range(len(means)):
         for j in range(i + 1, len(means)):

@@ -237,7 +237,7 @@ def _estimate(model: Model, job: Job, cut: Cut, features: np.ndarray, feature_se
         "feature_dim": int(features.shape[1]), "macs": cut.macs, "parameters": cut.parameters,
         "knn": knn_accuracy(x_train, y_train, x_val, data.labels[first.val]),
         "logme": logme(x_train, y_train), "hscore": hscore(stats), "transrate": transrate(x_train, y_train),
-        "gbc": gbc(stats), "sfda": sfda_lda(stats, x_train, y_train),
+        "gbc": gbc(stats, x_train, y_train), "sfda": sfda_lda(stats, x_train, y_train),
         **_ridge(features, data),
     }
     row["estimator_seconds"] = time.perf_counter() - start
