@@ -42,7 +42,7 @@ ESTIMATORS = ("knn", "ridge", "logme", "hscore", "transrate", "gbc", "sfda")
 SHORTLIST = 3
 TRUST_NOTE = (
     "Fast estimators rank models unreliably in published studies (k-NN often beats LogME); "
-    "they shortlist, trained heads decide. Kendall tau below shows how far they agree on this data."
+    "they shortlist, trained heads decide. Kendall tau shows how far they agree on this data."
 )
 
 
