@@ -122,5 +122,5 @@ def test_truncations_nest_so_a_cut_backbone_can_be_read_at_its_cut():
     x = torch.rand(1, 3, 8, 8)
     with capture(outer, ["0.net.1"]) as rec, truncated(outer, "0.net.1") as run:
         run(x)
-    assert torch.equal(rec["0.net.1"], net[1](net[0](x)))
+    assert torch.allclose(rec["0.net.1"], net[1](net[0](x)), atol=1e-6)  # the probe runs channels-last
     assert outer(x).shape == (1, 4 * 6 * 6)  # and the cut backbone alone still stops at its cut

@@ -216,6 +216,7 @@ class Probe(Capture):
         super().__init__(names, detach=grad == "none")
         self.module, self.grad, self.stop, self.head = module, grad, stop, head
         self.logits: Any = None
+        self._stop = StopForward(*self.names)  # its own: a probe nested in a probed forward stops only itself
 
     def hook_for(self, name: str) -> ForwardHook:
         record = super().hook_for(name)
@@ -226,7 +227,7 @@ class Probe(Capture):
                 torch.set_grad_enabled(True)  # ... and the rest of the forward records them
             replaced = record(module, inputs, output)
             if self.stop and all(self.calls.values()):
-                raise StopForward
+                raise self._stop
             return replaced if replaced is not None else output
 
         return hook
@@ -238,7 +239,9 @@ class Probe(Capture):
         with self._grad_context():
             try:
                 out = self.module(fast_layout(x))
-            except StopForward:
+            except StopForward as err:
+                if err is not self._stop:
+                    raise
                 return self
             self.logits = self.head(out) if self.head is not None else out
         return self
