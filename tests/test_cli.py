@@ -19,8 +19,10 @@ def test_layers_json_and_unknown_model(capsys):
 
 def test_models_lists_embedded_first(capsys):
     assert main(["models"]) == 0
-    first = capsys.readouterr().out.splitlines()[0]
-    assert first.startswith("efficientnet_lite0") and "offline-ready" in first
+    lines = capsys.readouterr().out.splitlines()
+    for line, name in zip(lines, ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")):
+        assert line.startswith(name) and "offline-ready" in line
+    assert "offline-ready" not in lines[3]
 
 
 def test_predict_on_sample_images(capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..layers import LayerTable
-from ..zoo import list_models, load_model
+from ..zoo import EMBEDDED_STAGES, list_models, load_model
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +34,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 def run_layers(args: argparse.Namespace) -> int:
     weights = args.weights
-    if weights is None and args.model.lower() == "efficientnet_lite0":
+    if weights is None and args.model.lower() in EMBEDDED_STAGES:
         weights = "imagenet"
     model = load_model(args.model, weights=weights)
     table = model.layers

@@ -59,7 +59,10 @@ def plot_sweep(result: Any, dpi: int = 110) -> bytes:
     axes = fig.subplots(2, 2, sharex=True)
     accuracy_axes(axes[0, 0], result)
     rec = result.recommendation
+    taus = result.kendall.get(result.head, {})
     for ax, (key, title) in zip(list(axes.flat)[1:], ESTIMATOR_PANELS):
+        tau = taus.get(key, [float("nan")] * 3)
+        title = f"{title}\nKendall τ with held-out accuracy {tau[0]:+.2f} [{tau[1]:+.2f}, {tau[2]:+.2f}]"
         for model in dict.fromkeys(r["model"] for r in result.rows):
             rows = sorted((r for r in result.rows if r["model"] == model), key=lambda r: r["relative_depth"])
             ax.plot([r["relative_depth"] for r in rows], [r[key] for r in rows], marker="o", label=model)
