@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_split_arguments(p: argparse.ArgumentParser) -> None:
-    """How the labelled images are split (shared with other commands that read a labelled set)."""
+    """How the labelled images are split into train, validation and test images (or folds)."""
     p.add_argument("--val", help="separate validation folder/CSV (default: a stratified split of --data)")
     p.add_argument("--test", help="separate test folder/CSV with the same classes (default: a stratified split)")
     p.add_argument("--val-fraction", type=real(0.0, 1.0, open_low=True, open_high=True), default=0.2,
