@@ -73,3 +73,29 @@ def test_gbc_stays_informative_in_many_dimensions():
         x, y = gaussians(sep, n=400, d=512)
         scores.append(st.gbc(st.Statistics.of(x, y), x, y))
     assert scores[0] < scores[1] < scores[2] < 0 and scores[0] < -0.1
+
+
+def test_standardised_statistics_equal_those_of_standardised_features():
+    from diamond_cutter.transfer.estimators import standardise
+
+    x, y = gaussians(2.0, d=6)
+    x[:, 3] = 5.0  # a constant dimension stays 0 after standardising
+    (z,) = standardise(x)
+    direct, derived = st.Statistics.of(z, y), st.Statistics.of(x, y).standardised()
+    for name in ("counts", "sums", "squares", "gram"):
+        assert np.allclose(getattr(derived, name), getattr(direct, name), atol=1e-9), name
+
+
+def test_features_stream_their_training_statistics(tmp_path):
+    import diamond_cutter as dc
+    from diamond_cutter.transfer.data import load_labelled, make_colour_dataset
+    from diamond_cutter.transfer.features import extract_features
+
+    data = load_labelled(make_colour_dataset(tmp_path / "c", per_class=6, size=16))
+    model = dc.load_model("resnet18", weights=None, input_size=(3, 32, 32))
+    fs = extract_features(model, data, ["layer1", "layer2"], batch_size=5, progress=False, accumulate=data.train)
+    for cut in ("layer1", "layer2"):
+        f = fs.features[cut][data.train]
+        whole = st.Statistics.of(f, data.labels[data.train], 3)
+        assert np.allclose(fs.statistics[cut].gram, whole.gram, rtol=1e-6)
+        assert np.allclose(fs.statistics[cut].sums, whole.sums, rtol=1e-6)

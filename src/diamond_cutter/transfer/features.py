@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from ..progress import bar
 from ..store import Store
 from .cuts import run_to_cuts
 from .data import LabelledImages
+from .statistics import Statistics
 
 POOLINGS = ("avg", "avgmax")
 
@@ -37,12 +38,15 @@ POOLINGS = ("avg", "avgmax")
 class FeatureSet:
     """``features[cut]``: N×D float32 pooled features, rows in the data set's order.
 
-    ``computed``/``cached`` count batches that needed a forward pass and batches read from the store.
+    ``computed``/``cached`` count batches that needed a forward pass and batches read from the store;
+    ``statistics[cut]`` are the sufficient statistics of the images ``extract_features`` was asked to
+    accumulate, gathered batch by batch as the features streamed past.
     """
 
     features: dict[str, np.ndarray]
     computed: int
     cached: int
+    statistics: dict[str, Statistics] = field(default_factory=dict)
 
 
 def model_key(model: Model) -> str:
@@ -71,13 +75,21 @@ def extract_features(
     batch_size: int = 32,
     store: Store | None = None,
     progress: bool = True,
+    accumulate: np.ndarray | None = None,
 ) -> FeatureSet:
-    """Pooled features of every image at every cut; batches already in ``store`` are read, not recomputed."""
+    """Pooled features of every image at every cut; batches already in ``store`` are read, not recomputed.
+
+    ``accumulate``: indices of images (e.g. the training split) whose labelled features are also summed
+    into per-cut :class:`~.statistics.Statistics` while they stream past.
+    """
     if pooling not in POOLINGS:
         raise DiamondCutterError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     cuts = sorted(dict.fromkeys(cuts), key=lambda c: model.layers.resolve(c).index)
     prefix = f"features/{model_key(model)}/{pooling}"
     chunks: dict[str, list[np.ndarray]] = {cut: [] for cut in cuts}
+    stats: dict[str, Statistics] = {}
+    wanted = np.zeros(len(data), dtype=bool)
+    wanted[np.asarray(accumulate if accumulate is not None else [], dtype=np.int64)] = True
     computed = cached = 0
     starts = range(0, len(data), batch_size)
     with reused_heap(), preserved(model.module, freeze=True):
@@ -97,7 +109,10 @@ def extract_features(
                 cached += 1
             for cut in cuts:
                 chunks[cut].append(found[cut])
-    return FeatureSet({cut: np.concatenate(parts) for cut, parts in chunks.items()}, computed, cached)
+                if accumulate is not None:
+                    stats.setdefault(cut, Statistics(found[cut].shape[1], len(data.classes)))
+                    stats[cut].update(found[cut][wanted[indices]], data.labels[indices][wanted[indices]])
+    return FeatureSet({cut: np.concatenate(parts) for cut, parts in chunks.items()}, computed, cached, stats)
 
 
 def _forward_batch(model: Model, x: torch.Tensor, cuts: Sequence[str], pooling: str) -> dict[str, np.ndarray]:

@@ -2,10 +2,13 @@
 
 Most published estimators need only a few moments of the features per class:
 counts, class means, the total covariance and per-class variances. They are
-accumulated batch by batch (:meth:`Statistics.update`), so they can be
-collected while features stream past, and every estimator then reads the same
-object instead of passing over the features again. Memory is ``D×D`` for the
-covariance plus ``C×D`` per-class sums, never the features themselves.
+accumulated batch by batch (:meth:`Statistics.update`): the sweep gathers the
+training images' statistics of every cut while their features stream out of
+the network (``extract_features(..., accumulate=)``), standardises them without
+the features (:meth:`Statistics.standardised`), and every estimator reads that
+one object. Memory is ``D×D`` for the covariance plus ``C×D`` per-class sums per
+cut; GBC's projection, SFDA's per-image posteriors and TransRate's per-class
+coding rates still read the pooled features the sweep holds anyway.
 
 Estimators here (higher is better for all of them):
 
@@ -68,6 +71,19 @@ class Statistics:
         np.add.at(self.sums, y, x)
         np.add.at(self.squares, y, x * x)
         self.gram += x.T @ x
+
+    def standardised(self) -> Statistics:
+        """The statistics of the features standardised by their own mean and std (as :func:`standardise`
+        scales them: constant dimensions divided by 1), computed without the features."""
+        m, n = self.mean, self.n
+        std = np.sqrt(np.maximum(np.diag(self.gram) / n - m * m, 0.0))
+        s = np.where(std > 1e-8, std, 1.0)
+        out = Statistics(self.dim, self.n_classes)
+        out.counts = self.counts.copy()
+        out.sums = (self.sums - self.counts[:, None] * m) / s
+        out.squares = (self.squares - 2 * m * self.sums + self.counts[:, None] * m * m) / (s * s)
+        out.gram = (self.gram - n * np.outer(m, m)) / np.outer(s, s)
+        return out
 
     @property
     def n(self) -> float:

@@ -197,10 +197,11 @@ def estimate_job(job: Job) -> list[dict[str, Any]]:
     if todo:
         start = time.perf_counter()
         fs = extract_features(model, job.data, [c.name for c in todo], pooling=job.train.pooling,
-                              batch_size=job.train.batch_size, store=store, progress=job.progress)
+                              batch_size=job.train.batch_size, store=store, progress=job.progress,
+                              accumulate=job.data.folds[0].train)
         seconds = (time.perf_counter() - start) / len(todo)
         for cut in todo:
-            row = _estimate(model, job, cut, fs.features[cut.name], seconds)
+            row = _estimate(model, job, cut, fs.features[cut.name], fs.statistics[cut.name], seconds)
             store.write_checked_json(f"{prefix}/{cut.name}/estimates.json", row)
             rows[cut.name] = row
     return [{**rows[c.name], "model": job.spec.label} for c in cuts]
@@ -226,12 +227,13 @@ def heads_job(job: Job) -> list[dict[str, Any]]:
     return out
 
 
-def _estimate(model: Model, job: Job, cut: Cut, features: np.ndarray, feature_seconds: float) -> dict[str, Any]:
+def _estimate(model: Model, job: Job, cut: Cut, features: np.ndarray, streamed: Statistics,
+              feature_seconds: float) -> dict[str, Any]:
     data, first = job.data, job.data.folds[0]
     start = time.perf_counter()
     x_train, x_val = standardise(features[first.train], features[first.val])
     y_train = data.labels[first.train]
-    stats = Statistics.of(x_train, y_train, len(data.classes))
+    stats = streamed.standardised()  # the training images' statistics, gathered during extraction
     row = {
         "model": job.spec.label, "cut": cut.name, "relative_depth": cut.relative_depth, "channels": cut.channels,
         "feature_dim": int(features.shape[1]), "macs": cut.macs, "parameters": cut.parameters,
