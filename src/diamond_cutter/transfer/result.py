@@ -22,6 +22,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -186,10 +187,10 @@ class SweepResult:
                        f"distinguishable from it ({level} paired bootstrap); intervals are {level} bootstrap "
                        f"intervals over images.")
 
-    @property
+    @cached_property
     def kendall(self) -> dict[str, dict[str, list[float]]]:
         """Kendall τ between each estimator and each head's held-out accuracy over the pairs having both,
-        with a bootstrap interval over pairs: ``{head: {estimator: [tau, low, high]}}``."""
+        with a bootstrap interval over pairs: ``{head: {estimator: [tau, low, high]}}`` (computed once)."""
         def tau(a: np.ndarray, b: np.ndarray) -> float:
             if len(set(a.tolist())) < 2 or len(set(b.tolist())) < 2:
                 return math.nan
