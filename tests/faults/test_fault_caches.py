@@ -14,10 +14,11 @@ import torch
 import diamond_cutter as dc
 from diamond_cutter.errors import StaleCacheWarning
 from diamond_cutter.store import SEAL, Store
+from diamond_cutter.transfer import TrainConfig
 from diamond_cutter.transfer.data import load_labelled, make_colour_dataset
 from diamond_cutter.transfer.features import extract_features
 
-SWEEP = dict(n_cuts=3, epochs=5, batch_size=8, weights=None, input_size=(3, 32, 32), progress=False)
+SWEEP = dict(cuts=3, train=TrainConfig(epochs=5, batch_size=8), weights=None, input_size=(3, 32, 32), progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -14,22 +14,25 @@ import textwrap
 import time
 
 import diamond_cutter as dc
+from diamond_cutter.transfer import TrainConfig
 from diamond_cutter.transfer.data import make_colour_dataset
 
-SWEEP = dict(n_cuts=3, epochs=5, batch_size=4, weights=None, input_size=(3, 32, 32), progress=False)
+SWEEP = dict(cuts=3, weights=None, input_size=(3, 32, 32), progress=False)
+TRAIN = dict(epochs=5, batch_size=4)
 
 CHILD = textwrap.dedent(
     f"""
     import sys
     import diamond_cutter as dc
-    dc.sweep("resnet18", sys.argv[1], store=sys.argv[2], **{SWEEP!r})
+    from diamond_cutter.transfer import TrainConfig
+    dc.sweep("resnet18", sys.argv[1], store=sys.argv[2], train=TrainConfig(**{TRAIN!r}), **{SWEEP!r})
     """
 )
 
 
 def test_a_sweep_killed_mid_write_resumes_to_the_same_answer(tmp_path):
     data = make_colour_dataset(tmp_path / "data", per_class=8, size=16)
-    clean = dc.sweep("resnet18", str(data), store=tmp_path / "clean", **SWEEP)
+    clean = dc.sweep("resnet18", str(data), store=tmp_path / "clean", train=TrainConfig(**TRAIN), **SWEEP)
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     store = tmp_path / "killed"
@@ -42,7 +45,7 @@ def test_a_sweep_killed_mid_write_resumes_to_the_same_answer(tmp_path):
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     assert child.returncode == -signal.SIGKILL, "the sweep finished before it was killed"
-    resumed = dc.sweep("resnet18", str(data), store=store, **SWEEP)
+    resumed = dc.sweep("resnet18", str(data), store=store, train=TrainConfig(**TRAIN), **SWEEP)
     keys = ("cut", "knn", "ridge", "logme", "linear_acc")
     assert [[r[k] for k in keys] for r in resumed.rows] == [[r[k] for k in keys] for r in clean.rows]
     assert resumed.recommendation["cut"] == clean.recommendation["cut"]
