@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,6 +22,7 @@ from ...images import as_batch
 from ...model import Model
 from ...progress import bar
 from ..api import LAYER_METHODS, METHODS, attribute, method_class
+from ..result import Attribution
 from ..sanity import sanity_check
 from .faithfulness import ROAD_FRACTIONS, curve_metric, road_metrics
 from .inputs import Scored, prepare, target_classes
@@ -145,7 +146,8 @@ class MethodTable:
 def evaluate_methods(
     model: Model, images: Any, target: Any = "top1", methods: str | Sequence[str] = DEFAULT_METHODS,
     metrics: Sequence[str] = DEFAULT_METRICS, *, layer: str | None = None, regions: Any = None,
-    settings: MetricSettings | None = None, reference: bool = True, progress: bool = False,
+    settings: MetricSettings | None = None, reference: bool = True, maps: Mapping[str, Attribution] | None = None,
+    progress: bool = False,
 ) -> MethodTable:
     """Score each of ``methods`` ("all" for every method) by each of ``metrics`` on ``images``.
 
@@ -153,6 +155,8 @@ def evaluate_methods(
     the same class; ``layer`` is where CAM methods look (default: the last spatial
     layer); ``regions`` (masks or boxes, see :func:`pointing_game`) are needed by
     the pointing games. ``reference`` adds a random map as the row to beat.
+    ``maps`` holds Attributions already computed for some methods (by method
+    name, explaining the same classes), which are scored instead of recomputed.
     The model is left as it was, also when a metric raises.
     """
     settings = settings or MetricSettings()
@@ -165,8 +169,8 @@ def evaluate_methods(
     rows = names + ([RANDOM] if reference and any(m in MAP_METRICS for m in wanted) else [])
     for name in bar(rows, "evaluate", enabled=progress):
         try:
-            maps = _maps(model, batch, name, classes, layer, settings.seed)
-            results[name] = _map_metrics(prepare(model, batch, maps, classes), wanted, regions, settings)
+            found = maps[name] if maps and name in maps else _maps(model, batch, name, classes, layer, settings.seed)
+            results[name] = _map_metrics(prepare(model, batch, found, classes), wanted, regions, settings)
             if name != RANDOM and "max_sensitivity" in wanted:
                 results[name]["max_sensitivity"] = max_sensitivity(
                     model, batch, name, classes, layer=_layer_for(name, layer), samples=settings.sensitivity_samples,
@@ -275,7 +279,7 @@ def verdicts(
     out = {}
     for m in real:
         parts = [_best(m, k, summaries, real, images) for k in metrics if k in MAP_METRICS + ("max_sensitivity",)]
-        parts += [_versus_random(m, k, summaries) for k in metrics if k in MAP_METRICS]
+        parts.append(_versus_random(m, [k for k in metrics if k in MAP_METRICS], summaries))
         if "randomization" in summaries[m]:
             r = results[m]["randomization"]
             rho = summaries[m]["randomization"].mean
@@ -305,9 +309,16 @@ def _best(method: str, metric: str, summaries, real: list[str], images: str) -> 
         f"{word}best by {metric} ({best.mean:.3f})"
 
 
-def _versus_random(method: str, metric: str, summaries) -> str:
-    if RANDOM not in summaries or metric not in summaries[RANDOM] or metric not in summaries[method]:
+def _versus_random(method: str, metrics: list[str], summaries) -> str:
+    """Where the method does no better than the random reference, or that it beats it everywhere."""
+    compared = [k for k in metrics if RANDOM in summaries and k in summaries[RANDOM] and k in summaries[method]]
+    if not compared:
         return ""
-    ours, floor = summaries[method][metric].mean, summaries[RANDOM][metric].mean
-    worse = ours <= floor if METRICS[metric] else ours >= floor
-    return f"no better than a random map by {metric} ({ours:.3f} vs {floor:.3f})" if worse else ""
+    losses = []
+    for k in compared:
+        ours, floor = summaries[method][k].mean, summaries[RANDOM][k].mean
+        if (ours <= floor) if METRICS[k] else (ours >= floor):
+            losses.append(f"{k} ({ours:.3f} vs {floor:.3f})")
+    if losses:
+        return "no better than a random map by " + ", ".join(losses)
+    return f"beats the random map on {', '.join(compared)}"
