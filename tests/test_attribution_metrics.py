@@ -254,3 +254,10 @@ def test_cli_evaluate_prints_json_and_one_line_errors(capsys):
     assert len(gradcam["metrics"]["deletion"]["curves"]["coffee"]) == 4 and gradcam["verdict"].startswith("gradcam: ")
     assert main(["evaluate", "efficientnet_lite0", "coffee", "--metrics", "insertoin"]) == 2
     assert "did you mean 'insertion'" in capsys.readouterr().err
+
+
+def test_targets_without_a_probability_are_refused(small_model):
+    x = torch.randn(2, 3, 16, 16)
+    for target in ("auto", (0, 1), lambda logits: logits[:, 0], [[0, 1]]):
+        with pytest.raises(DiamondCutterError, match="one class's probability"):
+            M.deletion(small_model, x, torch.rand(2, 16, 16), target)

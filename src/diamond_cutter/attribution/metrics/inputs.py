@@ -15,13 +15,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ...capture import preserved
+from ...capture import fast_layout, preserved
 from ...errors import DiamondCutterError
+from ...featureviz.fold import rendering_network
 from ...images import ImageBatch, as_batch
 from ...memory import available_memory
 from ...model import Model, batched_logits
-from ...targets import needs_logits, resolve_targets
-from ..common import fast_layout
+from ...targets import is_nested, needs_logits, resolve_targets, split
 from ..result import Attribution
 
 #: On a CPU a batch whose largest activation outgrows the cache runs slower per image.
@@ -60,8 +60,11 @@ def prepare(model: Model, images: Any, maps: Attribution | torch.Tensor, target:
 
 def target_classes(model: Model, x: torch.Tensor, target: Any) -> torch.Tensor:
     """Class indices for ``target`` (``"topK"`` from the clean images' logits); metrics score classes."""
-    if callable(target):
-        raise DiamondCutterError("metrics score a class's probability: give a class index or name, or 'topK', not a callable")
+    if callable(target) or is_nested(target) or split(target)[1] is not None:
+        raise DiamondCutterError(
+            f"metrics score one class's probability per image: give a class index or name, 'topK', or one per image; "
+            f"not {target!r} (a callable, a contrast, 'auto' or several targets per image has no probability)"
+        )
     logits = batched_logits(model, x, forward_batch_size(model)) if needs_logits(target) else None
     return resolve_targets(model, target, len(x), logits)
 
@@ -126,8 +129,6 @@ def class_probabilities(
     against the original on a probe image), as feature visualization does: a
     metric is hundreds of gradient-free forwards of the same frozen network.
     """
-    from ...featureviz.fold import rendering_network  # imported here: featureviz itself imports attribution
-
     probs, tops = [], []
     with torch.inference_mode(), preserved(model.module):
         net = rendering_network(model, [])
