@@ -14,6 +14,7 @@ from diamond_cutter.attribution import metrics as M
 from diamond_cutter.attribution.metrics.evaluate import random_maps
 from diamond_cutter.attribution.metrics.perturb import gaussian_blur, noisy_linear_imputation, ranks
 from diamond_cutter.errors import DiamondCutterError, UnknownNameError
+from diamond_cutter.report.icons import IconSettings
 
 from helpers import InplaceNet, assert_unchanged, snapshot
 
@@ -229,6 +230,9 @@ def test_evaluate_on_a_transferred_model_scores_its_new_classes(tmp_path):
     table = dc.evaluate_methods(tuned, x, methods=["gradcam"], layer="head.conv", settings=settings)
     assert set(table.target_names) <= {"brick", "grass", "gravel"}
     assert table.results["gradcam"]["deletion"].curves.shape == (2, 4)
+    page = dc.report(tuned, x, "head.conv", groups=0, saliency=("gradcam",), icons=IconSettings("patches", size=16),
+                     scores=settings, progress=False)
+    assert page.scores.cell("gradcam", 0)["passes"] in (True, False) and 'class="scores"' in page.html()
 
 
 def test_gradcam_deletes_better_than_random_maps_on_the_embedded_model(embedded):
