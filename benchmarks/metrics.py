@@ -24,7 +24,6 @@ computes its perturbations in numpy).
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 from collections.abc import Callable
 
@@ -37,18 +36,9 @@ import diamond_cutter as dc
 from diamond_cutter.attribution import metrics as M
 from diamond_cutter.attribution.metrics.perturb import baseline_images
 from diamond_cutter.images import SAMPLES
+from timing import images_per_second  # benchmarks/timing.py, beside this script
 
 warnings.filterwarnings("ignore", module="quantus")
-
-
-def images_per_second(fn: Callable[[], object], n: int, repeat: int) -> float:
-    """Best of ``repeat`` runs, so a busy machine penalises both sides alike."""
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return n / best
 
 
 def copy_from(source: np.ndarray) -> Callable:

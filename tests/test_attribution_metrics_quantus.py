@@ -36,14 +36,13 @@ def inputs(net):
 
 
 def _from_array(source: np.ndarray):
-    """A Quantus perturb_func that copies the chosen features from ``source`` (our baseline images)."""
+    """A Quantus perturb_func that takes the chosen features from ``source`` (our baseline images)."""
     flat = source.reshape(len(source), -1)
 
     def perturb(arr, indices, **_):
-        out = arr.copy()
-        rows = np.arange(len(arr))[:, None]
-        out[rows, indices] = flat[rows, indices]
-        return out
+        chosen = np.zeros(arr.shape, dtype=bool)
+        np.put_along_axis(chosen, indices, True, axis=1)
+        return np.where(chosen, flat, arr)
 
     return perturb
 
