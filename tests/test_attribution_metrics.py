@@ -12,6 +12,7 @@ from torch import nn
 import diamond_cutter as dc
 from diamond_cutter.attribution import metrics as M
 from diamond_cutter.attribution.metrics.evaluate import random_maps
+from diamond_cutter.cli import main
 from diamond_cutter.attribution.metrics.perturb import gaussian_blur, noisy_linear_imputation, ranks
 from diamond_cutter.errors import DiamondCutterError, UnknownNameError
 from diamond_cutter.report.icons import IconSettings
@@ -217,7 +218,7 @@ def test_evaluate_methods_table_and_verdicts(small_model):
     assert summary.low <= summary.mean <= summary.high
 
 
-def test_evaluate_on_a_transferred_model_scores_its_new_classes(tmp_path):
+def test_evaluate_on_a_transferred_model_scores_its_new_classes(tmp_path, capsys):
     from diamond_cutter.transfer import load_transferred, train_head
     from diamond_cutter.transfer.data import load_labelled, make_texture_dataset
 
@@ -233,6 +234,10 @@ def test_evaluate_on_a_transferred_model_scores_its_new_classes(tmp_path):
     page = dc.report(tuned, x, "head.conv", groups=0, saliency=("gradcam",), icons=IconSettings("patches", size=16),
                      scores=settings, progress=False)
     assert page.scores.cell("gradcam", 0)["passes"] in (True, False) and 'class="scores"' in page.html()
+    image = next((tmp_path / "tex").rglob("*.png"))
+    assert main(["evaluate", str(tmp_path / "saved"), str(image), "--methods", "gradcam", "--metrics", "deletion",
+                 "--steps", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["targets"][0] in ("brick", "grass", "gravel")
 
 
 def test_gradcam_deletes_better_than_random_maps_on_the_embedded_model(embedded):
@@ -247,8 +252,6 @@ def test_gradcam_deletes_better_than_random_maps_on_the_embedded_model(embedded)
 
 
 def test_cli_evaluate_prints_json_and_one_line_errors(capsys):
-    from diamond_cutter.cli import main
-
     args = ["evaluate", "efficientnet_lite0", "coffee", "--methods", "gradcam", "--metrics", "deletion,insertion",
             "--steps", "3", "--json"]
     assert main(args) == 0
