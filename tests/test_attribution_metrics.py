@@ -120,6 +120,9 @@ def test_batch_equals_single_calls(region_model, region_images):
         together = metric(region_model, region_images, maps, 0, batch_size=5, **kwargs).values
         alone = torch.cat([metric(region_model, region_images[i : i + 1], maps[i : i + 1], 0, **kwargs).values for i in range(4)])
         assert torch.allclose(together, alone, atol=1e-5), metric.__name__
+    together = M.max_sensitivity(region_model, region_images, "saliency", 0, samples=3).values
+    alone = torch.cat([M.max_sensitivity(region_model, region_images[i : i + 1], "saliency", 0, samples=3).values for i in range(4)])
+    assert torch.allclose(together, alone, rtol=1e-4)
 
 
 def test_pointing_games_on_boxes_and_masks():

@@ -49,8 +49,11 @@ def max_sensitivity(
 
 
 def sensitivity_noise(model: Model, x: torch.Tensor, samples: int, radius: float, seed: int) -> torch.Tensor:
-    """samples×N×C×H×W perturbations in the network's input space: uniform ±radius pixels over the std."""
+    """samples×N×C×H×W perturbations in the network's input space: uniform ±radius pixels over the std.
+
+    Every image gets the same draws, so an image scores the same alone or in a batch."""
     generator = torch.Generator().manual_seed(seed)
-    pixels = (torch.rand((samples, *x.shape), generator=generator, dtype=torch.float32) * 2 - 1) * radius
+    pixels = (torch.rand((samples, 1, *x.shape[1:]), generator=generator, dtype=torch.float32) * 2 - 1) * radius
+    pixels = pixels.expand(samples, *x.shape)
     std = torch.tensor(model.std, dtype=pixels.dtype).view(1, 1, -1, 1, 1)
     return (pixels / std).to(x.device, x.dtype)
