@@ -17,7 +17,6 @@ import torch.nn.functional as F
 
 from ...capture import fast_layout, preserved
 from ...errors import DiamondCutterError
-from ...featureviz.fold import rendering_network
 from ...images import ImageBatch, as_batch
 from ...memory import available_memory
 from ...model import Model, batched_logits
@@ -124,17 +123,13 @@ def class_probabilities(
     """Softmax probability of each row's class, and whether it is still the top class.
 
     ``make(slice)`` builds the perturbed inputs of those rows and their classes,
-    so only one batch of perturbed images exists at a time. The forwards run on
-    a private copy with eval-mode BatchNorm folded into the convolutions (checked
-    against the original on a probe image), as feature visualization does: a
-    metric is hundreds of gradient-free forwards of the same frozen network.
+    so only one batch of perturbed images exists at a time.
     """
     probs, tops = [], []
     with torch.inference_mode(), preserved(model.module):
-        net = rendering_network(model, [])
         for start in range(0, rows, batch_size):
             x, classes = make(slice(start, min(rows, start + batch_size)))
-            logits = model.output(net(fast_layout(x))).float()
+            logits = model(fast_layout(x)).float()
             p = logits.softmax(1)
             probs.append(p.gather(1, classes.view(-1, 1)).squeeze(1).cpu())
             tops.append((logits.argmax(1) == classes).cpu())
