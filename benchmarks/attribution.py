@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 
@@ -37,16 +36,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa:
 import diamond_cutter as dc  # noqa: E402
 from diamond_cutter.heap import reused_heap  # noqa: E402
 from diamond_cutter.images import SAMPLES  # noqa: E402
-
-
-def images_per_second(fn: Callable[[], object], n: int, repeat: int) -> float:
-    """Best of ``repeat`` runs, so a busy machine penalises both sides alike."""
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return n / best
+from timing import images_per_second  # noqa: E402  (benchmarks/timing.py, beside this script)
 
 
 def pytorch_grad_cam(cls: type, net: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, targets: list[int], batch_size: int | None = None) -> object:

@@ -80,3 +80,11 @@ def test_hostile_file_name_stays_text(page):
     assert page.dialogs == []
     assert page.locator('img[src="x"]').count() == 0
     assert page.get_by_text("<img src=x onerror=alert(1)>.png").count() >= 1
+
+
+def test_gallery_shows_each_maps_scores_and_curves(page):
+    gallery = page.locator("#saliency")
+    assert gallery.locator(".scores").count() == 2 and gallery.locator(".verdicts li").count() == 2
+    assert gallery.locator("img.curve").first.evaluate("i => i.complete && i.naturalWidth") == 160
+    ARTIFACTS.mkdir(exist_ok=True)
+    gallery.screenshot(path=str(ARTIFACTS / "report-gallery-scores.png"))

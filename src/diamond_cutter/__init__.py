@@ -8,7 +8,7 @@ packages (``diamond_cutter.attribution.GradCAM``), plumbing such as hooks in
 """
 
 from .atlas import atlas
-from .attribution import attribute, sanity_check
+from .attribution import attribute, evaluate_methods, sanity_check
 from .blocks import channel_attribution, dataset_examples, heatmap, neuron_groups, semantic_map
 from .errors import CheckpointError, DiamondCutterError, ImageError, UnknownNameError, WeightsUnavailableError
 from .featureviz import objectives, render_objective, visualize
@@ -33,6 +33,7 @@ __all__ = [
     "channel_attribution",
     "compare_predictions",
     "dataset_examples",
+    "evaluate_methods",
     "heatmap",
     "list_models",
     "load_images",

@@ -13,11 +13,11 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from .commands import attribute, demo, inventory, predict, report, sweep, visualize
+from .commands import attribute, demo, evaluate, inventory, predict, report, sweep, visualize
 from .errors import DiamondCutterError
 
 #: The subcommands' modules, in the order their commands are listed in --help.
-COMMAND_MODULES = (inventory, predict, attribute, visualize, report, sweep, demo)
+COMMAND_MODULES = (inventory, predict, attribute, evaluate, visualize, report, sweep, demo)
 
 
 class Parser(argparse.ArgumentParser):

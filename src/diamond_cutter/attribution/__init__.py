@@ -9,6 +9,7 @@ from .api import METHODS, attribute, method_class
 from .cam import GradCAM, GradCAMPlusPlus, GuidedGradCAM, LayerCAM, ScoreCAM
 from .gradients import Deconvnet, GuidedBackprop, InputXGradient, IntegratedGradients, Saliency, SmoothGrad
 from .lrp import LRP
+from .metrics import MethodTable, MetricResult, MetricSettings, evaluate_methods
 from .occlusion import Occlusion
 from .result import Attribution
 from .sanity import SanityResult, sanity_check
@@ -25,12 +26,16 @@ __all__ = [
     "LRP",
     "LayerCAM",
     "METHODS",
+    "MethodTable",
+    "MetricResult",
+    "MetricSettings",
     "Occlusion",
     "Saliency",
     "SanityResult",
     "ScoreCAM",
     "SmoothGrad",
     "attribute",
+    "evaluate_methods",
     "feature_grid",
     "feature_maps",
     "filter_guided_backprop",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,12 +20,16 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
-from ..errors import DiamondCutterError
+from ..errors import DiamondCutterError, UnknownNameError
 from ..images import as_batch
 from ..model import Model, batched_logits
 from ..targets import Selector, TargetSpec
 from .api import LAYER_METHODS, attribute, method_class
 from .result import Attribution
+
+
+#: How sanity_check re-draws a layer: at the trained scale, or by the layer's own initialisation.
+INITS = ("scaled", "reset")
 
 
 @dataclass
@@ -35,7 +39,8 @@ class SanityResult:
     ``steps[i]`` names the deepest layer re-initialised at step i (the cascade
     goes from the output down); ``correlations[method][i]`` is the mean Spearman
     correlation over images at that step; ``repeat[method]`` is the correlation
-    of two runs on the unchanged model (1.0 for a deterministic method).
+    of two runs on the unchanged model (1.0 for a deterministic method);
+    ``per_image[method]`` holds each image's correlation at every step (steps × images).
     """
 
     methods: list[str]
@@ -43,6 +48,8 @@ class SanityResult:
     correlations: dict[str, list[float]]
     repeat: dict[str, float]
     threshold: float
+    per_image: dict[str, list[list[float]]] = field(default_factory=dict)
+    image_ids: list[str] = field(default_factory=list)
 
     def depends_on_weights(self, method: str) -> bool:
         """True when the fully randomized model's maps correlate below ``threshold`` with the original."""
@@ -70,16 +77,23 @@ class SanityResult:
 
 def sanity_check(
     model: Model, images: Any, methods: Sequence[str] = ("saliency", "gradcam", "guided_backprop", "guided_gradcam"),
-    target: TargetSpec = "top1", layer: str | None = None, steps: int = 4, seed: int = 0, threshold: float = 0.5,
+    target: TargetSpec = "top1", layer: str | None = None, steps: int | None = 4, seed: int = 0, threshold: float = 0.5,
+    init: str = "scaled",
 ) -> SanityResult:
     """Cascading model randomization for ``methods`` on ``images``; see :class:`SanityResult`.
 
     ``steps`` cascade steps split the parameterised layers (output first) into
-    equal groups; the last step has randomized every layer. Targets are fixed
-    from the original model's predictions, so every step explains the same class.
+    equal groups (``None``: one step per layer); the last step has randomized
+    every layer. Targets are fixed from the original model's predictions, so
+    every step explains the same class. ``init="scaled"`` re-draws weights at
+    the trained scale (see :func:`_randomize`); ``init="reset"`` calls each
+    layer's own ``reset_parameters()`` under the seed ``seed + 1``, as Quantus's
+    MPRT does, leaving the process's random state as it was.
     """
-    if steps < 1:
+    if steps is not None and steps < 1:
         raise DiamondCutterError(f"steps must be at least 1, got {steps}")
+    if init not in INITS:
+        raise UnknownNameError("randomization init", init, INITS)
     names = [method_class(m).name for m in methods]
     batch = as_batch(images, model)
     selector = Selector(model, target, len(batch))
@@ -94,16 +108,17 @@ def sanity_check(
         return _heat(attribute(clone, batch, method=method, target=targets, layer=layer_arg))
 
     original = {m: run(m) for m in names}
-    repeat = {m: _correlation(original[m], run(m)) for m in names}
+    repeat = {m: float(np.mean(_correlations(original[m], run(m)))) for m in names}
     groups = _cascade(clone, steps)
     generator = torch.Generator().manual_seed(seed)
-    correlations: dict[str, list[float]] = {m: [] for m in names}
+    per_image: dict[str, list[list[float]]] = {m: [] for m in names}
     for group in groups:
         for _, module in group:
-            _randomize(module, generator)
+            _reset(module, seed) if init == "reset" else _randomize(module, generator)
         for m in names:
-            correlations[m].append(_correlation(original[m], run(m)))
-    return SanityResult(names, [group[-1][0] for group in groups], correlations, repeat, threshold)
+            per_image[m].append(_correlations(original[m], run(m)))
+    correlations = {m: [float(np.mean(step)) for step in per_image[m]] for m in names}
+    return SanityResult(names, [group[-1][0] for group in groups], correlations, repeat, threshold, per_image, list(batch.ids))
 
 
 def _heat(result: Attribution) -> torch.Tensor:
@@ -111,18 +126,18 @@ def _heat(result: Attribution) -> torch.Tensor:
     return result.heat(signed=False)
 
 
-def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean Spearman correlation over images; a flat map carries no ranking and counts as 0."""
+def _correlations(a: torch.Tensor, b: torch.Tensor) -> list[float]:
+    """Spearman correlation per image; a flat map carries no ranking and counts as 0."""
     values = []
     for x, y in zip(a.flatten(1).numpy(), b.flatten(1).numpy()):
         if np.ptp(x) == 0 or np.ptp(y) == 0:
             values.append(0.0)
         else:
             values.append(float(spearmanr(x, y).statistic))
-    return float(np.mean(values))
+    return values
 
 
-def _cascade(model: Model, steps: int) -> list[list[tuple[str, nn.Module]]]:
+def _cascade(model: Model, steps: int | None) -> list[list[tuple[str, nn.Module]]]:
     """Parameterised modules from the output down, split into ``steps`` groups."""
     modules = dict(model.module.named_modules())
     order = [
@@ -132,8 +147,17 @@ def _cascade(model: Model, steps: int) -> list[list[tuple[str, nn.Module]]]:
     ]
     if not order:
         raise DiamondCutterError(f"{model.name} has no parameters to randomize")
-    bounds = np.linspace(0, len(order), min(steps, len(order)) + 1).round().astype(int)
+    bounds = np.linspace(0, len(order), min(steps or len(order), len(order)) + 1).round().astype(int)
     return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _reset(module: nn.Module, seed: int) -> None:
+    """The layer's own initialisation (``reset_parameters``), seeded, without touching the global RNG afterwards."""
+    if not hasattr(module, "reset_parameters"):
+        raise DiamondCutterError(f"{type(module).__name__} has no reset_parameters(); use init='scaled'")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed + 1)
+        module.reset_parameters()
 
 
 def _randomize(module: nn.Module, generator: torch.Generator) -> None:

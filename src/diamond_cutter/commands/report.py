@@ -8,6 +8,7 @@ from ..images import load_images
 from ..report import report
 from ..report.build import SALIENCY_METHODS
 from ..report.icons import IconSettings
+from ..report.scores import REPORT_SCORES
 from ..store import Store
 from ..zoo import load_model
 from .numbers import COUNT, OPTIONAL_COUNT, SIDE
@@ -26,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--groups", type=OPTIONAL_COUNT, default=6, help="neuron groups to factor (0 for none; default 6)")
     p.add_argument("--top", type=COUNT, default=8, help="channels listed each way (default 8)")
     p.add_argument("--saliency", default=",".join(SALIENCY_METHODS), help="saliency methods for the gallery, comma-separated, or 'none'")
+    p.add_argument(
+        "--scores", action=argparse.BooleanOptionalAction, default=True,
+        help="score each saliency map (deletion, insertion, model randomization) under it in the gallery (default on)",
+    )
     p.set_defaults(run=run)
 
 
@@ -46,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     result = report(
         model, images, args.layer, target_of(args), top_k=args.top, groups=args.groups, icons=icon_settings(args),
         saliency=() if args.saliency == "none" else tuple(m.strip() for m in args.saliency.split(",") if m.strip()),
+        scores=REPORT_SCORES if args.scores else None,
     )
     print(result.save(args.out))
     return 0

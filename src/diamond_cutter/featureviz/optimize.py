@@ -26,6 +26,7 @@ from ..capture import preserved, probe
 from ..errors import DiamondCutterError
 from ..heap import reused_heap
 from ..html import image_tag
+from ..memory import available_memory
 from ..progress import bar
 from ..render import pictures, to_pil
 from .fold import rendering_network
@@ -205,18 +206,6 @@ def render_objective(
             final = image_param().detach()
             scores = objective(forward(model.normalize(final)), model).detach().cpu()
     return RenderResult(final.cpu(), scores, objective.description, intermediate)
-
-
-def available_memory(device: torch.device) -> int:
-    """Bytes a render may use: half the free GPU memory, or a quarter of the free RAM (capped at 4 GiB)."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return free // 2
-    try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        free = 4 << 30
-    return min(free // 4, 4 << 30)
 
 
 #: On a CPU the layers are bound by memory traffic: a batch whose largest activation outgrows the cache

@@ -19,6 +19,7 @@ from PIL import Image
 
 from ..attribution import attribute
 from ..attribution.api import LAYER_METHODS
+from ..attribution.metrics import MetricSettings
 from ..blocks import channels as channel_blocks
 from ..blocks import spatial as spatial_blocks
 from ..blocks.groups import NeuronGroups, factor_groups
@@ -32,6 +33,7 @@ from ..render import activation_tiles
 from ..targets import UNSET, TargetSpec, legacy_classes
 from ..version import __version__
 from .icons import IconSettings, channel_icons, group_icons
+from .scores import REPORT_SCORES, GalleryScores, gallery_scores
 
 #: Saliency methods shown side by side in the gallery (names of ``diamond_cutter.attribute``).
 SALIENCY_METHODS = ("saliency", "integrated_gradients", "gradcam", "guided_gradcam")
@@ -78,6 +80,7 @@ class Report(HtmlPage):
     settings: dict[str, Any]
     top_k: int
     before: list[str] = field(default_factory=list)
+    scores: GalleryScores | None = None
 
     def html(self) -> str:
         """The report as one HTML document (images inline, no external resources)."""
@@ -97,6 +100,7 @@ def report(
     saliency: tuple[str, ...] = SALIENCY_METHODS,
     tiles: int = 16,
     batch_size: int = 16,
+    scores: MetricSettings | None = REPORT_SCORES,
     progress: bool = True,
     classes: TargetSpec = UNSET,
 ) -> Report:
@@ -106,7 +110,8 @@ def report(
     ``target`` follows the one target grammar (``classes=`` is its deprecated name);
     ``top_k`` channels are listed each way, ``cell_k`` per semantic-map cell,
     ``groups`` neuron groups (0 for none); ``icons`` sets how channel icons are
-    made (feature visualization settings or dataset patches); ``tiles`` activation maps per image.
+    made (feature visualization settings or dataset patches); ``tiles`` activation maps per image;
+    ``scores`` sets how the saliency maps are scored (deletion, insertion, randomization; None for none).
     """
     target = legacy_classes(target, classes, "report")
     layer = model.spatial_layer(layer).name
@@ -136,11 +141,17 @@ def report(
         )
         for i, sm in enumerate(semantic)
     ]
-    _saliency(model, batch, la.positive, layer, saliency, sections, progress)
+    maps = _saliency(model, batch, la.positive, layer, saliency, sections, progress)
+    scored = gallery_scores(model, batch, la.positive, layer, maps, scores) if scores and maps else None
     settings = _settings(model, batch, layer, attribution, top_k, cell_k, groups, icons, saliency)
+    if scored:
+        settings["saliency scores"] = (
+            f"deletion ({scores.deletion_baseline} fill) and insertion (into {scores.insertion_baseline}) over "
+            f"{scores.steps} steps; model randomization in {scores.randomization_steps} steps"
+        )
     return Report(
         model.name, layer, prediction, attribution, sections, found, icon_images, g_icons,
-        [row.as_dict() for row in model.layers], settings, top_k,
+        [row.as_dict() for row in model.layers], settings, top_k, scores=scored,
     )
 
 
@@ -156,13 +167,17 @@ def _groups(model, la, k: int, pictures: list[Image.Image]) -> NeuronGroups | No
 
 def _saliency(
     model, batch, targets: list[int], layer: str, methods: tuple[str, ...], sections: list[ImageSection], progress: bool
-) -> None:
+) -> dict[str, Any]:
     """Each saliency method's overlays for each image and its positive class; CAM methods look
-    at the report's layer. A method that fails is listed with the reason instead of stopping the report."""
+    at the report's layer. A method that fails is listed with the reason instead of stopping the report.
+    Returns the Attributions that were computed, by method."""
+    found = {}
     for method in bar(methods, "saliency", enabled=progress):
         where = {"layer": layer} if method in LAYER_METHODS else {}
         try:
-            overlays = attribute(model, batch, method=method, target=targets, **where).overlay()
+            result = attribute(model, batch, method=method, target=targets, **where)
+            found[result.method] = result
+            overlays = result.overlay()
         except DiamondCutterError as err:
             overlays = [None] * len(sections)
             problem = str(err)
@@ -170,6 +185,7 @@ def _saliency(
             problem = ""
         for s, image in zip(sections, overlays):
             s.saliency.append((method, image, problem))
+    return found
 
 
 def _settings(model, batch, layer, attribution, top_k, cell_k, groups, icons: IconSettings, saliency) -> dict[str, Any]:
