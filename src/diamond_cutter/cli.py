@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from .commands import attribute, demo, inventory, predict, report, sweep, visualize
+from .commands.shared import memory_budget_from
 from .errors import DiamondCutterError
 
 #: The subcommands' modules, in the order their commands are listed in --help.
@@ -39,7 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.addHandler(said)
     log.setLevel(logging.INFO)
     try:
-        return int(args.run(args) or 0)
+        with memory_budget_from(args):
+            return int(args.run(args) or 0)
     except DiamondCutterError as err:
         print(f"diamond-cutter: error: {err}", file=sys.stderr)
         return 2

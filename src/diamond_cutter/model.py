@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .capture import preserved
+from .devices import resolve_device
 from .errors import DiamondCutterError, UnknownNameError
 from .images import as_batch
 from .layers import Layer, LayerTable, discover_layers
@@ -101,8 +102,15 @@ class Model:
 
     @property
     def device(self) -> torch.device:
+        """Where the network's parameters live; every computation on this model runs there."""
         p = next(self.module.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> Model:
+        """Move the network to ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``) and return
+        this Model, like ``nn.Module.to``: attribution, rendering and transfer then compute there."""
+        self.module.to(resolve_device(device))
+        return self
 
     def layer(self, name: str):
         """The :class:`~diamond_cutter.layers.Layer` called ``name`` (suggestions on a typo)."""

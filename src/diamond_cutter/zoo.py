@@ -137,6 +137,8 @@ def load_model(
     Passing ``input_size``/``mean``/``std`` overrides the architecture's defaults;
     ``output`` picks the logits from what the network returns when that is not a
     tensor, a tuple (first item), a dict with ``logits``/``out`` or ``InceptionOutputs``.
+    ``device`` (``auto``: CUDA where available; ``cpu``, ``cuda``, ``cuda:N``, ``mps``) is where
+    the network is moved and every computation on it runs; None leaves it on the CPU.
     """
     if isinstance(name_or_module, nn.Module):
         model = _wrap_module(name_or_module, input_size, mean, std, labels, output or default_logits)
@@ -152,7 +154,7 @@ def load_model(
         model.output = output or model.output
     model.module.eval()
     if device is not None:
-        model.module.to(device)
+        model.to(device)
     return model
 
 

@@ -212,9 +212,9 @@ class SmoothGrad(GradientMethod):
         return out / self.samples
 
     def _noisy(self, image: torch.Tensor, index: int) -> torch.Tensor:
-        sigma = self.noise * float(image.max() - image.min())
+        sigma = self.noise * (image.max() - image.min())  # a tensor: no sync with the device
         generator = torch.Generator(device=image.device).manual_seed(self.seed + index)
-        std = torch.full((self.samples, *image.shape), sigma, device=image.device)
+        std = sigma.expand(self.samples, *image.shape)
         return image.unsqueeze(0) + torch.normal(0.0, std, generator=generator)
 
 
@@ -297,13 +297,13 @@ class IntegratedGradients(Method):
         steps = len(self.alphas)
         alphas = self.alphas.to(x.device, x.dtype)
         weights = self.weights.to(x.device, x.dtype)
-        rows = torch.arange(len(x), device=x.device).repeat_interleave(steps)
+        rows = torch.arange(len(x)).repeat_interleave(steps)  # on the CPU, like the selector's classes
         step = torch.arange(steps, device=x.device).repeat(len(x))
         summed = torch.zeros_like(x)
         for s in chunks(len(rows), self.batch_size):
-            r, a = rows[s], alphas[step[s]].view(-1, 1, 1, 1)
-            points = baseline[r] + a * (x[r] - baseline[r])
-            grads = input_gradient(self.model, points, lambda logits, r=r: selector.score(logits, r.cpu()))
-            summed.index_add_(0, r, grads * weights[step[s]].view(-1, 1, 1, 1))
+            r, on_device, a = rows[s], rows[s].to(x.device), alphas[step[s]].view(-1, 1, 1, 1)
+            points = baseline[on_device] + a * (x[on_device] - baseline[on_device])
+            grads = input_gradient(self.model, points, lambda logits, r=r: selector.score(logits, r))
+            summed.index_add_(0, on_device, grads * weights[step[s]].view(-1, 1, 1, 1))
         return (x - baseline) * summed
 

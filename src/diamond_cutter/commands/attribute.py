@@ -6,8 +6,8 @@ import argparse
 
 from ..attribution.api import METHODS, attribute
 from ..images import load_images
-from ..zoo import load_model
 from .options import add_target_option, target_of
+from .shared import add_compute_options, load_model_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,11 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cmap", default="jet", help="matplotlib colour map for overlays (default jet)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0..1 (default 0.5)")
     p.add_argument("--batch-size", type=int, default=16, help="images (or perturbed copies) per forward")
+    add_compute_options(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model, weights=None if args.weights == "none" else args.weights)
+    model = load_model_from(args)
     images = load_images(args.images, model)
     result = attribute(model, images, method=args.method, target=target_of(args), layer=args.layer, batch_size=args.batch_size)
     keys = result.save(args.out, cmap=args.cmap, alpha=args.alpha)

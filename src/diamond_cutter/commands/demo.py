@@ -13,6 +13,7 @@ from ..report import report
 from ..report.icons import IconSettings
 from ..zoo import EMBEDDED, load_model
 from .inventory import summary
+from .shared import add_compute_options
 
 #: The layer the demo analyses: 14×14 cells of 112 channels, a mid-level layer where channels
 #: are parts and textures (Building Blocks' mixed4d plays the same role in GoogLeNet).
@@ -27,12 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--icon-steps", type=int, default=96, help="feature visualization steps per icon (few, for speed)")
     p.add_argument("--icon-size", type=int, default=64, help="icon side in pixels (small, for speed)")
     p.add_argument("--icon-limit", type=int, default=48, help="channels to visualize; the rest get dataset patches (for speed)")
+    add_compute_options(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    model = load_model(EMBEDDED)
+    model = load_model(EMBEDDED, device=args.device)
     print(summary(model))
     images = load_images(list(DEMO_SAMPLES), model)
     result = predict(model, images, k=5, progress=True)

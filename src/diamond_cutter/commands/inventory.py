@@ -6,6 +6,7 @@ import argparse
 
 from ..layers import LayerTable
 from ..zoo import list_models, load_model
+from .shared import add_compute_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default=None, help="'imagenet', a checkpoint path, or omit for random weights")
     p.add_argument("--spatial", action="store_true", help="only layers with a C×H×W feature map")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_compute_options(p)
     p.set_defaults(run=run_layers)
 
 
@@ -36,7 +38,7 @@ def run_layers(args: argparse.Namespace) -> int:
     weights = args.weights
     if weights is None and args.model.lower() == "efficientnet_lite0":
         weights = "imagenet"
-    model = load_model(args.model, weights=weights)
+    model = load_model(args.model, weights=weights, device=args.device)
     table = model.layers
     if args.json:
         print(table.to_json())

@@ -7,7 +7,7 @@ import json
 
 from ..images import load_images
 from ..model import predict
-from ..zoo import load_model
+from .shared import add_compute_options, load_model_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,11 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none', or a checkpoint path")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_compute_options(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model, weights=None if args.weights == "none" else args.weights)
+    model = load_model_from(args)
     images = load_images(args.images, model, skip_bad=args.skip_bad)
     result = predict(model, images, k=args.k, progress=True)
     print(json.dumps(result.as_dicts(), indent=2) if args.json else result)

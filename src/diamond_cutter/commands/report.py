@@ -9,8 +9,8 @@ from ..report import report
 from ..report.build import SALIENCY_METHODS
 from ..report.icons import IconSettings
 from ..store import Store
-from ..zoo import load_model
 from .options import add_target_option, target_of
+from .shared import add_compute_options, load_model_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--groups", type=int, default=6, help="neuron groups to factor (0 for none; default 6)")
     p.add_argument("--top", type=int, default=8, help="channels listed each way (default 8)")
     p.add_argument("--saliency", default=",".join(SALIENCY_METHODS), help="saliency methods for the gallery, comma-separated, or 'none'")
+    add_compute_options(p)
     p.set_defaults(run=run)
 
 
@@ -40,7 +41,7 @@ def icon_settings(args: argparse.Namespace) -> IconSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model, weights=None if args.weights == "none" else args.weights)
+    model = load_model_from(args)
     images = load_images(args.images, model)
     result = report(
         model, images, args.layer, target_of(args), top_k=args.top, groups=args.groups, icons=icon_settings(args),

@@ -6,6 +6,7 @@ import argparse
 
 from ..transfer.data import load_labelled
 from ..transfer.sweep import SHORTLIST, sweep
+from .shared import add_compute_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of stopping")
     p.add_argument("--save-best", metavar="DIR", help="train the recommended head again and save it here")
     p.add_argument("--seed", type=int, default=0)
+    add_compute_options(p)
     p.set_defaults(run=run)
 
 
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         weights=None if args.weights == "none" else args.weights, input_size=size, pooling=args.pooling,
         shortlist=args.shortlist, tolerance=args.tolerance, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, optimizer=args.optimizer, augment=args.augment, unfreeze=args.unfreeze, seed=args.seed,
-        store=args.cache, out=args.out, executor=args.executor,
+        store=args.cache, out=args.out, executor=args.executor, device=args.device,
     )
     print(result)
     print(f"wrote {args.out}/results.csv, results.json, sweep.png")

@@ -10,7 +10,7 @@ from ..errors import DiamondCutterError
 from ..featureviz import visualize
 from ..featureviz.param import PARAMS
 from ..featureviz.optimize import FAST_SCHEDULE, LUCID_SCHEDULE
-from ..zoo import load_model
+from .shared import add_compute_options, load_model_from
 
 
 def parse_channels(text: str | None) -> list[int] | None:
@@ -51,6 +51,7 @@ def add_render_options(p: argparse.ArgumentParser, size: int | None) -> None:
     p.add_argument("--size", type=int, default=size, help="image side in pixels (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, help="images per optimization (default: what fits in memory)")
+    add_compute_options(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,12 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.set_defaults(run=run_atlas)
 
 
-def model_from(args: argparse.Namespace):
-    return load_model(args.model, weights=None if args.weights == "none" else args.weights)
-
-
 def run_visualize(args: argparse.Namespace) -> int:
-    model = model_from(args)
+    model = load_model_from(args)
     vis = visualize(model, args.layer, parse_channels(args.channels), size=args.size, param=args.param,
                     seed=args.seed, batch_size=args.batch_size, **schedule(args))
     paths = vis.save(args.out)
@@ -83,7 +80,7 @@ def run_visualize(args: argparse.Namespace) -> int:
 
 
 def run_atlas(args: argparse.Namespace) -> int:
-    model = model_from(args)
+    model = load_model_from(args)
     for layer in [name.strip() for name in args.layers.split(",") if name.strip()]:
         result = atlas(model, layer, parse_channels(args.channels), size=args.size, param=args.param,
                        seed=args.seed, store=args.store, batch_size=args.batch_size, **schedule(args))

@@ -124,6 +124,7 @@ def sweep(
     out: str | Path | None = None,
     executor: str | Executor | None = None,
     progress: bool = True,
+    device: str | None = None,
 ) -> SweepResult:
     """Run ``models`` × cuts on labelled ``data`` (a folder, a CSV or :func:`load_labelled`'s result).
 
@@ -131,6 +132,7 @@ def sweep(
     ``"conv"`` (and every head when ``unfreeze`` > 0 or ``augment``) only on the
     ``shortlist`` best pairs by ridge probe. ``store`` caches features and finished
     pairs (default: the user cache); ``out`` also writes the table and plots there.
+    ``device`` is where the models compute (an executor with several GPUs spreads jobs over them).
     """
     unknown = [h for h in heads if h not in HEAD_KINDS]
     if unknown:
@@ -144,7 +146,7 @@ def sweep(
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, augment=augment,
                          unfreeze=unfreeze, pooling=pooling, seed=seed)
     jobs = [Job(ModelSpec(m, weights, size), data, store.root, cuts if isinstance(cuts, str) else list(cuts),
-                n_cuts, tuple(heads), pooling, config, batch_size, progress) for m in models]
+                n_cuts, tuple(heads), pooling, config, batch_size, progress, device=device) for m in models]
     run = executor_for(executor)
     rows = [row for job_rows in run.map(estimate_job, jobs) for row in job_rows]
     slow = [h for h in heads if h != "linear" or augment or unfreeze]
