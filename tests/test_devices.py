@@ -101,7 +101,7 @@ def test_memory_budget_prefers_the_argument_then_the_environment(monkeypatch):
     assert memory_budget(cpu) == 300 << 20
     assert memory_budget(cpu, "1G") == 1 << 30
     monkeypatch.delenv(MEMORY_ENV)
-    assert 0 < memory_budget(cpu) <= 2 << 30
+    assert 0 < memory_budget(cpu) <= 512 << 20
 
 
 def test_cli_computes_on_the_chosen_device(capsys):

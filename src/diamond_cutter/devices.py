@@ -21,8 +21,10 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 MEMORY_ENV = "DIAMOND_CUTTER_MEMORY"
 #: Without a budget, batches may use this share of the free memory of the device.
 FREE_SHARE = {"cuda": 0.5, "cpu": 0.25}
-#: ... but on a CPU never more than this (other processes and the page cache share the RAM).
-CPU_CAP = 2 << 30
+#: ... but on a CPU never more than this: other processes and the page cache share the RAM, PyTorch and
+#: its libraries already take most of a GiB, and past a few images a batch is hardly faster per image on
+#: a CPU (the layers are bound by memory traffic).
+CPU_CAP = 512 << 20
 
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:

@@ -186,14 +186,14 @@ class SmoothGrad(GradientMethod):
 
     def __init__(
         self, model: Model, *, base: str = "saliency", samples: int = 25, noise: float = 0.15, seed: int = 0,
-        squared: bool = False, batch_size: int = 16,
+        squared: bool = False, batch_size: int | None = None,
     ):
         super().__init__(model, batch_size=batch_size)
         if base not in GRADIENT_BASES:
             raise UnknownNameError("SmoothGrad base method", base, GRADIENT_BASES)
         if samples < 1 or noise < 0:
             raise DiamondCutterError(f"SmoothGrad needs samples >= 1 and noise >= 0, got {samples} and {noise}")
-        self.base_method = GRADIENT_BASES[base](model, batch_size=batch_size)
+        self.base_method = GRADIENT_BASES[base](model, batch_size=self.batch_size)
         self.base, self.samples, self.noise, self.seed, self.squared = base, int(samples), float(noise), int(seed), squared
 
     def context(self) -> AbstractContextManager:
@@ -255,7 +255,7 @@ class IntegratedGradients(Method):
 
     def __init__(
         self, model: Model, *, steps: int = 32, rule: str = "gausslegendre",
-        baseline: str | torch.Tensor | Sequence[str | torch.Tensor] = "black", seed: int = 0, batch_size: int = 32,
+        baseline: str | torch.Tensor | Sequence[str | torch.Tensor] = "black", seed: int = 0, batch_size: int | None = None,
     ):
         super().__init__(model, batch_size=batch_size)
         self.alphas, self.weights = path_weights(int(steps), rule)

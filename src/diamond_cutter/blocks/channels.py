@@ -80,7 +80,7 @@ def from_layer_gradients(model, la: LayerGradients) -> ChannelAttribution:
 
 
 def channel_attribution(
-    model, images: Any, layer: str | None = None, target: TargetSpec = "auto", *, batch_size: int = 16,
+    model, images: Any, layer: str | None = None, target: TargetSpec = "auto", *, batch_size: int | None = None,
     progress: bool = False, classes: TargetSpec = UNSET,
 ) -> ChannelAttribution:
     """Attribution of every channel of ``layer`` to a class, or to one class minus another.

@@ -101,7 +101,7 @@ def neuron_groups(
     k: int = 6,
     target: TargetSpec | list[TargetSpec] | None = None,
     *,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     progress: bool = False,
     classes: Sequence[TargetSpec] = UNSET,
 ) -> NeuronGroups:

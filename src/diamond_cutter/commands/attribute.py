@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none', or a checkpoint path")
     p.add_argument("--cmap", default="jet", help="matplotlib colour map for overlays (default jet)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0..1 (default 0.5)")
-    p.add_argument("--batch-size", type=int, default=16, help="images (or perturbed copies) per forward")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images (or perturbed copies) per pass (default: what fits the memory budget)")
     add_compute_options(p)
     p.set_defaults(run=run)
 

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from ..capture import preserved, probe
+from ..devices import memory_budget
 from ..errors import DiamondCutterError
 from ..heap import reused_heap
 from ..html import image_tag
@@ -207,18 +208,6 @@ def render_objective(
     return RenderResult(final.cpu(), scores, objective.description, intermediate)
 
 
-def available_memory(device: torch.device) -> int:
-    """Bytes a render may use: half the free GPU memory, or a quarter of the free RAM (capped at 4 GiB)."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return free // 2
-    try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        free = 4 << 30
-    return min(free // 4, 4 << 30)
-
-
 #: On a CPU the layers are bound by memory traffic: a batch whose largest activation outgrows the cache
 #: is slower per image (EfficientNet-Lite0 at 224 px, largest activation 4.8 MB per image: 15.7 ms per
 #: image-step at batch 8, 21.4 ms at 16).
@@ -227,12 +216,12 @@ CPU_ACTIVATION_BUDGET = 40 << 20
 
 def auto_batch_size(model: Any, layer: str, size: tuple[int, int], cap: int | None = None) -> int:
     """How many images to render at once: the activations up to ``layer`` (forward + backward) against
-    free memory, and on a CPU the largest activation against :data:`CPU_ACTIVATION_BUDGET`."""
+    the memory budget (:func:`~diamond_cutter.devices.memory_budget`), and on a CPU the largest activation against :data:`CPU_ACTIVATION_BUDGET`."""
     table = model.layers
     last = table.resolve(layer).index
     area = size[0] * size[1] / (model.input_size[1] * model.input_size[2])
     counts = [int(np.prod(t.shape)) * area for t in table if t.index <= last and t.shape and t.leaf] or [1.0]
-    batch = available_memory(model.device) // max(1, int(sum(counts) * 4 * 3))
+    batch = memory_budget(model.device) // max(1, int(sum(counts) * 4 * 3))
     if model.device.type == "cpu":
         batch = min(batch, CPU_ACTIVATION_BUDGET // max(1, int(max(counts) * 4)))
     cap = cap or (256 if model.device.type == "cuda" else 32)

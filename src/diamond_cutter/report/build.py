@@ -26,7 +26,7 @@ from ..blocks.linear import linear_attribution
 from ..errors import DiamondCutterError
 from ..html import HtmlPage, from_template, image_uri
 from ..images import as_batch
-from ..model import Prediction, predict
+from ..model import Prediction, batch_for, predict
 from ..progress import bar
 from ..render import activation_tiles
 from ..targets import UNSET, TargetSpec, legacy_classes
@@ -91,7 +91,7 @@ def report(
     icons: IconSettings | None = None,
     saliency: tuple[str, ...] = SALIENCY_METHODS,
     tiles: int = 16,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     progress: bool = True,
     classes: TargetSpec = UNSET,
 ) -> Report:
@@ -101,11 +101,14 @@ def report(
     ``target`` follows the one target grammar (``classes=`` is its deprecated name);
     ``top_k`` channels are listed each way, ``cell_k`` per semantic-map cell,
     ``groups`` neuron groups (0 for none); ``icons`` sets how channel icons are
-    made (feature visualization settings or dataset patches); ``tiles`` activation maps per image.
+    made (feature visualization settings or dataset patches); ``tiles`` activation maps per image;
+    ``batch_size`` images per pass (default: what fits the memory budget, which also bounds the
+    saliency methods' passes).
     """
     target = legacy_classes(target, classes, "report")
     layer = model.spatial_layer(layer).name
     icons = icons or IconSettings()
+    batch_size = batch_for(model, batch_size)
     batch = as_batch(images, model)
     pictures = batch.images()
     prediction = predict(model, batch, k=5, batch_size=batch_size)
