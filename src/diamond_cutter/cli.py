@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from .commands import attribute, demo, inventory, predict, report, sweep, visualize
-from .commands.shared import memory_budget_from
+from .commands.options import memory_budget_from
 from .errors import DiamondCutterError
 
 #: The subcommands' modules, in the order their commands are listed in --help.

@@ -6,8 +6,7 @@ import argparse
 
 from ..attribution.api import METHODS, attribute
 from ..images import load_images
-from .options import add_target_option, target_of
-from .shared import add_compute_options, load_model_from
+from .options import add_compute_options, add_target_option, load_model_from, target_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:

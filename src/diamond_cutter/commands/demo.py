@@ -13,7 +13,7 @@ from ..report import report
 from ..report.icons import IconSettings
 from ..zoo import EMBEDDED, load_model
 from .inventory import summary
-from .shared import add_compute_options
+from .options import add_compute_options
 
 #: The layer the demo analyses: 14×14 cells of 112 channels, a mid-level layer where channels
 #: are parts and textures (Building Blocks' mixed4d plays the same role in GoogLeNet).

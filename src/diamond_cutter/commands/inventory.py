@@ -6,7 +6,7 @@ import argparse
 
 from ..layers import LayerTable
 from ..zoo import list_models, load_model
-from .shared import add_compute_options
+from .options import add_compute_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:

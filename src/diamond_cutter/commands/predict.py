@@ -7,7 +7,7 @@ import json
 
 from ..images import load_images
 from ..model import predict
-from .shared import add_compute_options, load_model_from
+from .options import add_compute_options, load_model_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:

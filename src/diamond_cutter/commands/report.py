@@ -9,8 +9,7 @@ from ..report import report
 from ..report.build import SALIENCY_METHODS
 from ..report.icons import IconSettings
 from ..store import Store
-from .options import add_target_option, target_of
-from .shared import add_compute_options, load_model_from
+from .options import add_compute_options, add_target_option, load_model_from, target_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:

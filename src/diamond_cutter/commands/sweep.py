@@ -6,7 +6,7 @@ import argparse
 
 from ..transfer.data import load_labelled
 from ..transfer.sweep import SHORTLIST, sweep
-from .shared import add_compute_options
+from .options import add_compute_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -10,7 +10,7 @@ from ..errors import DiamondCutterError
 from ..featureviz import visualize
 from ..featureviz.param import PARAMS
 from ..featureviz.optimize import FAST_SCHEDULE, LUCID_SCHEDULE
-from .shared import add_compute_options, load_model_from
+from .options import add_compute_options, load_model_from
 
 
 def parse_channels(text: str | None) -> list[int] | None:
