@@ -6,6 +6,7 @@ import argparse
 
 from ..attribution.api import METHODS, attribute
 from ..images import load_images
+from ..render import STYLES
 from .options import add_compute_options, add_target_option, load_model_from, target_of
 
 
@@ -18,7 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_target_option(p, "top1", "class index or name, top1/top2/..., auto (top-1 minus top-2) or POSITIVE,NEGATIVE; repeat for one per image (default top1)")
     p.add_argument("--out", default="attributions", help="output folder or fsspec URL (default ./attributions)")
     p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none', or a checkpoint path")
-    p.add_argument("--cmap", default="jet", help="matplotlib colour map for overlays (default jet)")
+    p.add_argument("--style", choices=("auto", *STYLES), default="auto",
+                   help="overlay: colour map over the image; heatmap: the colours alone; signed: red for, blue "
+                        "against, over a greyed image; magnitude: grey. auto (default): overlay for layer maps "
+                        "(CAMs, occlusion), magnitude for pixel-space maps. All clip at the 99th percentile")
+    p.add_argument("--cmap", default="jet", help="matplotlib colour map for overlay and heatmap (default jet)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0..1 (default 0.5)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="images (or perturbed copies) per pass (default: what fits the memory budget)")
@@ -30,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model_from(args)
     images = load_images(args.images, model)
     result = attribute(model, images, method=args.method, target=target_of(args), layer=args.layer, batch_size=args.batch_size)
-    keys = result.save(args.out, cmap=args.cmap, alpha=args.alpha)
+    keys = result.save(args.out, cmap=args.cmap, alpha=args.alpha, style=args.style)
     for caption, key in zip(result.captions(), keys):
         print(f"{caption}: {args.out.rstrip('/')}/{key}")
     return 0

@@ -160,7 +160,7 @@ def _saliency(
     for method in bar(methods, "saliency", enabled=progress):
         where = {"layer": layer} if method in LAYER_METHODS else {}
         try:
-            overlays = attribute(model, batch, method=method, target=targets, **where).overlay()
+            overlays = attribute(model, batch, method=method, target=targets, **where).render()
         except DiamondCutterError as err:
             overlays = [None] * len(sections)
             problem = str(err)
