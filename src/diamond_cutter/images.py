@@ -24,6 +24,7 @@ import torch
 from PIL import Image, ImageOps
 
 from .errors import DiamondCutterError, ImageError, UnknownNameError
+from .html import short_repr
 from .render import pictures
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -70,6 +71,9 @@ class ImageBatch:
     pixels: torch.Tensor
     originals: list[Image.Image]
     ids: list[str]
+
+    def __repr__(self) -> str:
+        return short_repr(self)
 
     def __len__(self) -> int:
         return len(self.ids)

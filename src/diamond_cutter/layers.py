@@ -20,6 +20,7 @@ from torch import nn
 
 from .capture import forward_hooks, preserved
 from .errors import DiamondCutterError, UnknownNameError
+from .html import table_html
 
 #: Modules that pass their input through unchanged at inference; never reported as the pre-output layer.
 PASS_THROUGH = (nn.Dropout, nn.Dropout2d, nn.Identity, nn.Flatten)
@@ -159,6 +160,15 @@ class LayerTable(Sequence[Layer]):
             },
             indent=2,
         )
+
+    def __repr__(self) -> str:
+        return (f"LayerTable({len(self)} layers, {len(self.spatial())} with a C×H×W map; input "
+                f"{'×'.join(map(str, self.input_size))}; output {self.output!r}; pre-output {self.pre_output!r})")
+
+    def _repr_html_(self) -> str:
+        rows = [[layer.index, layer.name, layer.type, layer.channels if layer.channels is not None else "-",
+                 f"{layer.height}×{layer.width}" if layer.spatial else "-", layer.parameters, layer.note] for layer in self]
+        return table_html(["#", "name", "type", "channels", "H×W", "parameters", "note"], rows, caption=repr(self))
 
     def __str__(self) -> str:
         rows = [("#", "name", "type", "channels", "H×W", "grid", "note")]

@@ -21,6 +21,7 @@ from torch import nn
 from .capture import preserved
 from .devices import memory_budget, resolve_device
 from .errors import DiamondCutterError, UnknownNameError
+from .html import short_repr, table_html
 from .images import as_batch
 from .layers import Layer, LayerTable, discover_layers
 from .progress import bar
@@ -204,6 +205,15 @@ class Prediction:
     probabilities: torch.Tensor
     names: list[list[str]]
     image_ids: list[str]
+
+    def __repr__(self) -> str:
+        return short_repr(self)
+
+    def _repr_html_(self) -> str:
+        columns = ["image", *(f"#{i + 1}" for i in range(self.indices.shape[1] if self.indices.ndim == 2 else 0))]
+        rows = [[image_id, *(f"{n} {p:.1%}" for n, p in zip(names, probs))]
+                for image_id, names, probs in zip(self.image_ids, self.names, self.probabilities.tolist())]
+        return table_html(columns, rows, caption="top classes")
 
     def __str__(self) -> str:
         lines = []

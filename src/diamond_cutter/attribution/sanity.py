@@ -21,6 +21,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from ..errors import DiamondCutterError
+from ..html import short_repr
 from ..images import as_batch
 from ..model import Model, batched_logits
 from ..targets import Selector, TargetSpec
@@ -43,6 +44,9 @@ class SanityResult:
     correlations: dict[str, list[float]]
     repeat: dict[str, float]
     threshold: float
+
+    def __repr__(self) -> str:
+        return short_repr(self)
 
     def depends_on_weights(self, method: str) -> bool:
         """True when the fully randomized model's maps correlate below ``threshold`` with the original."""

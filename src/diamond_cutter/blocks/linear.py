@@ -20,6 +20,7 @@ import torch
 
 from ..capture import preserved, probe
 from ..errors import DiamondCutterError
+from ..html import short_repr
 from ..images import as_batch
 from ..model import batch_for
 from ..progress import bar
@@ -42,6 +43,9 @@ class LayerGradients:
     positive: list[int]
     negative: list[int] | None
     image_ids: list[str]
+
+    def __repr__(self) -> str:
+        return short_repr(self)
 
     def title(self, model, index: int | None = None) -> str:
         """What the score is, e.g. "tabby − tiger cat", for one image or for all of them."""

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..html import image_tag
+from ..html import image_tag, short_repr
 from ..images import as_batch
 from ..render import tint
 from ..targets import UNSET, TargetSpec, legacy_classes
@@ -36,6 +36,14 @@ class SemanticMap:
     activations: torch.Tensor
     attributions: torch.Tensor | None = None
     title: str = ""
+
+    def __repr__(self) -> str:
+        return short_repr(self)
+
+    def _repr_html_(self) -> str:
+        """The picture with its cell grid tinted by total activation (by attribution when there is one)."""
+        values = (self.attributions if self.attributions is not None else self.activations).sum(0)
+        return image_tag(tint(self.image, values), f"semantic map at {self.layer}: {self.title or self.image_id}")
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -77,6 +85,9 @@ class Heatmap:
     image: Image.Image
     values: torch.Tensor
     title: str = ""
+
+    def __repr__(self) -> str:
+        return short_repr(self)
 
     def argmax(self) -> tuple[int, int]:
         """The cell with the largest attribution."""

@@ -26,7 +26,7 @@ from ..capture import preserved, probe
 from ..devices import memory_budget
 from ..errors import DiamondCutterError
 from ..heap import reused_heap
-from ..html import image_tag
+from ..html import image_tag, images_html, short_repr
 from ..progress import bar
 from ..render import pictures, to_pil
 from .fold import rendering_network
@@ -64,9 +64,15 @@ class RenderResult:
     description: str
     intermediate: dict[int, torch.Tensor] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        return short_repr(self)
+
     @property
     def images(self) -> list[Image.Image]:
         return pictures(self.tensor)
+
+    def _repr_html_(self) -> str:
+        return images_html(self.images, [f"{score:.3g}" for score in self.scores.flatten().tolist()], self.description)
 
 
 @dataclass
@@ -238,6 +244,9 @@ class Visualization:
     tensor: torch.Tensor
     scores: torch.Tensor
     settings: dict[str, Any]
+
+    def __repr__(self) -> str:
+        return short_repr(self)
 
     @property
     def images(self) -> list[Image.Image]:

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from ..errors import DiamondCutterError, ImageError
+from ..html import short_repr
 from ..images import IMAGE_SUFFIXES, decode_image, load_images, sample_path
 
 #: Imbalance above this ratio (largest class / smallest class) is reported as a warning.
@@ -45,6 +46,9 @@ class LabelledImages:
     hashes: list[str]
     skipped: list[str] = field(default_factory=list)
     seed: int = 0
+
+    def __repr__(self) -> str:
+        return short_repr(self)
 
     def __len__(self) -> int:
         return len(self.paths)

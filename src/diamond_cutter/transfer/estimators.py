@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import DiamondCutterError
+from ..html import short_repr
 from .threads import one_thread
 
 #: Ridge penalties, as multiples of the mean eigenvalue of the Gram matrix.
@@ -35,6 +36,9 @@ class ProbeResult:
     accuracy: float
     regularisation: float
     predictions: np.ndarray
+
+    def __repr__(self) -> str:
+        return short_repr(self)
 
 
 def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:

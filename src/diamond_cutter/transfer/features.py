@@ -21,6 +21,7 @@ import torch
 from ..capture import preserved
 from ..errors import DiamondCutterError
 from ..heap import reused_heap
+from ..html import short_repr
 from ..model import Model
 from ..progress import bar
 from ..store import Store
@@ -40,6 +41,9 @@ class FeatureSet:
     features: dict[str, np.ndarray]
     computed: int
     cached: int
+
+    def __repr__(self) -> str:
+        return short_repr(self)
 
 
 def model_key(model: Model) -> str:

@@ -13,8 +13,15 @@ PANELS = (("accuracy", "validation accuracy (best head)"), ("ridge", "ridge prob
           ("knn", "k-NN accuracy"), ("logme", "LogME (per image)"))
 
 
-def plot_sweep(result: Any, dpi: int = 110) -> bytes:
-    """PNG bytes of a 2×2 figure; the recommended (model, cut) gets a star in every panel."""
+def figure_png(figure: Any, dpi: int = 100) -> bytes:
+    """PNG bytes of a matplotlib Figure."""
+    buf = io.BytesIO()
+    figure.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def sweep_figure(result: Any) -> Any:
+    """A 2×2 matplotlib Figure; the recommended (model, cut) gets a star in every panel."""
     from matplotlib.figure import Figure  # deferred: matplotlib is slow to import; no pyplot, so a notebook's backend is left alone
 
     fig = Figure(figsize=(10, 7))
@@ -35,6 +42,4 @@ def plot_sweep(result: Any, dpi: int = 110) -> bytes:
         ax.set_xlabel("relative depth of the cut")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
+    return fig

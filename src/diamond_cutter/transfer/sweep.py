@@ -36,6 +36,7 @@ import torch
 from scipy.stats import kendalltau
 
 from ..errors import DiamondCutterError, UnknownNameError
+from ..html import short_repr, table_html
 from ..model import Model
 from ..store import Store, default_cache_dir
 from ..zoo import load_model
@@ -45,7 +46,7 @@ from .estimators import knn_accuracy, logme, ridge_probe, standardise
 from .executor import Executor, executor_for
 from .features import extract_features, model_key
 from .heads import HEAD_KINDS
-from .plots import plot_sweep
+from .plots import figure_png, sweep_figure
 from .train import TrainConfig, TrainedHead, train_head
 
 ESTIMATORS = ("knn", "ridge", "logme")
@@ -267,6 +268,18 @@ class SweepResult:
     data: LabelledImages
     train_config: TrainConfig
 
+    def __repr__(self) -> str:
+        return short_repr(self)
+
+    def _repr_html_(self) -> str:
+        cols = ["model", "cut", "relative_depth", *ESTIMATORS, *(f"{h}_acc" for h in self.heads)]
+        rows = [[r.get(c, "") for c in cols] for r in self.rows]
+        return table_html(cols, rows, caption=f"recommended: {self.reason}")
+
+    def plot(self) -> Any:
+        """A matplotlib Figure: accuracy and estimators against relative depth, the recommendation starred."""
+        return sweep_figure(self)
+
     @property
     def heads(self) -> list[str]:
         return [h for h in HEAD_KINDS if any(f"{h}_acc" in r for r in self.rows)]
@@ -348,7 +361,7 @@ class SweepResult:
         target = Store(out)
         target.write_bytes("results.csv", self.to_csv().encode())
         target.write_bytes("results.json", json.dumps(self.to_json(), indent=2, default=float).encode())
-        target.write_bytes("sweep.png", plot_sweep(self))
+        target.write_bytes("sweep.png", figure_png(sweep_figure(self), dpi=110))
 
     def train_best(self, head: str | None = None, callbacks: Sequence[Any] = (), **options: Any) -> TrainedHead:
         """Train the recommended pair's head (its best head, or ``head``) again and return it, ready to save;

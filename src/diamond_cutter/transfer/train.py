@@ -24,6 +24,7 @@ from torch import nn
 
 from ..capture import preserved
 from ..errors import DiamondCutterError
+from ..html import short_repr, table_html
 from ..model import Model
 from ..progress import bar
 from .cuts import CutBackbone, candidate_cuts, list_cuts
@@ -76,6 +77,16 @@ class TrainedHead:
     classes: list[str]
     config: TrainConfig
     history: list[dict[str, float]] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return short_repr(self)
+
+    def _repr_html_(self) -> str:
+        m = self.metrics
+        rows = [["validation accuracy", m.accuracy], ["balanced accuracy", m.balanced_accuracy],
+                *([["train accuracy", m.train_accuracy]] if m.train_accuracy is not None else []),
+                *([f"accuracy: {name}", value] for name, value in m.per_class.items())]
+        return table_html(["metric", "value"], rows, caption=f"{self.spec.get('kind', 'head')} head on {self.model.name} cut at {self.cut}")
 
     @property
     def fine_tuned(self) -> bool:
