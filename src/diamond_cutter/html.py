@@ -80,6 +80,11 @@ def table_html(columns: Sequence[str], rows: Iterable[Sequence[Any]], caption: s
     return str(Markup('<table class="diamond-cutter">{}<tr>{}</tr>{}{}</table>').format(title, head, body, more))
 
 
+def details_html(summary: str, inner_html: str) -> str:
+    """``inner_html`` (already safe HTML) folded behind a ``<details>`` with an escaped ``summary``."""
+    return str(Markup("<details><summary>{}</summary>{}</details>").format(summary, Markup(inner_html)))
+
+
 def images_html(images: Sequence[Image.Image], captions: Sequence[str], title: str = "", width: int = 160) -> str:
     """Pictures side by side with escaped captions, each shown ``width`` pixels wide."""
     figures = Markup("").join(

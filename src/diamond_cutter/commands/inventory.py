@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 
-from ..layers import LayerTable
+from ..layers import LayerTable, block_table_text
 from ..zoo import list_models, load_model
 from .options import add_compute_options
 
@@ -18,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="model name (see `diamond-cutter models`)")
     p.add_argument("--weights", default=None, help="'imagenet', a checkpoint path, or omit for random weights")
     p.add_argument("--spatial", action="store_true", help="only layers with a C×H×W feature map")
+    p.add_argument("--blocks", action="store_true",
+                   help="only the blocks a network is cut at, with MACs and parameters up to each")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_compute_options(p)
     p.set_defaults(run=run_layers)
@@ -41,9 +44,12 @@ def run_layers(args: argparse.Namespace) -> int:
     model = load_model(args.model, weights=weights, device=args.device)
     table = model.layers
     if args.json:
-        print(table.to_json())
+        print(json.dumps([b.as_dict() for b in table.blocks()], indent=2) if args.blocks else table.to_json())
         return 0
     print(summary(model))
+    if args.blocks:
+        print(block_table_text(table.blocks()))
+        return 0
     rows = table.spatial() if args.spatial else list(table)
     print(LayerTable(rows, table.input_size, table.output, table.pre_output))
     return 0

@@ -73,6 +73,7 @@ class Report(HtmlPage):
     layer_rows: list[dict[str, Any]]
     settings: dict[str, Any]
     top_k: int
+    block_rows: list[dict[str, Any]] = field(default_factory=list)
 
     def html(self) -> str:
         """The report as one HTML document (images inline, no external resources)."""
@@ -138,7 +139,7 @@ def report(
     settings = _settings(model, batch, layer, attribution, top_k, cell_k, groups, icons, saliency)
     return Report(
         model.name, layer, prediction, attribution, sections, found, icon_images, g_icons,
-        [row.as_dict() for row in model.layers], settings, top_k,
+        [row.as_dict() for row in model.layers], settings, top_k, [block.as_dict() for block in model.layers.blocks()],
     )
 
 
