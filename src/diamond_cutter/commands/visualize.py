@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..atlas import atlas
 from ..errors import DiamondCutterError
 from ..featureviz import visualize
 from ..featureviz.param import PARAMS
-from ..featureviz.optimize import FAST_SCHEDULE, LUCID_SCHEDULE
+from ..featureviz.optimize import FAST_SCHEDULE, LUCID_SCHEDULE, estimate_seconds, image_size, layer_channels
+from ..progress import duration_text
 from .options import add_compute_options, load_model_from
 
 
@@ -69,8 +71,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.set_defaults(run=run_atlas)
 
 
+def announce(model, layer: str, channels: list[int] | None, args: argparse.Namespace) -> None:
+    """Say what the render will do and how long it should take (from a few timed steps), with the
+    fast schedule's time beside Lucid's; without ``--channels``, ask first on a terminal."""
+    chosen = layer_channels(model, layer, channels)
+    settings = schedule(args)
+    per_run = estimate_seconds(model, layer, chosen, size=args.size, param=args.param, batch_size=args.batch_size,
+                               **settings) / settings["steps"]
+    size = image_size(model, args.size)
+    plan = (f"{len(chosen)} channels of {layer} × {settings['steps']} steps at {size[0]}×{size[1]} px on "
+            f"{model.device.type}: {duration_text(per_run * settings['steps'])}")
+    if args.schedule != "fast" and args.steps is None:
+        plan += f"; --schedule fast {duration_text(per_run * FAST_SCHEDULE['steps'])}"
+    print(plan, flush=True)
+    if channels is None:
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            if input(f"render all {len(chosen)} channels of {layer}? [y/N] ").strip().lower() not in ("y", "yes"):
+                raise DiamondCutterError("stopped: pick channels with --channels, e.g. --channels 0-15")
+        else:
+            print(f"no --channels: rendering the whole layer ({len(chosen)} channels)", flush=True)
+
+
 def run_visualize(args: argparse.Namespace) -> int:
     model = load_model_from(args)
+    announce(model, args.layer, parse_channels(args.channels), args)
     vis = visualize(model, args.layer, parse_channels(args.channels), size=args.size, param=args.param,
                     seed=args.seed, batch_size=args.batch_size, **schedule(args))
     paths = vis.save(args.out)
@@ -82,6 +106,7 @@ def run_visualize(args: argparse.Namespace) -> int:
 def run_atlas(args: argparse.Namespace) -> int:
     model = load_model_from(args)
     for layer in [name.strip() for name in args.layers.split(",") if name.strip()]:
+        announce(model, layer, parse_channels(args.channels) or list(range(model.layer(layer).channels or 0)), args)
         result = atlas(model, layer, parse_channels(args.channels), size=args.size, param=args.param,
                        seed=args.seed, store=args.store, batch_size=args.batch_size, **schedule(args))
         print(f"{layer}: {len(result.done)}/{result.channels} channels in {result.store.path(result.key)}")

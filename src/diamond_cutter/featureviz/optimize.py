@@ -11,7 +11,9 @@ so a channel looks the same whichever batch it was rendered in.
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from ..devices import memory_budget
 from ..errors import DiamondCutterError
 from ..heap import reused_heap
 from ..html import image_tag, images_html, short_repr
-from ..progress import bar
+from ..progress import bar, chain, overall
 from ..render import pictures, to_pil
 from .fold import rendering_network
 from .objectives import OUTPUT, Objective, channel
@@ -316,12 +318,34 @@ def visualize(
     if options.get("network") is None:
         options["network"] = rendering_network(model, [layer])  # one folded copy for every chunk
     tensors, scores = [], []
-    for start in range(0, len(chosen), batch):
-        chunk = chosen[start : start + batch]
-        result = render_objective(model, channel(layer, chunk), keys=chunk, steps=steps, size=hw, param=param,
-                                  seed=seed, progress=progress, **options)
-        tensors.append(result.tensor)
-        scores.append(result.scores)
+    batches = range(0, len(chosen), batch)
+    with overall(len(batches) * steps, f"visualize {layer}", enabled=progress) as tick:
+        callback = chain(options.pop("callback", None), tick)
+        for start in batches:
+            chunk = chosen[start : start + batch]
+            result = render_objective(model, channel(layer, chunk), keys=chunk, steps=steps, size=hw, param=param,
+                                      seed=seed, progress=False, callback=callback, **options)
+            tensors.append(result.tensor)
+            scores.append(result.scores)
     known = {k: v for k, v in options.items() if k in Settings.__dataclass_fields__}
     settings = Settings(steps=steps, size=hw, param=param, seed=seed, **known).describe()
     return Visualization(layer, chosen, torch.cat(tensors), torch.cat(scores), settings)
+
+
+#: Optimization steps timed by :func:`estimate_seconds` (the first, which also builds the graph, is not counted).
+WARMUP_STEPS = 3
+
+
+def estimate_seconds(model: Any, layer: str, channels: int | Sequence[int] | None = None, *, steps: int = DEFAULT_STEPS,
+                     size: int | Sequence[int] | None = None, param: str = "fft", batch_size: int | None = None,
+                     **options: Any) -> float:
+    """Seconds :func:`visualize` would take with these settings, from a few timed steps of its first batch."""
+    chosen = layer_channels(model, layer, channels)
+    hw = image_size(model, size)
+    batch = batch_size or auto_batch_size(model, layer, hw)
+    stamps: list[float] = []
+    render_objective(model, channel(layer, chosen[:batch]), keys=chosen[:batch], steps=WARMUP_STEPS, size=hw,
+                     param=param, progress=False, callback=lambda *_: stamps.append(time.perf_counter()),
+                     **{k: v for k, v in options.items() if k not in ("callback", "thresholds")})
+    per_step = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
+    return per_step * steps * math.ceil(len(chosen) / batch)
