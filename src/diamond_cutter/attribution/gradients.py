@@ -21,6 +21,7 @@ from torch.overrides import TorchFunctionMode
 from ..capture import forward_hooks
 from ..errors import DiamondCutterError, UnknownNameError
 from ..model import Model
+from ..small import small
 from ..targets import Selector
 from .base import Method
 from .common import chunks, input_gradient
@@ -194,6 +195,7 @@ class SmoothGrad(GradientMethod):
         if samples < 1 or noise < 0:
             raise DiamondCutterError(f"SmoothGrad needs samples >= 1 and noise >= 0, got {samples} and {noise}")
         self.base_method = GRADIENT_BASES[base](model, batch_size=self.batch_size)
+        samples = small(samples, 2)
         self.base, self.samples, self.noise, self.seed, self.squared = base, int(samples), float(noise), int(seed), squared
 
     def context(self) -> AbstractContextManager:
@@ -258,6 +260,7 @@ class IntegratedGradients(Method):
         baseline: str | torch.Tensor | Sequence[str | torch.Tensor] = "black", seed: int = 0, batch_size: int | None = None,
     ):
         super().__init__(model, batch_size=batch_size)
+        steps = small(steps, 4)
         self.alphas, self.weights = path_weights(int(steps), rule)
         self.steps, self.rule, self.seed = int(steps), rule, int(seed)
         self.baselines = list(baseline) if isinstance(baseline, (list, tuple)) else [baseline]

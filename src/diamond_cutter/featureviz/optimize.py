@@ -31,6 +31,7 @@ from ..heap import reused_heap
 from ..html import image_tag, images_html, short_repr
 from ..progress import bar, chain, overall
 from ..render import pictures, to_pil
+from ..small import small
 from .fold import rendering_network
 from .objectives import OUTPUT, Objective, channel
 from .param import Parameterization, item_generators, make_param
@@ -169,6 +170,7 @@ def render_objective(
     """
     if steps < 1:
         raise DiamondCutterError("steps must be at least 1")
+    steps = small(steps, 2)
     if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
         raise DiamondCutterError(f"Adam's betas must be two numbers in [0, 1), got {tuple(betas)}")
     n = objective.batch or n or (len(keys) if keys is not None else 1)
@@ -315,6 +317,7 @@ def visualize(
     chosen = layer_channels(model, layer, channels)
     hw = image_size(model, size)
     batch = batch_size or auto_batch_size(model, layer, hw)
+    steps = small(steps, 2)
     if options.get("network") is None:
         options["network"] = rendering_network(model, [layer])  # one folded copy for every chunk
     tensors, scores = [], []

@@ -27,6 +27,7 @@ from ..errors import DiamondCutterError
 from ..html import short_repr, table_html
 from ..model import Model
 from ..progress import bar
+from ..small import small
 from .cuts import CutBackbone, candidate_cuts, list_cuts
 from .data import LabelledImages, load_labelled
 from .heads import TransferNet, build_head, head_spec
@@ -63,6 +64,7 @@ class TrainConfig:
             raise DiamondCutterError(f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise DiamondCutterError("epochs and batch_size must be at least 1 and lr positive")
+        self.epochs = small(self.epochs, 2)
 
 
 @dataclass
