@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import DiamondCutterError
+
+if TYPE_CHECKING:
+    import torch
 
 #: What ``--device`` accepts besides ``cuda:N``.
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -29,6 +31,8 @@ CPU_CAP = 512 << 20
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     """The device called ``spec``: ``auto`` (or None) is CUDA where available, else the CPU."""
+    import torch  # deferred: PyTorch takes seconds to import, and the CLI reads MEMORY_ENV and parse_size for --help
+
     if isinstance(spec, torch.device):
         return spec
     text = (spec or "auto").strip().lower()
@@ -65,6 +69,8 @@ def parse_size(text: str | int) -> int:
 def free_memory(device: torch.device) -> int:
     """Free bytes on ``device``: the GPU's free memory, or the free RAM (4 GiB when unknown)."""
     if device.type == "cuda":
+        import torch  # deferred: PyTorch takes seconds to import, and the CLI reads MEMORY_ENV and parse_size for --help
+
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
     try:

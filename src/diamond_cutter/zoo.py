@@ -288,10 +288,12 @@ def _check_online(source: str, arch: str, cached: bool, timeout: float = 3.0) ->
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
     except OSError as err:
+        problem = f"cannot download pretrained weights for {arch!r}: {host} is unreachable ({err}). "
         raise WeightsUnavailableError(
-            f"cannot download pretrained weights for {arch!r}: {host} is unreachable ({err}). "
-            f"Use weights=None for random weights, weights='path/to/checkpoint.safetensors' for a local file, "
-            f"or the embedded offline model {EMBEDDED!r}."
+            problem + f"Use weights=None for random weights, weights='path/to/checkpoint.safetensors' for a local "
+            f"file, or the embedded offline model {EMBEDDED!r}.",
+            cli=problem + f"Use --weights none for random weights, --weights path/to/checkpoint.safetensors for a "
+            f"local file, or the embedded offline model {EMBEDDED}.",
         ) from None
 
 

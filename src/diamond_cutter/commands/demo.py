@@ -12,6 +12,7 @@ from ..model import predict
 from ..report import report
 from ..report.icons import IconSettings
 from ..zoo import EMBEDDED, load_model
+from . import add_command
 from .inventory import summary
 from .options import add_compute_options
 
@@ -23,7 +24,7 @@ DEMO_SALIENCY = ("saliency", "gradcam", "gradcam++", "guided_gradcam")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the main job on the embedded model and sample images (offline)")
+    p = add_command(sub, "demo")
     p.add_argument("--out", default="diamond-cutter-demo.html", help="the report to write (default diamond-cutter-demo.html)")
     p.add_argument("--icon-steps", type=int, default=96, help="feature visualization steps per icon (few, for speed)")
     p.add_argument("--icon-size", type=int, default=64, help="icon side in pixels (small, for speed)")
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         for rank, top in enumerate(entry["top"], 1):
             print(f"  {rank}. {top['name']:28s} {top['probability']:6.1%}")
     icons = IconSettings("featureviz", size=args.icon_size, steps=args.icon_steps, limit=args.icon_limit)
-    analysis = report(model, images, DEMO_LAYER, "auto", icons=icons, saliency=DEMO_SALIENCY, progress=True)
+    analysis = report(model, images, DEMO_LAYER, "auto", icons=icons, saliency=DEMO_SALIENCY, progress=True,
+                      batch_size=args.batch_size)
     analysis.settings["note"] = (
         f"demo settings, chosen for speed: icons of {args.icon_size} px after {args.icon_steps} steps, "
         f"at most {args.icon_limit} channels visualized"

@@ -1,20 +1,18 @@
 """Options several commands share, spelled and parsed the same way everywhere.
 
 A computing command calls :func:`add_compute_options` in ``register`` and :func:`load_model_from`
-in ``run``; the CLI runs every command inside :func:`memory_budget_from`, so the device and the
-memory budget reach the library the same way for every command.
+in ``run``; the CLI runs every command inside :func:`~diamond_cutter.commands.memory_budget_from`,
+so the device and the memory budget reach the library the same way for every command.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from ..devices import MEMORY_ENV, parse_size
+from ..devices import MEMORY_ENV
+from ..errors import DiamondCutterError
 from ..model import Model
 from ..targets import parse_target
 from ..zoo import load_model
@@ -39,8 +37,16 @@ def target_of(args: argparse.Namespace) -> Any:
     return parse_target(texts or [args.target_default])
 
 
-def add_compute_options(p: argparse.ArgumentParser) -> None:
-    """``--device`` and ``--memory``."""
+#: The flags every computing command takes, spelled the same everywhere (tests hold every command to it).
+SHARED_FLAGS = ("--device", "--memory", "--batch-size")
+
+
+def add_compute_options(p: argparse.ArgumentParser, batch_size: str | bool | None = None) -> None:
+    """``--device``, ``--memory`` and ``--batch-size`` (``batch_size`` is its help where the command
+    already means something particular by it; by default: images per pass, from the budget; False: none)."""
+    if batch_size is not False:
+        p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                       help=batch_size or "images (or perturbed copies) per pass (default: what fits the memory budget)")
     p.add_argument("--device", default="auto", metavar="DEVICE",
                    help="auto (CUDA if available, else the CPU), cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--memory", default=None, metavar="SIZE",
@@ -48,23 +54,23 @@ def add_compute_options(p: argparse.ArgumentParser) -> None:
                         "else a safe share of free RAM or GPU memory)")
 
 
-@contextmanager
-def memory_budget_from(args: argparse.Namespace) -> Iterator[None]:
-    """Hand ``--memory`` to the library through its environment variable for the command's run,
-    and put the variable back afterwards (the CLI may be called in-process)."""
-    memory = getattr(args, "memory", None)
-    if not memory:
-        yield
-        return
-    before = os.environ.get(MEMORY_ENV)
-    os.environ[MEMORY_ENV] = str(parse_size(memory))
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(MEMORY_ENV, None)
-        else:
-            os.environ[MEMORY_ENV] = before
+def add_layer_option(p: argparse.ArgumentParser, help: str, *, required: bool = False,
+                     aliases: tuple[str, ...] = ()) -> None:
+    """``--layer``, repeatable or comma-separated (``--layer a --layer b`` = ``--layer a,b``)."""
+    p.add_argument("--layer", *aliases, dest="layer", action="append", required=required, metavar="LAYER", help=help)
+
+
+def layers_of(args: argparse.Namespace) -> list[str]:
+    """Every layer the ``--layer`` options name, in order."""
+    return [name.strip() for text in (args.layer or []) for name in text.split(",") if name.strip()]
+
+
+def one_layer(args: argparse.Namespace) -> str | None:
+    """The single layer a command that reads one takes (None when not given)."""
+    names = layers_of(args)
+    if len(names) > 1:
+        raise DiamondCutterError(f"this command reads one layer, got {len(names)}: {', '.join(names)}")
+    return names[0] if names else None
 
 
 def load_model_from(args: argparse.Namespace, name: str | None = None) -> Model:

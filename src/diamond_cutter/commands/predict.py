@@ -7,14 +7,15 @@ import json
 
 from ..images import load_images
 from ..model import predict
+from . import add_command
 from .options import add_compute_options, load_model_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="classify images: top-k class names and probabilities")
+    p = add_command(sub, "predict")
     p.add_argument("model", help="model name (see `diamond-cutter models`)")
     p.add_argument("images", nargs="+", help="files, folders, globs, URLs or sample names (chelsea, coffee, ...)")
-    p.add_argument("-k", type=int, default=5, help="how many classes per image (default 5)")
+    p.add_argument("--top", "-k", dest="top", type=int, default=5, help="how many classes per image (default 5)")
     p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none', or a checkpoint path")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -25,6 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     model = load_model_from(args)
     images = load_images(args.images, model, skip_bad=args.skip_bad)
-    result = predict(model, images, k=args.k, progress=True)
+    result = predict(model, images, k=args.top, batch_size=args.batch_size or 32, progress=True)
     print(json.dumps(result.as_dicts(), indent=2) if args.json else result)
     return 0
