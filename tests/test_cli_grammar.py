@@ -77,3 +77,11 @@ def test_offline_weights_error_speaks_in_flags(monkeypatch, capsys):
     assert main(["predict", "alexnet", "coffee"]) == 2
     err = capsys.readouterr().err
     assert "--weights none" in err and "weights=None" not in err
+
+
+def test_sweep_takes_models_as_words_or_the_older_flag():
+    from diamond_cutter.commands.sweep import models_of
+
+    parser = build_parser()
+    assert models_of(parser.parse_args(["sweep", "a", "b,c", "--data", "d", "--out", "o"])) == ["a", "b", "c"]
+    assert models_of(parser.parse_args(["sweep", "--models", "a,b", "--data", "d", "--out", "o"])) == ["a", "b"]

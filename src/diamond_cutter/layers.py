@@ -109,6 +109,8 @@ class LayerTable(Sequence[Layer]):
         self.input_size = tuple(input_size)
         self.output = output
         self.pre_output = pre_output
+        #: Other names for layers (another library's), resolved to the table's names.
+        self.aliases: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self._layers)
@@ -133,9 +135,9 @@ class LayerTable(Sequence[Layer]):
         if not isinstance(name, str):
             raise DiamondCutterError(f"a layer is named by a string, got {type(name).__name__} {name!r}")
         try:
-            return self._by_name[name]
+            return self._by_name[self.aliases.get(name, name)]
         except KeyError:
-            raise UnknownNameError("layer", name, self.names) from None
+            raise UnknownNameError("layer", name, [*self.names, *self.aliases]) from None
 
     def spatial(self) -> list[Layer]:
         return [layer for layer in self._layers if layer.spatial]

@@ -78,6 +78,8 @@ class Model:
     weights: str | None = None
     output: Callable[[Any], torch.Tensor] = default_logits
     interpolation: str = "bicubic"
+    #: Other names for layers (Lucid's ``mixed4d`` for GoogLeNet's ``inception4d``), accepted wherever a layer is named.
+    layer_aliases: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.input_size = tuple(int(v) for v in self.input_size)  # type: ignore[assignment]
@@ -102,7 +104,9 @@ class Model:
     @cached_property
     def layers(self) -> LayerTable:
         """The layer inventory (one hooked forward on a dummy input, computed once)."""
-        return discover_layers(self.module, self.input_size, self.output)
+        table = discover_layers(self.module, self.input_size, self.output)
+        table.aliases = dict(self.layer_aliases)
+        return table
 
     @cached_property
     def num_classes(self) -> int:

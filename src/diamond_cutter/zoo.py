@@ -31,6 +31,14 @@ from .model import IMAGENET_MEAN, IMAGENET_STD, Model, default_logits
 
 EMBEDDED = "efficientnet_lite0"
 
+#: Lucid's InceptionV1 layer names (Building Blocks, Microscope) for torchvision's GoogLeNet's.
+LUCID_INCEPTIONV1_LAYERS = {
+    "conv2d0": "conv1", "conv2d1": "conv2", "conv2d2": "conv3",
+    **{f"mixed{block}": f"inception{block}" for block in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")},
+}
+#: Other names of layers, per architecture: what :meth:`Model.layer` and every layer argument accept.
+LAYER_ALIASES = {"googlenet": LUCID_INCEPTIONV1_LAYERS}
+
 #: Lucid's model inventory under the names Lucid users know, mapped to (source, architecture).
 ALIASES: dict[str, tuple[str, str]] = {
     "inceptionv1": ("torchvision", "googlenet"),
@@ -103,7 +111,7 @@ def resolve(name: str) -> tuple[str, str]:
         names = {"torchvision": _torchvision_names, "timm": _timm_names}.get(source)
         if names is None:
             raise DiamondCutterError(f"unknown model source {source!r}: use torchvision/NAME or timm/NAME")
-        if arch not in names():
+        if arch not in names() and not (source == "timm" and _timm_tag(arch)):
             raise UnknownNameError(f"{source} model", arch, names())
         return source, arch
     lowered = key.lower()
@@ -113,9 +121,23 @@ def resolve(name: str) -> tuple[str, str]:
         return ALIASES[lowered]
     if key in _torchvision_names():
         return "torchvision", key
-    if key in _timm_names():
+    if key in _timm_names() or _timm_tag(key):
         return "timm", key
     raise UnknownNameError("model", name, [e.name for e in list_models()])
+
+
+def _timm_tag(key: str) -> bool:
+    """Whether ``key`` is a timm model with a pretrained tag (``resnet50.a1_in1k``); an unknown tag of a
+    known model raises with the model's tags."""
+    arch, dot, tag = key.partition(".")
+    if not dot or arch not in _timm_names():
+        return False
+    import timm  # deferred: timm is slow to import, and only the models it builds need it
+
+    tags = timm.list_pretrained(f"{arch}.*")
+    if key not in tags:
+        raise UnknownNameError(f"pretrained tag of {arch}", key, tags)
+    return True
 
 
 def load_model(
@@ -254,7 +276,8 @@ def _torchvision(arch: str, weights: Any, labels: Sequence[str] | None) -> Model
     num_classes = kwargs.get("num_classes", len(default.meta["categories"]))
     return Model(module, arch, (3, size, size), tuple(transform.mean), tuple(transform.std),
                  _labels_for(num_classes, labels or (default.meta["categories"] if num_classes == 1000 else None)),
-                 weights=str(weights) if weights is not None else None, interpolation="bilinear")
+                 weights=str(weights) if weights is not None else None, interpolation="bilinear",
+                 layer_aliases=LAYER_ALIASES.get(arch, {}))
 
 
 def _torchvision_cached(url: str) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ..errors import DiamondCutterError
 from ..html import image_tag, short_repr
 from ..images import as_batch
 from ..render import tint
@@ -57,7 +58,7 @@ class SemanticMap:
         """The ``k`` strongest channels at ``cell`` as (channel, value), by activation or attribution."""
         source = self.activations if by == "activation" else self.attributions
         if source is None:
-            raise ValueError("this semantic map has no attributions: pass target= to semantic_map")
+            raise DiamondCutterError("this semantic map has no attributions: pass target= to semantic_map")
         values = source[:, cell[0], cell[1]]
         top = values.topk(min(k, len(values)))
         return [(int(c), float(v)) for c, v in zip(top.indices, top.values)]
@@ -72,7 +73,7 @@ class SemanticMap:
     def heatmap(self) -> Heatmap:
         """The per-cell attribution summed over channels (needs attributions)."""
         if self.attributions is None:
-            raise ValueError("this semantic map has no attributions: pass target= to semantic_map")
+            raise DiamondCutterError("this semantic map has no attributions: pass target= to semantic_map")
         return Heatmap(self.layer, self.image_id, self.image, self.attributions.sum(0), self.title)
 
 

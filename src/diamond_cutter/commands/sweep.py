@@ -14,7 +14,7 @@ from .options import add_compute_options
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "sweep")
     p.add_argument("model", nargs="*", help="model names, also comma-separated (e.g. efficientnet_lite0 resnet50)")
-    p.add_argument("--models", dest="model", action="append", help=argparse.SUPPRESS)  # the older spelling
+    p.add_argument("--models", dest="models_option", action="append", help=argparse.SUPPRESS)  # the older spelling
     p.add_argument("--data", required=True, help="folder with one subfolder per class, or a CSV of path,label")
     p.add_argument("--out", required=True, help="folder (or fsspec URL) for results.csv, results.json, sweep.png")
     p.add_argument("--val", help="separate validation folder/CSV (default: a stratified split of --data)")
@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
 def models_of(args: argparse.Namespace) -> list[str]:
     """The models named, as words or comma-separated; at least one."""
-    names = [name.strip() for text in args.model or [] for name in text.split(",") if name.strip()]
+    texts = (args.model or []) + (args.models_option or [])
+    names = [name.strip() for text in texts for name in text.split(",") if name.strip()]
     if not names:
         raise DiamondCutterError("sweep needs at least one model, e.g. `diamond-cutter sweep efficientnet_lite0 --data DIR`")
     return names

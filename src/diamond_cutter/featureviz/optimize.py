@@ -314,6 +314,7 @@ def visualize(
     (``lr``, ``betas``, ``transforms``, ``blur``, ``redirect_steps``, ``param_options``)
     go to :func:`render_objective`. ``steps=64, size=64`` gives quick icons.
     """
+    layer = model.layer(layer).name  # the table's own name for an alias (Lucid's mixed4d)
     chosen = layer_channels(model, layer, channels)
     hw = image_size(model, size)
     batch = batch_size or auto_batch_size(model, layer, hw)
