@@ -4,25 +4,34 @@ Each subcommand lives in a module under :mod:`diamond_cutter.commands` and expos
 ``register(subparsers)``, which adds its parser and sets ``run``; the registry in
 :mod:`diamond_cutter.commands` names them. Only the module of the command being run is
 imported, so ``--help`` and ``--version`` answer without loading PyTorch. Errors from bad
-input print one line (no traceback) and exit with status 2.
+input (a bad argument or a bad file) print one line, no traceback, and exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .commands import COMMANDS, add_command, memory_budget_from
 from .errors import DiamondCutterError
 from .version import __version__
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``diamond-cutter COMMAND: error: ...`` and exit status 2, no usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser with every command registered in full, or only ``command``'s (``""``: none) and the
     others as their help line, which is all ``--help`` shows."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="diamond-cutter",
         description="Look inside convolutional networks and find where to cut them for transfer learning.",
         epilog="Run `diamond-cutter COMMAND --help` for a command's options and examples.",
@@ -47,6 +56,12 @@ def command_in(argv: Sequence[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(command_in(argv)).parse_args(argv)
+    log = logging.getLogger("diamond_cutter")
+    said = logging.StreamHandler(sys.stderr)  # choices the library makes for the user (a default layer) are printed
+    said.setFormatter(logging.Formatter("diamond-cutter: %(message)s"))
+    level = log.level
+    log.addHandler(said)
+    log.setLevel(logging.INFO)
     try:
         with memory_budget_from(args):
             return int(args.run(args) or 0)
@@ -56,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("diamond-cutter: interrupted", file=sys.stderr)
         return 130
+    finally:
+        log.removeHandler(said)
+        log.setLevel(level)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,10 @@ class CheckpointError(DiamondCutterError, ValueError):
     """A checkpoint or saved model that is not what it claims to be."""
 
 
+class StaleCacheWarning(UserWarning):
+    """A cached file that no longer matches its seal or does not parse: it is recomputed."""
+
+
 class WeightsUnavailableError(DiamondCutterError, RuntimeError):
     """Pretrained weights that cannot be fetched (typically: no network)."""
 

@@ -3,16 +3,20 @@
 Sources can be files, folders, glob patterns, URLs, PIL images, numpy arrays,
 tensors or the names of sample images shipped with scikit-image (so every
 command runs offline). The original picture is kept next to the network's input
-so overlays can be drawn on what the user actually gave.
+so overlays can be drawn on what the user actually gave, at display size
+(longest side :data:`DISPLAY_SIDE` by default): a folder of phone photos then
+costs a few megabytes per image, not forty. JPEGs are decoded straight at a
+reduced scale when they are larger than needed, so even an image of a hundred
+megapixels never exists at full size in memory. :func:`load_batches` yields a
+folder in batches, for callers that need only one batch at a time.
 """
 
 from __future__ import annotations
 
 import glob
 import io
+import math
 import os
-import urllib.error
-import urllib.request
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,10 +27,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from .download import DownloadLimits, download
 from .errors import DiamondCutterError, ImageError, UnknownNameError
 from .html import short_repr
 from .render import pictures
 
+#: Longest side of the originals an ImageBatch keeps (settable per call with ``display_side``).
+DISPLAY_SIDE = 1024
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 #: Sample images shipped inside scikit-image's package (no download needed).
@@ -105,6 +112,8 @@ def load_images(
     *,
     size: tuple[int, int] | int | None = None,
     skip_bad: bool = False,
+    display_side: int = DISPLAY_SIDE,
+    download: DownloadLimits | None = None,
 ) -> ImageBatch:
     """Load images for ``model`` (a :class:`~diamond_cutter.model.Model`), or at ``size`` without one.
 
@@ -113,28 +122,45 @@ def load_images(
     numpy arrays (H×W or H×W×C, uint8 or floats in [0, 1]) and tensors (C×H×W or
     N×C×H×W in [0, 1]). A file that cannot be decoded raises :class:`ImageError`
     naming it; with ``skip_bad=True`` it is skipped with a warning instead.
+    Originals are kept with their longest side at most ``display_side`` (or the
+    network's input side, if larger); ``download`` bounds each URL's time and size.
     """
-    batch = _decode(list(_expand(sources)), model, size, skip_bad)
+    batch = _decode(list(_expand(sources, _keep(model, size, display_side), download)), model, size, skip_bad)
     if batch is None:
         raise ImageError("no images to load" + (" (every source was unreadable)" if skip_bad else ""))
     return batch
 
 
 def load_batches(
-    sources: Any, model: Any = None, *, batch_size: int, size: tuple[int, int] | int | None = None, skip_bad: bool = False
+    sources: Any,
+    model: Any = None,
+    *,
+    batch_size: int,
+    size: tuple[int, int] | int | None = None,
+    skip_bad: bool = False,
+    display_side: int = DISPLAY_SIDE,
+    download: DownloadLimits | None = None,
 ) -> Iterator[ImageBatch]:
     """:func:`load_images` ``batch_size`` images at a time: folders and glob patterns expand
     lazily and only one batch is decoded at once, so a collection larger than memory streams."""
     if batch_size < 1:
         raise DiamondCutterError(f"batch_size must be at least 1, got {batch_size}")
     found = False
-    for chunk in _chunked(_expand(sources), batch_size):
+    for chunk in _chunked(_expand(sources, _keep(model, size, display_side), download), batch_size):
         batch = _decode(chunk, model, size, skip_bad)
         if batch is not None:
             found = True
             yield batch
     if not found:
         raise ImageError("no images to load" + (" (every source was unreadable)" if skip_bad else ""))
+
+
+def _keep(model: Any, size: tuple[int, int] | int | None, display_side: int) -> int:
+    """The longest side originals are kept at: the display side, or the network's input if that is larger."""
+    if display_side < 1:
+        raise DiamondCutterError(f"display_side must be at least 1, got {display_side}")
+    _, height, width = _target(model, size)
+    return max(display_side, height, width)
 
 
 def _chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -201,28 +227,28 @@ def _target(model: Any, size: tuple[int, int] | int | None) -> tuple[int, int, i
     return c, h, w
 
 
-def _expand(sources: Any) -> Iterable[tuple[str, Any]]:
-    """Yield ``(id, opener)`` for every image a source list names, lazily decoded."""
+def _expand(sources: Any, side: int, limits: DownloadLimits | None) -> Iterable[tuple[str, Any]]:
+    """Yield ``(id, opener)`` for every image a source list names, lazily decoded to at most ``side``."""
     if isinstance(sources, (str, os.PathLike, Image.Image, np.ndarray)):
         sources = [sources]
     elif isinstance(sources, torch.Tensor):
         sources = list(sources) if sources.ndim == 4 else [sources]
     for i, source in enumerate(sources):
         if isinstance(source, Image.Image):
-            yield getattr(source, "filename", "") or f"image {i}", lambda s=source: _normalise_mode(s)
+            yield getattr(source, "filename", "") or f"image {i}", lambda s=source: _shrunk(_normalise_mode(s), side)
         elif isinstance(source, np.ndarray):
-            yield f"array {i}", lambda s=source: _from_array(s)
+            yield f"array {i}", lambda s=source: _shrunk(_from_array(s), side)
         elif isinstance(source, torch.Tensor):
-            yield f"tensor {i}", lambda s=source: _from_array(s.detach().cpu().permute(1, 2, 0).numpy())
+            yield f"tensor {i}", lambda s=source: _shrunk(_from_array(s.detach().cpu().permute(1, 2, 0).numpy()), side)
         elif isinstance(source, (str, os.PathLike)):
-            yield from _expand_path(str(source))
+            yield from _expand_path(str(source), side, limits)
         else:
             raise ImageError(f"cannot load an image from a {type(source).__name__}")
 
 
-def _expand_path(source: str) -> Iterable[tuple[str, Any]]:
+def _expand_path(source: str, side: int, limits: DownloadLimits | None) -> Iterable[tuple[str, Any]]:
     if source.startswith(("http://", "https://")):
-        yield source, lambda: decode_image(_download(source), source)
+        yield source, lambda: decode_image(download(source, limits), source, side)
         return
     path = Path(source).expanduser()
     if path.is_dir():
@@ -230,56 +256,72 @@ def _expand_path(source: str) -> Iterable[tuple[str, Any]]:
         if not files:
             raise ImageError(f"folder {source} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
         for f in files:
-            yield str(f), lambda f=f: _open(f)
+            yield str(f), lambda f=f: _open(f, side)
     elif path.is_file():
-        yield str(path), lambda: _open(path)
+        yield str(path), lambda: _open(path, side)
     elif glob.has_magic(source):
         matches = sorted(glob.glob(source, recursive=True))
         if not matches:
             raise ImageError(f"no files match {source}")
         for m in matches:
-            yield m, lambda m=m: _open(Path(m))
+            yield m, lambda m=m: _open(Path(m), side)
     elif source.removeprefix("sample:") in SAMPLES:
         name = source.removeprefix("sample:")
-        yield name, lambda: _open(sample_path(name))
+        yield name, lambda: _open(sample_path(name), side)
     else:
         raise ImageError(f"no such file, folder or sample image: {source} (samples: {', '.join(SAMPLES)})")
 
 
-def _download(url: str, timeout: float = 15.0) -> bytes:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.read()
-    except urllib.error.HTTPError as err:
-        raise ImageError(f"cannot download {url}: HTTP {err.code} {err.reason}") from None
-    except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        raise ImageError(f"cannot download {url}: {reason}") from None
-
-
-def _open(path: Path) -> Image.Image:
+def _open(path: Path, side: int | None = None) -> Image.Image:
     try:
         data = path.read_bytes()
     except OSError as err:
         raise ImageError(f"cannot read {path}: {err.strerror or err}") from None
-    return decode_image(data, str(path))
+    return decode_image(data, str(path), side)
 
 
-def decode_image(data: bytes, name: str) -> Image.Image:
+def decode_image(data: bytes, name: str, max_side: int | None = None) -> Image.Image:
     """Decode image bytes (EXIF orientation applied, mode normalised); errors name ``name``.
 
-    Public so every reader of image files (e.g. data-set validation) fails the same way.
+    With ``max_side`` the picture comes back with its longest side at most that,
+    and a JPEG larger than needed is decoded at a reduced scale (``draft``), so a
+    decompression-bomb-sized photo never exists at full size. Public so every
+    reader of image files (e.g. data-set validation) fails the same way.
     """
     if not data:
         raise ImageError(f"{name} is empty (0 bytes), not an image")
     try:
-        picture = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # judged below, once the scale is known
+            picture = Image.open(io.BytesIO(data))
+        if max_side is not None:
+            _draft(picture, max_side)
         picture.load()
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
         raise ImageError(f"{name} is not a readable image: {err}") from None
+    if picture.width * picture.height > Image.MAX_IMAGE_PIXELS:
+        warnings.warn(f"{name} was decoded at its full {picture.width}x{picture.height} pixels "
+                      f"(only JPEGs decode at a reduced scale)", Image.DecompressionBombWarning, stacklevel=3)
     picture = ImageOps.exif_transpose(picture)
+    picture = _shrunk(_normalise_mode(picture), max_side)
     picture.filename = name  # type: ignore[attr-defined]
-    return _normalise_mode(picture)
+    return picture
+
+
+def _draft(picture: Image.Image, side: int) -> None:
+    """Ask the decoder for the smallest scale that still covers ``side`` (JPEG's DCT scaling; others ignore it)."""
+    scale = side / max(picture.size)
+    if scale < 1 and picture.format == "JPEG":
+        picture.draft(picture.mode, (math.ceil(picture.width * scale), math.ceil(picture.height * scale)))
+
+
+def _shrunk(picture: Image.Image, side: int | None) -> Image.Image:
+    """``picture`` with its longest side at most ``side`` (a resized copy, or the picture itself)."""
+    if side is None or max(picture.size) <= side:
+        return picture
+    scale = side / max(picture.size)
+    size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+    return picture.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
 def _normalise_mode(picture: Image.Image) -> Image.Image:
@@ -290,8 +332,7 @@ def _normalise_mode(picture: Image.Image) -> Image.Image:
         top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
         return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     if mode == "F":
-        arr = np.asarray(picture, dtype=np.float64)
-        return Image.fromarray((np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8), "L")
+        return Image.fromarray(_float_to_bytes(np.asarray(picture, dtype=np.float64)), "L")
     if mode == "P":
         picture = picture.convert("RGBA" if "transparency" in picture.info else "RGB")
     if picture.mode in ("RGBA", "LA", "PA"):
@@ -300,6 +341,20 @@ def _normalise_mode(picture: Image.Image) -> Image.Image:
     if picture.mode not in ("RGB", "L"):
         picture = picture.convert("RGB")
     return picture
+
+
+def _float_to_bytes(arr: np.ndarray) -> np.ndarray:
+    """Float pixels to 0–255: read as [0, 1] unless they exceed 1, then as 0–255 (beyond that, up to the maximum).
+
+    Scientific TIFFs store floats on either scale; reading a 0–255 image as [0, 1] turns it all white.
+    """
+    arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    top = float(arr.max()) if arr.size else 1.0
+    if top > 1.0:
+        unit = 255.0 if top <= 255.0 else top
+        warnings.warn(f"a float image with values up to {top:g} is read as 0–{unit:g}", stacklevel=4)
+        arr = arr / unit
+    return (np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def _from_array(arr: np.ndarray) -> Image.Image:

@@ -8,6 +8,7 @@ visualization, transfer) can take a Model and do the right thing.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from .capture import preserved
 from .devices import memory_budget, resolve_device
 from .errors import DiamondCutterError, UnknownNameError
 from .html import short_repr, table_html
-from .images import as_batch
+from .images import ImageBatch, as_batch, load_batches
 from .layers import Layer, LayerTable, discover_layers
 from .progress import bar
 
@@ -38,6 +39,21 @@ MAX_CPU_BATCH = 64
 def batch_for(model: Model, batch_size: int | None, backward: bool = True) -> int:
     """``batch_size`` when the caller chose one, else what fits the model's memory budget."""
     return int(batch_size) if batch_size is not None else model.fitting_batch(backward)
+
+
+def tensor_digest(h: "hashlib._Hash", name: str, t: torch.Tensor) -> None:
+    """Feed a tensor's name, dtype, shape and bytes to ``h`` (exact: any changed weight changes the digest)."""
+    t = t.detach().cpu().contiguous()
+    h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+    h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
+def weights_digest(module: nn.Module) -> str:
+    """SHA-256 of every parameter and buffer of ``module``: which weights it holds, whatever it is called."""
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        tensor_digest(h, name, tensor)
+    return h.hexdigest()
 
 
 def default_logits(output: Any) -> torch.Tensor:
@@ -226,6 +242,12 @@ class Prediction:
             lines.append(f"{image_id}: {top}")
         return "\n".join(lines)
 
+    @classmethod
+    def join(cls, parts: list[Prediction]) -> Prediction:
+        """One prediction from the predictions of consecutive batches."""
+        return cls(torch.cat([p.indices for p in parts]), torch.cat([p.probabilities for p in parts]),
+                   [n for p in parts for n in p.names], [i for p in parts for i in p.image_ids])
+
     def as_dicts(self) -> list[dict[str, Any]]:
         return [
             {"image": image_id, "top": [{"index": i, "name": n, "probability": p} for i, n, p in zip(idx, names, probs)]}
@@ -247,12 +269,22 @@ def batched_logits(model: Model, x: torch.Tensor, batch_size: int = 32, progress
 
 
 def predict(model: Model, images: Any, k: int = 5, batch_size: int = 32, progress: bool = False) -> Prediction:
-    """Top-``k`` classes for each image (an ImageBatch, a tensor, or anything ``load_images`` takes)."""
-    batch = as_batch(images, model)
+    """Top-``k`` classes for each image (an ImageBatch, a tensor, or anything ``load_images`` takes).
+
+    Files, folders and URLs are read ``batch_size`` images at a time, so a folder
+    of any length is classified in bounded memory.
+    """
+    if k < 1:
+        raise DiamondCutterError(f"k must be at least 1, got {k}")
+    if isinstance(images, (ImageBatch, torch.Tensor)):
+        return _predict_batch(model, as_batch(images, model), k, batch_size, progress)
+    batches = load_batches(images, model, batch_size=batch_size)
+    return Prediction.join([_predict_batch(model, b, k, batch_size, False) for b in bar(batches, "predict", enabled=progress)])
+
+
+def _predict_batch(model: Model, batch: Any, k: int, batch_size: int, progress: bool) -> Prediction:
     logits = batched_logits(model, batch.tensor, batch_size, progress)
     probs = logits.softmax(dim=1)
-    k = min(k, probs.shape[1])
-    top = probs.topk(k, dim=1)
+    top = probs.topk(min(k, probs.shape[1]), dim=1)
     names = [[model.labels[i] for i in row] for row in top.indices.tolist()]
     return Prediction(top.indices, top.values, names, list(batch.ids))
-

@@ -2,19 +2,47 @@
 
 Writes are atomic (write to a temporary name, then rename), so a bulk job
 killed at any moment leaves either the old artifact or the new one, never a
-torn file, and a rerun can trust whatever it finds.
+torn file. Caches go one step further: :meth:`Store.write_checked` seals an
+artifact with its key and SHA-256 in a sidecar, and :meth:`Store.read_checked`
+hands back only what still matches its seal and parses; anything else (a
+swapped, edited, truncated or foreign file) is reported with a warning naming
+the file and treated as absent, so the caller recomputes it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import DiamondCutterError
+from .errors import DiamondCutterError, StaleCacheWarning
+
+#: Suffix of the sidecar that seals a cached artifact (its key and content hash).
+SEAL = ".seal.json"
+
+
+def file_mode() -> int:
+    """The permission bits a plain new file gets under the process's umask (``0o666 & ~umask``).
+
+    Read from ``/proc`` where it exists, since the only portable way to learn the
+    umask (setting it and putting it back) would change it for every thread.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def default_cache_dir() -> Path:
@@ -75,6 +103,7 @@ class Store:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=Path(target).parent, prefix=".tmp-", suffix=Path(target).suffix)
             try:
+                os.chmod(tmp, file_mode())  # mkstemp makes 0600; a cache should follow the umask like any file
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
                     f.flush()
@@ -99,6 +128,72 @@ class Store:
     def write_json(self, key: str, value: Any) -> None:
         self.write_bytes(key, json.dumps(value, indent=2, sort_keys=True).encode())
 
+    def write_checked(self, key: str, data: bytes) -> None:
+        """Write a cached artifact and then its seal (key, size, SHA-256) next to it.
+
+        A kill between the two leaves an artifact whose seal does not match, which
+        :meth:`read_checked` treats as absent: the work is redone, never trusted.
+        """
+        self.write_bytes(key, data)
+        self.write_json(key + SEAL, {"key": key, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+
+    def read_checked(self, key: str, parse: Callable[[bytes], Any] = bytes) -> Any | None:
+        """``parse`` of a sealed artifact; ``None`` when it is absent, unsealed, mismatched or does not parse.
+
+        Every case but a plain absence warns with a :class:`StaleCacheWarning` naming the file.
+        ``parse`` may raise anything to reject the content (it is a cache: recomputing is always safe).
+        """
+        if not self.exists(key):
+            return None
+        try:
+            data = self.read_bytes(key)
+            seal = json.loads(self.read_bytes(key + SEAL)) if self.exists(key + SEAL) else None
+        except (DiamondCutterError, OSError, ValueError):
+            seal = data = None
+        problem = _seal_problem(seal, key, data)
+        if problem is None:
+            try:
+                return parse(data)
+            except Exception as err:  # noqa: BLE001  any parse failure means: recompute
+                problem = f"does not parse ({type(err).__name__}: {err})"
+        warnings.warn(f"cached {self.path(key)} {problem}; recomputing it", StaleCacheWarning, stacklevel=2)
+        return None
+
+    def write_checked_json(self, key: str, value: Any) -> None:
+        self.write_checked(key, json.dumps(value, indent=2, sort_keys=True).encode())
+
+    def read_checked_json(self, key: str, check: Callable[[Any], Any] | None = None) -> Any | None:
+        """A sealed JSON artifact, or ``None`` (see :meth:`read_checked`); ``check`` may reject its structure."""
+
+        def parse(data: bytes) -> Any:
+            value = json.loads(data)
+            if check is not None:
+                check(value)
+            return value
+
+        return self.read_checked(key, parse)
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold an exclusive lock named ``key`` across processes (local stores; a no-op on remote ones).
+
+        Writers that read, merge and write back a shared artifact (an atlas) hold it,
+        so two processes never lose each other's work.
+        """
+        if not self.local:
+            yield
+            return
+        import fcntl
+
+        path = Path(self.path(key))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def list(self, prefix: str = "") -> list[str]:
         """Keys under ``prefix`` (recursively), sorted, without temporary files."""
         base = self.path(prefix) if prefix else (str(self._path) if self.local else self._path_str)
@@ -119,3 +214,16 @@ class Store:
             Path(self.path(key)).unlink(missing_ok=True)
         elif self._fs.exists(self.path(key)):
             self._fs.rm(self.path(key))
+
+
+def _seal_problem(seal: Any, key: str, data: bytes | None) -> str | None:
+    """Why ``data`` does not match its seal, or ``None`` when it does."""
+    if data is None:
+        return "cannot be read"
+    if not isinstance(seal, dict):
+        return f"has no valid seal ({SEAL})"
+    if seal.get("key") != key:
+        return f"is sealed for another key ({seal.get('key')!r}): swapped or copied"
+    if seal.get("size") != len(data) or seal.get("sha256") != hashlib.sha256(data).hexdigest():
+        return "does not match its seal's SHA-256: modified or corrupted"
+    return None

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from ..capture import forward_hooks, preserved, truncated
+from ..model import tensor_digest
 
 
 def upstream_modules(model: Any, layer: str) -> list[torch.nn.Module]:
@@ -42,12 +43,6 @@ def upstream_modules(model: Any, layer: str) -> list[torch.nn.Module]:
         with truncated(model.module, layer) as run:
             run(x)
     return order
-
-
-def tensor_digest(h: "hashlib._Hash", name: str, t: torch.Tensor) -> None:
-    t = t.detach().cpu().contiguous()
-    h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-    h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
 
 
 def layer_fingerprint(model: Any, layer: str) -> str:

@@ -2,23 +2,31 @@
 
 Rendering a layer's 1000 channels takes a while, so an atlas is built in
 chunks and saved after each one through the :class:`~diamond_cutter.store.Store`
-(atomic writes). The spritemap is written before the manifest that lists the
-finished cells, so whatever a kill leaves behind is consistent: the manifest
-never claims a cell the spritemap lacks, and a rerun renders only the channels
-the manifest does not list. Cells sit on a ⌈√C⌉ × ⌈√C⌉ grid in channel order.
+(atomic writes). The manifest records the spritemap's size and SHA-256; a
+spritemap that is missing, resized or different is not trusted, and its cells
+are rendered again. Each save first notes the coming spritemap's hash as
+``pending`` in the manifest, then writes the spritemap, then the manifest that
+lists the new cells, so whatever a kill leaves behind is consistent: the
+manifest never claims a cell the spritemap lacks, and a rerun renders only the
+channels it does not list. Writers hold the atlas's lock while they merge the
+cells already saved (by another process, say) into theirs, so two processes
+filling the same atlas keep each other's work. Cells sit on a ⌈√C⌉ × ⌈√C⌉ grid
+in channel order.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from PIL import Image
 
-from ..errors import DiamondCutterError
+from ..errors import DiamondCutterError, StaleCacheWarning
 from ..html import image_tag
 from ..featureviz.fold import rendering_network
 from ..featureviz.optimize import Settings, auto_batch_size, image_size, layer_channels, visualize
@@ -28,7 +36,7 @@ from .fingerprint import layer_fingerprint, settings_digest
 
 #: Icons of an atlas default to this side: big enough to read, small enough for 1000-channel layers.
 DEFAULT_ICON = 128
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class Atlas:
@@ -44,8 +52,7 @@ class Atlas:
         self.cell = settings.size
         self.fingerprint = layer_fingerprint(model, layer)
         self.key = f"atlas/{self.fingerprint[:24]}-{settings_digest(settings.describe())[:12]}"
-        self.manifest = self._load_manifest()
-        self._sprites = self._load_spritemap()
+        self.manifest, self._sprites = self._load()
 
     def __repr__(self) -> str:
         return f"Atlas({self.layer!r}, {len(self.done)}/{self.channels} channels, {self.store.path(self.key)})"
@@ -72,23 +79,70 @@ class Atlas:
         h, w = self.cell
         return Image.new(mode, (self.grid * w, self.grid * h), 128 if mode == "L" else (128, 128, 128))
 
-    def _load_manifest(self) -> dict[str, Any]:
-        key = f"{self.key}/manifest.json"
-        if self.store.exists(key):
-            manifest = self.store.read_json(key)
-            if manifest.get("version") == FORMAT_VERSION:
-                return manifest
+    def _fresh(self) -> dict[str, Any]:
         return {
             "version": FORMAT_VERSION, "fingerprint": self.fingerprint, "model": self.model.name, "layer": self.layer,
             "channels": self.channels, "grid": self.grid, "cell": list(self.cell),
-            "settings": self.settings.describe(), "done": [], "scores": {},
+            "settings": self.settings.describe(), "done": [], "scores": {}, "spritemap": None, "pending": None,
         }
 
-    def _load_spritemap(self) -> Image.Image:
+    def _load(self) -> tuple[dict[str, Any], Image.Image]:
+        """The saved manifest and spritemap, or an empty atlas (with a warning) where they do not check out."""
+        key = f"{self.key}/manifest.json"
+        if not self.store.exists(key):
+            return self._fresh(), self._blank()
+        try:
+            manifest = self.store.read_json(key)
+            problem = self._manifest_problem(manifest)
+            sprites = None if problem else self._verified_spritemap(manifest)
+        except DiamondCutterError as err:
+            problem, sprites = str(err), None
+        if problem is None and sprites is None:
+            problem = "its spritemap is missing or does not match the size and SHA-256 the manifest records"
+        if problem is not None:
+            warnings.warn(f"atlas {self.store.path(key)}: {problem}; its cells will be rendered again",
+                          StaleCacheWarning, stacklevel=3)
+            return self._fresh(), self._blank()
+        return manifest, sprites
+
+    def _manifest_problem(self, m: Any) -> str | None:
+        """What is wrong with a saved manifest for this atlas, or ``None``."""
+        if not isinstance(m, dict) or m.get("version") != FORMAT_VERSION:
+            return f"not a version-{FORMAT_VERSION} atlas manifest"
+        expected = {k: v for k, v in self._fresh().items() if k in ("fingerprint", "channels", "grid", "cell")}
+        if any(m.get(k) != v for k, v in expected.items()):
+            return "it belongs to another layer, size or network"
+        done, scores, sprite = m.get("done"), m.get("scores"), m.get("spritemap")
+        if not (isinstance(done, list) and all(type(c) is int and 0 <= c < self.channels for c in done)):
+            return "its list of done channels is malformed"
+        if not (isinstance(scores, dict) and all(isinstance(scores.get(str(c)), (int, float)) for c in done)):
+            return "its scores are malformed"
+        if done and not (isinstance(sprite, dict) and isinstance(sprite.get("sha256"), str)):
+            return "it records no spritemap hash"
+        return None
+
+    def _verified_spritemap(self, manifest: dict[str, Any]) -> Image.Image | None:
+        """The saved spritemap if it is the one the manifest records (or the pending one), else ``None``."""
+        blank = self._blank()
+        if not manifest["done"]:
+            return blank
         key = f"{self.key}/spritemap.png"
-        if self.manifest["done"] and self.store.exists(key):
-            return Image.open(io.BytesIO(self.store.read_bytes(key))).convert(self._blank().mode)
-        return self._blank()
+        if not self.store.exists(key):
+            return None
+        data = self.store.read_bytes(key)
+        digest = hashlib.sha256(data).hexdigest()
+        recorded = manifest["spritemap"]
+        # pending: killed after writing the spritemap, before the manifest; it still holds every listed cell
+        if digest not in (recorded["sha256"], manifest.get("pending")) or recorded.get("size") != list(blank.size):
+            return None
+        try:
+            sprites = Image.open(io.BytesIO(data))
+            if sprites.size != blank.size:  # checked before decoding: a huge image is never allocated
+                return None
+            sprites.load()
+        except Exception:  # noqa: BLE001  a corrupt PNG is as good as a missing one
+            return None
+        return sprites.convert(blank.mode)
 
     def box(self, channel: int) -> tuple[int, int, int, int]:
         """Pixel box (left, top, right, bottom) of a channel's cell."""
@@ -125,11 +179,38 @@ class Atlas:
         for ch, picture, score in zip(channels, images, scores):
             self._sprites.paste(picture.convert(self._sprites.mode), self.box(ch)[:2])
             self.manifest["scores"][str(ch)] = float(score)
-        buffer = io.BytesIO()
-        self._sprites.save(buffer, format="PNG")
-        self.store.write_bytes(f"{self.key}/spritemap.png", buffer.getvalue())
         self.manifest["done"] = sorted(set(self.manifest["done"]) | set(channels))
-        self.store.write_json(f"{self.key}/manifest.json", self.manifest)
+        with self.store.lock(f"{self.key}/.lock"):
+            self._merge_saved()
+            buffer = io.BytesIO()
+            self._sprites.save(buffer, format="PNG")
+            data = buffer.getvalue()
+            saved = self._saved_manifest()
+            saved["pending"] = hashlib.sha256(data).hexdigest()
+            self.store.write_json(f"{self.key}/manifest.json", saved)
+            self.store.write_bytes(f"{self.key}/spritemap.png", data)
+            self.manifest["spritemap"] = {"sha256": saved["pending"], "size": list(self._sprites.size)}
+            self.manifest["pending"] = None
+            self.store.write_json(f"{self.key}/manifest.json", self.manifest)
+
+    def _merge_saved(self) -> None:
+        """Take in the cells another writer saved since this atlas was loaded (called under the lock)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StaleCacheWarning)  # what does not check out is simply not merged
+            saved, sprites = self._load()
+        for ch in set(saved["done"]) - set(self.manifest["done"]):
+            self._sprites.paste(sprites.crop(self.box(ch)), self.box(ch)[:2])
+            self.manifest["scores"][str(ch)] = saved["scores"][str(ch)]
+        self.manifest["done"] = sorted(set(self.manifest["done"]) | set(saved["done"]))
+
+    def _saved_manifest(self) -> dict[str, Any]:
+        """The manifest now in the store if it checks out (to mark a write pending in), else a fresh one."""
+        key = f"{self.key}/manifest.json"
+        try:
+            saved = self.store.read_json(key) if self.store.exists(key) else None
+        except DiamondCutterError:
+            saved = None
+        return saved if saved is not None and self._manifest_problem(saved) is None else self._fresh()
 
 
 def atlas(

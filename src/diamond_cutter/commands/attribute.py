@@ -8,6 +8,7 @@ from ..attribution.api import METHODS, attribute
 from ..images import load_images
 from ..render import STYLES
 from . import add_command
+from .numbers import FRACTION
 from .options import add_compute_options, add_layer_option, add_target_option, layers_of, load_model_from, target_of
 
 
@@ -25,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "against, over a greyed image; magnitude: grey. auto (default): overlay for layer maps "
                         "(CAMs, occlusion), magnitude for pixel-space maps. All clip at the 99th percentile")
     p.add_argument("--cmap", default="jet", help="matplotlib colour map for overlay and heatmap (default jet)")
-    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0..1 (default 0.5)")
+    p.add_argument("--alpha", type=FRACTION, default=0.5, help="overlay opacity 0..1 (default 0.5)")
     add_compute_options(p)
     p.set_defaults(run=run)
 

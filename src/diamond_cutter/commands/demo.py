@@ -13,6 +13,7 @@ from ..report import report
 from ..report.icons import IconSettings
 from ..zoo import EMBEDDED, load_model
 from . import add_command
+from .numbers import COUNT, OPTIONAL_COUNT, SIDE
 from .inventory import summary
 from .options import add_compute_options
 
@@ -26,9 +27,9 @@ DEMO_SALIENCY = ("saliency", "gradcam", "gradcam++", "guided_gradcam")
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "demo")
     p.add_argument("--out", default="diamond-cutter-demo.html", help="the report to write (default diamond-cutter-demo.html)")
-    p.add_argument("--icon-steps", type=int, default=96, help="feature visualization steps per icon (few, for speed)")
-    p.add_argument("--icon-size", type=int, default=64, help="icon side in pixels (small, for speed)")
-    p.add_argument("--icon-limit", type=int, default=48, help="channels to visualize; the rest get dataset patches (for speed)")
+    p.add_argument("--icon-steps", type=COUNT, default=96, help="feature visualization steps per icon (few, for speed)")
+    p.add_argument("--icon-size", type=SIDE, default=64, help="icon side in pixels (small, for speed)")
+    p.add_argument("--icon-limit", type=OPTIONAL_COUNT, default=48, help="channels to visualize; the rest get dataset patches (for speed)")
     add_compute_options(p)
     p.set_defaults(run=run)
 

@@ -16,6 +16,7 @@ from ..errors import DiamondCutterError
 from ..model import Model
 from ..targets import parse_target
 from ..zoo import load_model
+from .numbers import COUNT
 
 log = logging.getLogger("diamond_cutter")
 
@@ -45,7 +46,7 @@ def add_compute_options(p: argparse.ArgumentParser, batch_size: str | bool | Non
     """``--device``, ``--memory`` and ``--batch-size`` (``batch_size`` is its help where the command
     already means something particular by it; by default: images per pass, from the budget; False: none)."""
     if batch_size is not False:
-        p.add_argument("--batch-size", type=int, default=None, metavar="N",
+        p.add_argument("--batch-size", type=COUNT, default=None, metavar="N",
                        help=batch_size or "images (or perturbed copies) per pass (default: what fits the memory budget)")
     p.add_argument("--device", default="auto", metavar="DEVICE",
                    help="auto (CUDA if available, else the CPU), cpu, cuda, cuda:N or mps (default auto)")

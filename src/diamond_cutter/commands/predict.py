@@ -1,13 +1,14 @@
-"""``diamond-cutter predict MODEL IMAGES...``: top-k classes per image."""
+"""``diamond-cutter predict MODEL IMAGES...``: top-k classes per image, read a batch at a time."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from ..images import load_images
-from ..model import predict
+from ..images import load_batches
+from ..model import Prediction, predict
 from . import add_command
+from .numbers import COUNT
 from .options import add_compute_options, load_model_from
 
 
@@ -15,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "predict")
     p.add_argument("model", help="model name (see `diamond-cutter models`)")
     p.add_argument("images", nargs="+", help="files, folders, globs, URLs or sample names (chelsea, coffee, ...)")
-    p.add_argument("--top", "-k", dest="top", type=int, default=5, help="how many classes per image (default 5)")
+    p.add_argument("--top", "-k", dest="top", type=COUNT, default=5, help="how many classes per image (default 5)")
     p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none', or a checkpoint path")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -25,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     model = load_model_from(args)
-    images = load_images(args.images, model, skip_bad=args.skip_bad)
-    result = predict(model, images, k=args.top, batch_size=args.batch_size or 32, progress=True)
+    batch = args.batch_size or 32  # images decoded, classified and let go at a time: memory stays flat
+    batches = load_batches(args.images, model, batch_size=batch, skip_bad=args.skip_bad)
+    result = Prediction.join([predict(model, images, k=args.top, batch_size=batch) for images in batches])
     print(json.dumps(result.as_dicts(), indent=2) if args.json else result)
     return 0

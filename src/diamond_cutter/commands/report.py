@@ -10,6 +10,7 @@ from ..report.build import SALIENCY_METHODS
 from ..report.icons import IconSettings
 from ..store import Store
 from . import add_command
+from .numbers import COUNT, OPTIONAL_COUNT, SIDE
 from .options import add_compute_options, add_layer_option, add_target_option, load_model_from, one_layer, target_of
 
 
@@ -22,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
     p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none', or a checkpoint path")
     add_icon_options(p)
-    p.add_argument("--groups", type=int, default=6, help="neuron groups to factor (0 for none; default 6)")
-    p.add_argument("--top", type=int, default=8, help="channels listed each way (default 8)")
+    p.add_argument("--groups", type=OPTIONAL_COUNT, default=6, help="neuron groups to factor (0 for none; default 6)")
+    p.add_argument("--top", type=COUNT, default=8, help="channels listed each way (default 8)")
     p.add_argument("--saliency", default=",".join(SALIENCY_METHODS), help="saliency methods for the gallery, comma-separated, or 'none'")
     add_compute_options(p)
     p.set_defaults(run=run)
@@ -31,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def add_icon_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--icons", choices=("featureviz", "patches"), default="featureviz", help="how channel icons are made")
-    p.add_argument("--icon-size", type=int, default=64, help="icon side in pixels (default 64)")
-    p.add_argument("--icon-steps", type=int, default=128, help="feature visualization steps per icon (default 128)")
+    p.add_argument("--icon-size", type=SIDE, default=64, help="icon side in pixels (default 64)")
+    p.add_argument("--icon-steps", type=COUNT, default=128, help="feature visualization steps per icon (default 128)")
     p.add_argument("--store", default=None, help="where rendered icons are cached (a folder or fsspec URL)")
 
 

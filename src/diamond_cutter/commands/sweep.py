@@ -8,6 +8,7 @@ from ..errors import DiamondCutterError
 from ..transfer.data import load_labelled
 from ..transfer.sweep import SHORTLIST, sweep
 from . import add_command
+from .numbers import COUNT, FRACTION, OPTIONAL_COUNT, SEED, SIDE, real
 from .options import add_compute_options
 
 
@@ -18,25 +19,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="folder with one subfolder per class, or a CSV of path,label")
     p.add_argument("--out", required=True, help="folder (or fsspec URL) for results.csv, results.json, sweep.png")
     p.add_argument("--val", help="separate validation folder/CSV (default: a stratified split of --data)")
-    p.add_argument("--val-fraction", type=float, default=0.25, help="validation share per class (default 0.25)")
+    p.add_argument("--val-fraction", type=real(0.0, 1.0, open_low=True, open_high=True), default=0.25, help="validation share per class (default 0.25)")
     p.add_argument("--cuts", default="auto", help="'auto' (default) or comma-separated layer names")
-    p.add_argument("--n-cuts", type=int, default=10, help="cuts per model with --cuts auto (default 10)")
+    p.add_argument("--n-cuts", type=COUNT, default=10, help="cuts per model with --cuts auto (default 10)")
     p.add_argument("--heads", default="linear", help="comma-separated heads: linear, conv (default linear)")
-    p.add_argument("--shortlist", type=int, default=SHORTLIST, help="pairs that get the slower heads")
+    p.add_argument("--shortlist", type=COUNT, default=SHORTLIST, help="pairs that get the slower heads")
     p.add_argument("--weights", default="imagenet", help="'imagenet' (default) or 'none' for random weights")
-    p.add_argument("--input-size", type=int, help="square input side in pixels (default: the model's)")
+    p.add_argument("--input-size", type=SIDE, help="square input side in pixels (default: the model's)")
     p.add_argument("--pooling", choices=("avg", "avgmax"), default="avg")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--epochs", type=COUNT, default=30)
+    p.add_argument("--lr", type=real(0.0, open_low=True), default=1e-2)
     p.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default="adam")
     p.add_argument("--augment", action="store_true", help="random flips and shifts while training heads")
-    p.add_argument("--unfreeze", type=int, default=0, help="fine-tune this many blocks before the cut")
-    p.add_argument("--tolerance", type=float, default=0.01, help="accuracy a cheaper cut may give up (default 0.01)")
+    p.add_argument("--unfreeze", type=OPTIONAL_COUNT, default=0, help="fine-tune this many blocks before the cut")
+    p.add_argument("--tolerance", type=FRACTION, default=0.01, help="accuracy a cheaper cut may give up (default 0.01)")
     p.add_argument("--store", "--cache", dest="store", help="feature/result cache (default: ~/.cache/diamond_cutter)")
     p.add_argument("--executor", choices=("local", "processes"), default="local")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of stopping")
     p.add_argument("--save-best", metavar="DIR", help="train the recommended head again and save it here")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     add_compute_options(p, batch_size="images per training step of a head (default 32)")
     p.set_defaults(run=run)
 

@@ -13,6 +13,7 @@ from ..featureviz.param import PARAMS
 from ..featureviz.optimize import FAST_SCHEDULE, LUCID_SCHEDULE, estimate_seconds, image_size, layer_channels
 from ..progress import duration_text
 from . import add_command
+from .numbers import COUNT, SEED, SIDE
 from .options import add_compute_options, add_layer_option, layers_of, load_model_from, one_layer
 
 
@@ -50,9 +51,9 @@ def add_render_options(p: argparse.ArgumentParser, size: int | None) -> None:
                    help="Adam settings: " + "; ".join(f"{name} (lr {s['lr']}, betas {s['betas']}, {s['steps']} steps)"
                                                       for name, s in SCHEDULES.items())
                         + ". fast gets about as far in a quarter of the time")
-    p.add_argument("--steps", type=int, help="optimization steps (default: the schedule's)")
-    p.add_argument("--size", type=int, default=size, help="image side in pixels (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=COUNT, help="optimization steps (default: the schedule's)")
+    p.add_argument("--size", type=SIDE, default=size, help="image side in pixels (default: %(default)s)")
+    p.add_argument("--seed", type=SEED, default=0)
     add_compute_options(p, batch_size="images per optimization (default: what fits in memory)")
 
 

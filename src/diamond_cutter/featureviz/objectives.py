@@ -92,10 +92,13 @@ def per_item(values: int | Sequence[int]) -> tuple[torch.Tensor | int, int | Non
     if isinstance(values, torch.Tensor):
         values = values.tolist()
     if isinstance(values, int) or not hasattr(values, "__iter__"):
+        check_range(int(values), None)
         return int(values), None
     values = [int(v) for v in values]
     if not values:
         raise DiamondCutterError("an objective needs at least one channel or class")
+    for value in values:
+        check_range(value, None)
     return torch.tensor(values), len(values)
 
 
@@ -106,15 +109,18 @@ def pick(act: torch.Tensor, index: torch.Tensor | int) -> torch.Tensor:
     if isinstance(index, int):
         check_range(index, act.shape[1])
         return act[:, index]
-    check_range(int(index.max()), act.shape[1])
+    for extreme in (int(index.min()), int(index.max())):  # a negative index would silently pick from the end
+        check_range(extreme, act.shape[1])
     if len(index) != len(act):
         raise DiamondCutterError(f"the objective has {len(index)} items but the batch has {len(act)} images")
     return act[torch.arange(len(act), device=act.device), index.to(act.device)]
 
 
-def check_range(index: int, size: int) -> None:
-    if not 0 <= index < size:
-        raise DiamondCutterError(f"channel {index} is out of range: the layer has {size} channels")
+def check_range(index: int, size: int | None) -> None:
+    """The check ``visualize`` makes: no negative index (it would count from the end), none past ``size``."""
+    if index < 0 or (size is not None and index >= size):
+        limit = f"the layer has {size} channels" if size is not None else "indices start at 0"
+        raise DiamondCutterError(f"channel {index} is out of range: {limit}")
 
 
 def spatial_mean(x: torch.Tensor) -> torch.Tensor:

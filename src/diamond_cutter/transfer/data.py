@@ -186,22 +186,23 @@ def _check_images(
     items: list[tuple[str, str]], classes: list[str], skip_bad: bool
 ) -> tuple[list[str], np.ndarray, list[str], list[str]]:
     """Decode every image once: hash its bytes, collect every failure before raising."""
-    paths, labels, hashes, bad = [], [], [], []
+    paths, labels, hashes, bad, reasons = [], [], [], [], []
     for path, label in items:
         try:
             data = Path(path).read_bytes()
             decode_image(data, path)
         except (OSError, ImageError) as err:
-            bad.append(f"{path} ({err})" if not isinstance(err, ImageError) else str(err))
+            bad.append(path)
+            reasons.append(f"{path} ({err})" if not isinstance(err, ImageError) else str(err))
             continue
         paths.append(path)
         labels.append(classes.index(label))
         hashes.append(hashlib.sha256(data).hexdigest())
     if bad and not skip_bad:
-        raise ImageError(f"{len(bad)} unreadable image(s) (pass skip_bad=True to skip them): " + "; ".join(bad))
+        raise ImageError(f"{len(bad)} unreadable image(s) (pass skip_bad=True to skip them): " + "; ".join(reasons))
     if bad:
-        warnings.warn(f"skipping {len(bad)} unreadable image(s): " + "; ".join(bad), stacklevel=3)
-    return paths, np.array(labels, dtype=np.int64), hashes, [b.split(" ")[0] for b in bad]
+        warnings.warn(f"skipping {len(bad)} unreadable image(s): " + "; ".join(reasons), stacklevel=3)
+    return paths, np.array(labels, dtype=np.int64), hashes, bad
 
 
 # --- small real data sets from installed packages (offline) ------------------------------------

@@ -6,6 +6,9 @@ asked for, and every cut's feature map is pooled on the way. Each batch's
 features are written to the store under a key made of the model's parameters,
 the preprocessing, the cut, the pooling and the images' content, so a second
 run, a resumed run and a run with one more cut only compute what is missing.
+Each file is sealed with its key and hash (:meth:`Store.write_checked`) and
+must hold one row per image of its batch, so a swapped, edited or broken file
+is recomputed with a warning instead of changing the answer.
 """
 
 from __future__ import annotations
@@ -86,17 +89,18 @@ def extract_features(
             indices = np.arange(start, min(start + batch_size, len(data)))
             batch = hashlib.sha256("".join(data.hashes[i] for i in indices).encode()).hexdigest()[:24]
             keys = {cut: f"{prefix}/{cut}/{batch}.npy" for cut in cuts}
-            missing = [cut for cut in cuts if store is None or not store.exists(keys[cut])]
+            found = {cut: store.read_checked(keys[cut], _reader(len(indices))) for cut in cuts} if store else {}
+            missing = [cut for cut in cuts if found.get(cut) is None]
             if missing:
-                fresh = _forward_batch(model, data.pixels(indices, model), missing, pooling)
-                for cut, array in fresh.items():
+                found.update(_forward_batch(model, data.pixels(indices, model), missing, pooling))
+                for cut in missing:
                     if store is not None:
-                        store.write_bytes(keys[cut], _to_bytes(array))
+                        store.write_checked(keys[cut], _to_bytes(found[cut]))
                 computed += 1
             else:
-                fresh, cached = {}, cached + 1
+                cached += 1
             for cut in cuts:
-                chunks[cut].append(fresh[cut] if cut in fresh else _from_bytes(store.read_bytes(keys[cut])))
+                chunks[cut].append(found[cut])
     return FeatureSet({cut: np.concatenate(parts) for cut, parts in chunks.items()}, computed, cached)
 
 
@@ -113,5 +117,13 @@ def _to_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _from_bytes(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
+def _reader(rows: int):
+    """Parse a cached batch, refusing anything but a finite float32 matrix of ``rows`` rows."""
+
+    def read(data: bytes) -> np.ndarray:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+        if array.dtype != np.float32 or array.ndim != 2 or len(array) != rows or not np.isfinite(array).all():
+            raise ValueError(f"expected {rows} finite float32 rows, got {array.dtype} {array.shape}")
+        return array
+
+    return read

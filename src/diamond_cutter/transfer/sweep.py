@@ -167,9 +167,9 @@ def estimate_job(job: Job) -> list[dict[str, Any]]:
     prefix = _prefix(model, job)
     rows, todo = {}, []
     for cut in cuts:
-        key = f"{prefix}/{cut.name}/estimates.json"
-        if store.exists(key):
-            rows[cut.name] = store.read_json(key)
+        row = store.read_checked_json(f"{prefix}/{cut.name}/estimates.json", _has(BASE_COLUMNS))
+        if row is not None:
+            rows[cut.name] = row
         else:
             todo.append(cut)
     if todo:
@@ -179,7 +179,7 @@ def estimate_job(job: Job) -> list[dict[str, Any]]:
         seconds = (time.perf_counter() - start) / len(todo)
         for cut in todo:
             row = _estimate(model, job, cut, fs.features[cut.name], seconds)
-            store.write_json(f"{prefix}/{cut.name}/estimates.json", row)
+            store.write_checked_json(f"{prefix}/{cut.name}/estimates.json", row)
             rows[cut.name] = row
     return [rows[c.name] for c in cuts]
 
@@ -193,11 +193,13 @@ def heads_job(job: Job) -> list[dict[str, Any]]:
     for cut in job.shortlist:
         for head in job.heads:
             key = f"{prefix}/{cut}/head-{head}-{_digest(asdict(job.train))}.json"
-            if not store.exists(key):
+            columns = store.read_checked_json(key, _has([f"{head}_acc"]))
+            if columns is None:
                 start = time.perf_counter()
                 trained = train_head(model, job.data, cut, head, job.train, progress=job.progress)
-                store.write_json(key, _head_columns(head, trained, time.perf_counter() - start))
-            out.append({"model": job.spec.name, "cut": cut, **store.read_json(key)})
+                columns = _head_columns(head, trained, time.perf_counter() - start)
+                store.write_checked_json(key, columns)
+            out.append({"model": job.spec.name, "cut": cut, **columns})
     return out
 
 
@@ -245,6 +247,16 @@ def _train_shortlist(rows: list[dict], jobs: list[Job], heads: list[str], k: int
 
 def _prefix(model: Model, job: Job) -> str:
     return f"sweeps/{model_key(model)}/{job.data.fingerprint()}/{job.pooling}-{_digest(asdict(job.train))}"
+
+
+def _has(columns: Sequence[str]):
+    """A check that a cached row is an object with (at least) ``columns``."""
+
+    def check(row: Any) -> None:
+        if not isinstance(row, dict) or any(c not in row for c in columns):
+            raise ValueError(f"expected an object with {', '.join(columns)}")
+
+    return check
 
 
 def _digest(value: Any) -> str:
