@@ -22,7 +22,7 @@ import diamond_cutter
 
 #: The layers, lowest first: a module may import its own layer and those below, never above.
 LAYERS = {
-    "ground": {"errors", "devices", "small", "progress", "heap", "version", "html", "store", "capture", "images", "targets",
+    "ground": {"errors", "devices", "small", "download", "progress", "heap", "version", "html", "store", "capture", "images", "targets",
                "render", "layers", "model", "zoo"},
     "analysis": {"attribution", "blocks", "featureviz", "atlas", "transfer", "lens", "callbacks"},
     "presentation": {"report", "visuallog"},
