@@ -7,9 +7,11 @@ import json
 import pytest
 from PIL import Image
 
-from diamond_cutter.cli import main
-from diamond_cutter.commands.visualize import parse_channels
+import diamond_cutter as dc
+from diamond_cutter.cli import build_parser, main
+from diamond_cutter.commands.visualize import announce, parse_channels
 from diamond_cutter.errors import DiamondCutterError
+from diamond_cutter.progress import clean_label, duration_text
 
 
 def test_parse_channels():
@@ -65,3 +67,29 @@ def test_notebook_html_escapes_and_embeds_pictures(embedded, tmp_path):
     assert html.count("data:image/png;base64,") == 2 and "blocks.0 channel 2" in html
     atlas = dc.atlas(embedded, "blocks.0", [1], steps=2, size=32, store=tmp_path, progress=False)
     assert "1/16 channels" in atlas._repr_html_()
+
+
+def test_visualize_says_what_it_will_do_and_how_long_before_it_starts(tmp_path, capsys):
+    code = main(["visualize", "efficientnet_lite0", "--layer", "blocks.0", "--steps", "2", "--size", "32",
+                 "--out", str(tmp_path)])
+    assert code == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("16 channels of blocks.0 × 2 steps at 32×32 px on cpu: about ")
+    assert out[1] == "no --channels: rendering the whole layer (16 channels)"  # not a terminal: no question
+    assert len(list(tmp_path.glob("*.png"))) == 16
+
+
+def test_lucid_schedule_estimate_names_the_fast_one(tmp_path, capsys):
+    args = build_parser().parse_args(["visualize", "efficientnet_lite0", "--layer", "blocks.0", "--channels", "0",
+                                      "--size", "32", "--out", str(tmp_path)])
+    announce(dc.load_model("efficientnet_lite0"), "blocks.0", [0], args)  # times 3 steps, renders nothing
+    line = capsys.readouterr().out.strip()
+    assert "× 512 steps at 32×32 px" in line and "; --schedule fast about" in line
+
+
+def test_progress_labels_are_short_and_clean():
+    label = clean_label("direction in blocks.4; direction in blocks.4; direction in blocks.4")
+    assert label == "direction in blocks.4"
+    assert clean_label("channel 3 of blocks.4; channel 4 of blocks.4") == "channel 3 of blocks.4 (+1 more)"
+    assert len(clean_label("x" * 100)) == 40
+    assert (duration_text(30), duration_text(24 * 60), duration_text(2.5 * 3600)) == ("about 30 s", "about 24 min", "about 2.5 h")

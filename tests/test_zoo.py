@@ -194,3 +194,22 @@ def test_class_names_and_bad_targets(embedded):
         embedded.class_index("tigre cat")
     with pytest.raises(dc.DiamondCutterError, match="out of range"):
         embedded.class_index(1000)
+
+
+def test_timm_pretrained_tags_are_accepted_and_unknown_tags_suggest_real_ones():
+    model = dc.load_model("resnet18.a1_in1k", weights=None)
+    assert model.name == "resnet18.a1_in1k" and model.layer("layer4").channels == 512
+    assert dc.load_model("timm/resnet18.a1_in1k", weights=None).name == "resnet18.a1_in1k"
+    with pytest.raises(dc.UnknownNameError, match=r"did you mean 'resnet18\."):
+        dc.load_model("resnet18.zz_in1k", weights=None)
+
+
+def test_lucid_inceptionv1_layer_names_map_to_torchvision_googlenet():
+    model = dc.load_model("inceptionv1", weights=None)
+    assert model.layer("mixed4d").name == "inception4d" and model.layer("conv2d0").name == "conv1"
+    result = dc.attribute(model, torch.rand(1, 3, 224, 224), "gradcam", layer="mixed4d", target=3)
+    assert result.layer == "inception4d"
+    vis = dc.visualize(model, "mixed4d", [0], steps=1, size=32, progress=False)
+    assert vis.layer == "inception4d"
+    with pytest.raises(dc.UnknownNameError, match="mixed4e"):
+        model.layer("mixed4x")

@@ -7,18 +7,57 @@ packages (``diamond_cutter.attribution.GradCAM``), plumbing such as hooks in
 :mod:`diamond_cutter.capture`, pictures in :mod:`diamond_cutter.render`.
 """
 
-from .atlas import atlas
-from .attribution import attribute, evaluate_methods, sanity_check
-from .blocks import channel_attribution, dataset_examples, heatmap, neuron_groups, semantic_map
+import importlib
+import importlib.util
+import sys
+import types
+from typing import Any
+
 from .errors import CheckpointError, DiamondCutterError, ImageError, UnknownNameError, WeightsUnavailableError
-from .featureviz import objectives, render_objective, visualize
-from .images import load_images
-from .model import Model, predict
-from .report import report
-from .transfer import compare_predictions, load_transferred, sweep, train_head
 from .version import __version__ as __version__
-from .visuallog import VisualLog
-from .zoo import list_models, load_model
+
+#: Public name -> the module it lives in. Imported on first use, so ``import diamond_cutter`` (and the
+#: ``diamond-cutter`` command's ``--help``) does not load PyTorch until something needs it.
+_EXPORTS = {
+    "atlas": "atlas", "attribute": "attribution", "evaluate_methods": "attribution", "sanity_check": "attribution",
+    "channel_attribution": "blocks", "dataset_examples": "blocks", "heatmap": "blocks", "neuron_groups": "blocks",
+    "semantic_map": "blocks", "objectives": "featureviz", "render_objective": "featureviz", "visualize": "featureviz",
+    "load_images": "images", "Model": "model", "predict": "model", "report": "report",
+    "compare_predictions": "transfer", "load_transferred": "transfer", "sweep": "transfer", "train_head": "transfer",
+    "VisualLog": "visuallog", "list_models": "zoo", "load_model": "zoo",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """A public name or a subpackage (``dc.transfer``), imported when first asked for."""
+    if name in _EXPORTS:
+        value = _export(name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def _export(name: str) -> Any:
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+class _Package(types.ModuleType):
+    """The package module, where a public function shares its name with its subpackage (``atlas``,
+    ``report``): importing the subpackage would set the attribute to the module, so the attribute is a
+    property that always gives the function, as the eager ``from .atlas import atlas`` did."""
+
+
+for _name in ("atlas", "report"):
+    setattr(_Package, _name, property(lambda _self, n=_name: _export(n), lambda _self, _value: None))
+sys.modules[__name__].__class__ = _Package
+
 
 __all__ = [
     "CheckpointError",

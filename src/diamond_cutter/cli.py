@@ -1,23 +1,24 @@
 """The ``diamond-cutter`` command.
 
-Each subcommand lives in its own module under :mod:`diamond_cutter.commands`
-and exposes ``register(subparsers)``, which adds its parser and sets ``run``.
-Errors from bad input (a bad argument or a bad file) print one line, no traceback, and exit with status 2.
+Each subcommand lives in a module under :mod:`diamond_cutter.commands` and exposes
+``register(subparsers)``, which adds its parser and sets ``run``; the registry in
+:mod:`diamond_cutter.commands` names them. Only the module of the command being run is
+imported, so ``--help`` and ``--version`` answer without loading PyTorch. Errors from bad
+input (a bad argument or a bad file) print one line, no traceback, and exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from .commands import attribute, demo, evaluate, inventory, predict, report, sweep, visualize
+from .commands import COMMANDS, add_command, memory_budget_from
 from .errors import DiamondCutterError
-
-#: The subcommands' modules, in the order their commands are listed in --help.
-COMMAND_MODULES = (inventory, predict, attribute, evaluate, visualize, report, sweep, demo)
+from .version import __version__
 
 
 class Parser(argparse.ArgumentParser):
@@ -27,19 +28,34 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every command registered in full, or only ``command``'s (``""``: none) and the
+    others as their help line, which is all ``--help`` shows."""
     parser = Parser(
         prog="diamond-cutter",
         description="Look inside convolutional networks and find where to cut them for transfer learning.",
+        epilog="Run `diamond-cutter COMMAND --help` for a command's options and examples.",
     )
+    parser.add_argument("--version", action="version", version=f"diamond-cutter {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMAND_MODULES:
-        module.register(sub)
+    full = list(dict.fromkeys(module for module, _, _ in COMMANDS.values())) if command is None else (
+        [COMMANDS[command][0]] if command in COMMANDS else [])
+    for module in full:
+        importlib.import_module(f"{__package__}.commands.{module}").register(sub)
+    for name in COMMANDS:
+        if name not in sub.choices:
+            add_command(sub, name)
     return parser
 
 
+def command_in(argv: Sequence[str]) -> str:
+    """The command named in ``argv`` (its first word that is not an option), or ``""``."""
+    return next((word for word in argv if not word.startswith("-")), "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(command_in(argv)).parse_args(argv)
     log = logging.getLogger("diamond_cutter")
     said = logging.StreamHandler(sys.stderr)  # choices the library makes for the user (a default layer) are printed
     said.setFormatter(logging.Formatter("diamond-cutter: %(message)s"))
@@ -47,9 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.addHandler(said)
     log.setLevel(logging.INFO)
     try:
-        return int(args.run(args) or 0)
+        with memory_budget_from(args):
+            return int(args.run(args) or 0)
     except DiamondCutterError as err:
-        print(f"diamond-cutter: error: {err}", file=sys.stderr)
+        print(f"diamond-cutter: error: {err.cli_text()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("diamond-cutter: interrupted", file=sys.stderr)

@@ -12,7 +12,18 @@ from collections.abc import Iterable
 
 
 class DiamondCutterError(Exception):
-    """Base class of every error raised for bad user input."""
+    """Base class of every error raised for bad user input.
+
+    ``cli`` is the same message phrased for the command line (``--weights none`` where the
+    message says ``weights=None``); the ``diamond-cutter`` command prints :meth:`cli_text`.
+    """
+
+    def __init__(self, *args: object, cli: str | None = None):
+        super().__init__(*args)
+        self.cli = cli
+
+    def cli_text(self) -> str:
+        return self.cli or str(self)
 
 
 class UnknownNameError(DiamondCutterError, ValueError):

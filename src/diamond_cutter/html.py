@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import io
 import os
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,67 @@ def image_tag(image: Image.Image, alt: str) -> str:
 def from_template(template: str, **context: Any) -> str:
     """The HTML of a template of ``diamond_cutter/templates`` (whole pages and notebook fragments alike)."""
     return environment().get_template(template).render(**context)
+
+
+#: Notebook tables show at most this many rows (then a line says how many more there are).
+TABLE_ROWS = 40
+#: A short repr shows text fields cut to this many characters.
+REPR_TEXT = 60
+
+
+def table_html(columns: Sequence[str], rows: Iterable[Sequence[Any]], caption: str | None = None,
+               limit: int = TABLE_ROWS) -> str:
+    """A small HTML table for a notebook: every cell escaped, at most ``limit`` rows (the rest counted)."""
+    rows = list(rows)
+    head = Markup("").join(Markup("<th>{}</th>").format(c) for c in columns)
+    body = Markup("").join(
+        Markup("<tr>{}</tr>").format(Markup("").join(Markup("<td>{}</td>").format(_cell(v)) for v in row))
+        for row in rows[:limit]
+    )
+    more = Markup('<tr><td colspan="{}">… {} more rows</td></tr>').format(len(columns), len(rows) - limit) if len(rows) > limit else ""
+    title = Markup("<caption>{}</caption>").format(caption) if caption else ""
+    return str(Markup('<table class="diamond-cutter">{}<tr>{}</tr>{}{}</table>').format(title, head, body, more))
+
+
+def details_html(summary: str, inner_html: str) -> str:
+    """``inner_html`` (already safe HTML) folded behind a ``<details>`` with an escaped ``summary``."""
+    return str(Markup("<details><summary>{}</summary>{}</details>").format(summary, Markup(inner_html)))
+
+
+def images_html(images: Sequence[Image.Image], captions: Sequence[str], title: str = "", width: int = 160) -> str:
+    """Pictures side by side with escaped captions, each shown ``width`` pixels wide."""
+    figures = Markup("").join(
+        Markup('<figure style="display:inline-block;margin:4px"><img src="{}" width="{}" alt="{}"><figcaption>{}</figcaption></figure>')
+        .format(image_uri(im), width, caption, caption)
+        for im, caption in zip(images, captions)
+    )
+    heading = Markup("<b>{}</b><br>").format(title) if title else ""
+    return str(Markup("<div>{}{}</div>").format(heading, figures))
+
+
+def short_repr(obj: Any, skip: Sequence[str] = ()) -> str:
+    """``Name(field=..., ...)`` of a dataclass with arrays shown by shape, sequences and mappings by
+    length and long text cut, so a notebook never prints a tensor or a network in full."""
+    parts = [f"{f.name}={_short(getattr(obj, f.name))}" for f in fields(obj) if f.name not in skip and f.repr]
+    return f"{type(obj).__name__}({', '.join(parts)})"
+
+
+def _short(value: Any) -> str:
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"<{'×'.join(map(str, value.shape)) or 'scalar'} {str(value.dtype).replace('torch.', '')}>"
+    if isinstance(value, str):
+        return repr(value if len(value) <= REPR_TEXT else value[: REPR_TEXT - 1] + "…")
+    if isinstance(value, (int, float, bool, type(None))):
+        return repr(value)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float, str)) for v in value) and len(repr(value)) <= REPR_TEXT:
+        return repr(value)
+    if isinstance(value, (list, tuple, dict, set)):
+        return f"<{len(value)} {type(value).__name__} items>"
+    return f"<{type(value).__name__}>"
+
+
+def _cell(value: Any) -> Any:
+    return f"{value:.4g}" if isinstance(value, float) else value
 
 
 class HtmlPage:

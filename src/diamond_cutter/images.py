@@ -29,6 +29,7 @@ from PIL import Image, ImageOps
 
 from .download import DownloadLimits, download
 from .errors import DiamondCutterError, ImageError, UnknownNameError
+from .html import short_repr
 from .render import pictures
 
 #: Longest side of the originals an ImageBatch keeps (settable per call with ``display_side``).
@@ -77,6 +78,9 @@ class ImageBatch:
     pixels: torch.Tensor
     originals: list[Image.Image]
     ids: list[str]
+
+    def __repr__(self) -> str:
+        return short_repr(self)
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -20,6 +20,7 @@ from torch import nn
 
 from .capture import forward_hooks, preserved
 from .errors import DiamondCutterError, UnknownNameError
+from .html import details_html, table_html
 
 #: Modules that pass their input through unchanged at inference; never reported as the pre-output layer.
 PASS_THROUGH = (nn.Dropout, nn.Dropout2d, nn.Identity, nn.Flatten)
@@ -35,7 +36,10 @@ class Layer:
     ``channels``/``height``/``width`` are ``None`` where the output is not a
     tensor of that rank. ``grid`` is the spritemap side ``ceil(sqrt(channels))``.
     ``calls`` counts how often the module ran in one forward (shared modules run
-    more than once: their captured output is the last call's).
+    more than once: their captured output is the last call's). ``macs`` counts the
+    multiply-accumulates of the module's own convolution or linear map per image (0 for
+    others and for containers); ``step`` says the module is a step of a Sequential or
+    ModuleList, or a child of the network itself: the places a network is cut.
     """
 
     name: str
@@ -46,6 +50,8 @@ class Layer:
     calls: int
     leaf: bool
     parameters: int
+    macs: int = 0
+    step: bool = False
 
     @property
     def channels(self) -> int | None:
@@ -103,6 +109,8 @@ class LayerTable(Sequence[Layer]):
         self.input_size = tuple(input_size)
         self.output = output
         self.pre_output = pre_output
+        #: Other names for layers (another library's), resolved to the table's names.
+        self.aliases: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self._layers)
@@ -127,9 +135,9 @@ class LayerTable(Sequence[Layer]):
         if not isinstance(name, str):
             raise DiamondCutterError(f"a layer is named by a string, got {type(name).__name__} {name!r}")
         try:
-            return self._by_name[name]
+            return self._by_name[self.aliases.get(name, name)]
         except KeyError:
-            raise UnknownNameError("layer", name, self.names) from None
+            raise UnknownNameError("layer", name, [*self.names, *self.aliases]) from None
 
     def spatial(self) -> list[Layer]:
         return [layer for layer in self._layers if layer.spatial]
@@ -160,6 +168,51 @@ class LayerTable(Sequence[Layer]):
             indent=2,
         )
 
+    def blocks(self) -> list[Block]:
+        """The blocks users cut at: spatial, single-call steps of a Sequential or ModuleList (or children
+        of the network). A Sequential's output is its last step's, so of the two only one is listed: the
+        inner one where the last step is itself a Sequential, else the outer one. Each block carries the
+        multiply-accumulates and parameters of everything that ran up to its end (EfficientNet-Lite0:
+        265 layers, 23 blocks)."""
+        steps = [layer for layer in self._layers if layer.spatial and layer.calls == 1 and layer.step
+                 and layer.type not in POOLS]
+        keep = {layer.name for layer in steps}
+        for layer in steps:
+            children = [other for other in steps if other.name.rpartition(".")[0] == layer.name]
+            if layer.type == "Sequential" and children:
+                last = max(children, key=lambda other: other.index)
+                keep.discard(layer.name if last.type == "Sequential" else last.name)
+        own = self._own_parameters()
+        return [
+            Block(layer.name, layer.type, layer.index, layer.channels or 0, layer.height or 1, layer.width or 1,
+                  sum(other.macs for other in self._layers[: layer.index + 1]),
+                  sum(own[other.name] for other in self._layers[: layer.index + 1]))
+            for layer in steps if layer.name in keep
+        ]
+
+    def _own_parameters(self) -> dict[str, int]:
+        """Parameters of each module itself, without its children's (a container may hold some of its own)."""
+        own = {layer.name: layer.parameters for layer in self._layers}
+        for layer in self._layers:
+            parent = layer.name.rpartition(".")[0]
+            if parent in own:
+                own[parent] -= layer.parameters
+        return own
+
+    def __repr__(self) -> str:
+        return (f"LayerTable({len(self)} layers, {len(self.spatial())} with a C×H×W map; input "
+                f"{'×'.join(map(str, self.input_size))}; output {self.output!r}; pre-output {self.pre_output!r})")
+
+    def _repr_html_(self) -> str:
+        """The blocks as a table, and every layer folded behind a ``<details>``."""
+        blocks = [[b.name, b.type, b.channels, f"{b.height}×{b.width}", f"{b.macs / 1e6:.1f}M", f"{b.parameters / 1e6:.2f}M"]
+                  for b in self.blocks()]
+        rows = [[layer.index, layer.name, layer.type, layer.channels if layer.channels is not None else "-",
+                 f"{layer.height}×{layer.width}" if layer.spatial else "-", layer.parameters, layer.note] for layer in self]
+        return (table_html(["block", "type", "channels", "H×W", "MACs to here", "parameters to here"], blocks, caption=repr(self))
+                + details_html(f"all {len(self)} layers",
+                               table_html(["#", "name", "type", "channels", "H×W", "parameters", "note"], rows)))
+
     def __str__(self) -> str:
         rows = [("#", "name", "type", "channels", "H×W", "grid", "note")]
         for layer in self._layers:
@@ -168,6 +221,43 @@ class LayerTable(Sequence[Layer]):
             rows.append((str(layer.index), layer.name, layer.type, str(shape), hw, str(layer.grid or "-"), layer.note))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + ("  " + r[-1] if r[-1] else "") for r in rows)
+
+
+@dataclass(frozen=True)
+class Block:
+    """A block of the network (see :meth:`LayerTable.blocks`): its output map, and the multiply-accumulates
+    (per image) and parameters of everything that ran up to its end."""
+
+    name: str
+    type: str
+    index: int
+    channels: int
+    height: int
+    width: int
+    macs: int
+    parameters: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def block_table_text(blocks: Sequence[Block]) -> str:
+    """The blocks as aligned text columns (what ``diamond-cutter layers --blocks`` prints)."""
+    rows = [("block", "type", "channels", "H×W", "MACs to here", "parameters to here")]
+    rows += [(b.name, b.type, str(b.channels), f"{b.height}×{b.width}", f"{b.macs / 1e6:.1f}M",
+              f"{b.parameters / 1e6:.2f}M") for b in blocks]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def macs(module: nn.Module, output: Any) -> int:
+    """Multiply-accumulates per image of a convolution or linear layer's own computation (0 otherwise)."""
+    if isinstance(module, nn.Conv2d) and isinstance(output, torch.Tensor):
+        k = module.kernel_size[0] * module.kernel_size[1] * (module.in_channels // module.groups)
+        return int(output[0].numel()) * k
+    if isinstance(module, nn.Linear):
+        return module.in_features * module.out_features
+    return 0
 
 
 def _describe(output: Any) -> tuple[tuple[int, ...] | None, str]:
@@ -188,12 +278,12 @@ def discover_layers(module: nn.Module, input_size: Sequence[int], logits: Any = 
     modules = {name: m for name, m in module.named_modules() if name}
 
     def recorder(name: str):
-        def hook(_m: nn.Module, _i: tuple, output: Any) -> None:
+        def hook(m: nn.Module, _i: tuple, output: Any) -> None:
             if name in seen:
                 seen[name]["calls"] += 1
                 return
             shape, kind = _describe(output)
-            seen[name] = {"shape": shape, "output": kind, "calls": 1}
+            seen[name] = {"shape": shape, "output": kind, "calls": 1, "macs": macs(m, output)}
             order.append(name)
 
         return hook
@@ -214,6 +304,8 @@ def discover_layers(module: nn.Module, input_size: Sequence[int], logits: Any = 
             calls=seen[name]["calls"],
             leaf=not any(True for _ in modules[name].children()),
             parameters=sum(p.numel() for p in modules[name].parameters()),
+            macs=seen[name]["macs"],
+            step="." not in name or isinstance(modules[name.rpartition(".")[0]], (nn.Sequential, nn.ModuleList)),
         )
         for i, name in enumerate(order)
     ]

@@ -56,19 +56,39 @@ def pictures(images: Any) -> list[Image.Image]:
     raise DiamondCutterError(f"cannot show a {type(images).__name__} as images")
 
 
-def scale(heat: torch.Tensor, signed: bool = False) -> torch.Tensor:
+#: Attribution maps are shown clipped at this percentile of their magnitude, so that a few extreme
+#: pixels (gradients are spiky) do not push everything else into the bottom of the colour map.
+CLIP_PERCENTILE = 99.0
+#: How an attribution map can be drawn: over its image through a colour map, the colour map alone,
+#: a diverging colour map of the sign over a greyed image, or the magnitude in grey.
+STYLES = ("overlay", "heatmap", "signed", "magnitude")
+#: The diverging colour map of the signed style: blue against, white for nothing, red for.
+DIVERGING_CMAP = "RdBu_r"
+
+
+def scale(heat: torch.Tensor, signed: bool = False, percentile: float | None = None) -> torch.Tensor:
     """A map scaled for display into ``[0, 1]``.
 
-    Unsigned maps are min-max scaled; signed maps are divided by their largest
-    magnitude and shifted so that zero sits at 0.5 (the middle of a diverging
-    colour map), keeping the sign visible.
+    Unsigned maps are shifted to start at 0 and divided by their maximum; signed
+    maps are divided by their largest magnitude and shifted so that zero sits at
+    0.5 (the middle of a diverging colour map), keeping the sign visible. With
+    ``percentile``, that percentile stands in for the maximum and larger values are clipped.
     """
     heat = heat.detach().float()
     if signed:
-        top = heat.abs().max().clamp_min(1e-12)
-        return heat / top * 0.5 + 0.5
-    low, high = heat.min(), heat.max()
-    return (heat - low) / (high - low).clamp_min(1e-12)
+        return (heat / _top(heat.abs(), percentile)).clamp(-1, 1) * 0.5 + 0.5
+    shifted = heat - heat.min()
+    return (shifted / _top(shifted, percentile)).clamp(0, 1)
+
+
+def _top(values: torch.Tensor, percentile: float | None) -> torch.Tensor:
+    """The maximum of non-negative ``values``, or their ``percentile`` (never 0)."""
+    if percentile is None:
+        return values.max().clamp_min(1e-12)
+    if not 0 < percentile <= 100:
+        raise DiamondCutterError(f"percentile must be in (0, 100], got {percentile}")
+    top = float(np.percentile(values.cpu().numpy(), percentile))
+    return torch.tensor(top if top > 0 else float(values.max()), device=values.device).clamp_min(1e-12)
 
 
 def colorize(values: torch.Tensor, cmap: str = "jet") -> np.ndarray:
@@ -89,23 +109,58 @@ def resize_map(heat: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(heat[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
 
 
-def colored_map(heat: torch.Tensor, cmap: str = "jet", signed: bool = False, size: tuple[int, int] | None = None) -> Image.Image:
-    """An h×w map alone, coloured (``size`` = (height, width) to resize first)."""
+def colored_map(
+    heat: torch.Tensor, cmap: str = "jet", signed: bool = False, size: tuple[int, int] | None = None,
+    percentile: float | None = None,
+) -> Image.Image:
+    """An h×w map alone, coloured (``size`` = (height, width) to resize first; ``percentile`` clips)."""
     heat = _as_map(heat)
     if size is not None:
         heat = resize_map(heat, size)
-    return Image.fromarray(colorize(scale(heat, signed), cmap))
+    return Image.fromarray(colorize(scale(heat, signed, percentile), cmap))
 
 
 def heatmap_overlay(
-    image: ImageLike, heat: torch.Tensor, cmap: str = "jet", alpha: float = 0.5, signed: bool = False
+    image: ImageLike, heat: torch.Tensor, cmap: str = "jet", alpha: float = 0.5, signed: bool = False,
+    percentile: float | None = None,
 ) -> Image.Image:
     """``heat`` (any h×w) resized onto ``image``, coloured with ``cmap`` and blended with weight ``alpha``."""
     if not 0.0 <= alpha <= 1.0:
         raise DiamondCutterError(f"alpha must be between 0 and 1, got {alpha}")
     picture = to_pil(image).convert("RGB")
-    colored = colored_map(heat, cmap, signed, size=(picture.height, picture.width))
+    colored = colored_map(heat, cmap, signed, size=(picture.height, picture.width), percentile=percentile)
     return Image.blend(picture, colored, alpha)
+
+
+def attribution_picture(
+    image: ImageLike | None, attribution: torch.Tensor, style: str = "overlay", *, cmap: str = "jet",
+    alpha: float = 0.5, percentile: float = CLIP_PERCENTILE,
+) -> Image.Image:
+    """One attribution map (C×h×w, or h×w) drawn in one of :data:`STYLES`, at the image's size.
+
+    ``overlay``: the map (channels summed; their magnitudes for C > 1) through ``cmap`` blended over
+    the image; ``heatmap``: the same colours alone; ``signed``: the summed map through a diverging
+    colour map (red for, blue against), opaque where it is strong, over a greyed image;
+    ``magnitude``: the summed magnitude in grey. Every style clips at ``percentile``.
+    """
+    if style not in STYLES:
+        raise UnknownNameError("attribution style", style, STYLES)
+    maps = torch.as_tensor(attribution).detach().float()
+    maps = maps[None] if maps.ndim == 2 else maps
+    signed_sum, magnitude = maps.sum(0), maps.abs().sum(0)
+    heat = signed_sum if len(maps) == 1 and style in ("overlay", "heatmap") else magnitude
+    picture = to_pil(image).convert("RGB") if image is not None else None
+    size = (picture.height, picture.width) if picture is not None else tuple(maps.shape[-2:])
+    if style == "overlay" and picture is not None:
+        return heatmap_overlay(picture, heat, cmap, alpha, percentile=percentile)
+    if style in ("overlay", "heatmap"):
+        return colored_map(heat, cmap, size=size, percentile=percentile)
+    if style == "magnitude":
+        return to_pil(scale(resize_map(magnitude, size), percentile=percentile)[None])
+    unit = scale(resize_map(signed_sum, size), signed=True, percentile=percentile) * 2 - 1
+    colours = colorize(unit * 0.5 + 0.5, DIVERGING_CMAP)
+    base = picture if picture is not None else Image.new("RGB", (size[1], size[0]), "white")
+    return _blend(base, np.sqrt(np.abs(unit.numpy())) * 0.9, colours)  # the root lifts faint evidence into view
 
 
 def colored_saliency(grad: torch.Tensor) -> Image.Image:
@@ -113,11 +168,10 @@ def colored_saliency(grad: torch.Tensor) -> Image.Image:
     return to_pil(scale(_as_rgb(grad)))
 
 
-def grayscale_saliency(grad: torch.Tensor, percentile: float = 99.0) -> Image.Image:
-    """Summed absolute gradient over channels, clipped at a percentile so a few pixels do not wash it out."""
-    magnitude = _as_rgb(grad).abs().sum(0)
-    top = torch.quantile(magnitude.flatten(), percentile / 100.0).clamp_min(1e-12)
-    return to_pil((magnitude / top).clamp(0, 1)[None])
+def grayscale_saliency(grad: torch.Tensor, percentile: float = CLIP_PERCENTILE) -> Image.Image:
+    """Summed absolute gradient over channels, clipped at a percentile so a few pixels do not wash it out
+    (the ``magnitude`` style of :func:`attribution_picture`)."""
+    return attribution_picture(None, _as_rgb(grad), "magnitude", percentile=percentile)
 
 
 def positive_negative_saliency(grad: torch.Tensor) -> tuple[Image.Image, Image.Image]:

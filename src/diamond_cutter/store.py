@@ -183,7 +183,7 @@ class Store:
         if not self.local:
             yield
             return
-        import fcntl  # POSIX only: deferred so the store still imports on Windows
+        import fcntl  # deferred: POSIX only, and only a local store locks
 
         path = Path(self.path(key))
         path.parent.mkdir(parents=True, exist_ok=True)

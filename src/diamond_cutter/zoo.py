@@ -33,6 +33,14 @@ from .model import IMAGENET_MEAN, IMAGENET_STD, Model, default_logits
 
 EMBEDDED = "efficientnet_lite0"
 
+#: Lucid's InceptionV1 layer names (Building Blocks, Microscope) for torchvision's GoogLeNet's.
+LUCID_INCEPTIONV1_LAYERS = {
+    "conv2d0": "conv1", "conv2d1": "conv2", "conv2d2": "conv3",
+    **{f"mixed{block}": f"inception{block}" for block in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")},
+}
+#: Other names of layers, per architecture: what :meth:`Model.layer` and every layer argument accept.
+LAYER_ALIASES = {"googlenet": LUCID_INCEPTIONV1_LAYERS}
+
 #: Lucid's model inventory under the names Lucid users know, mapped to (source, architecture).
 ALIASES: dict[str, tuple[str, str]] = {
     "inceptionv1": ("torchvision", "googlenet"),
@@ -106,7 +114,7 @@ def resolve(name: str) -> tuple[str, str]:
         names = {"torchvision": _torchvision_names, "timm": _timm_names}.get(source)
         if names is None:
             raise DiamondCutterError(f"unknown model source {source!r}: use torchvision/NAME or timm/NAME")
-        if arch not in names():
+        if arch not in names() and not (source == "timm" and _timm_tag(arch)):
             raise UnknownNameError(f"{source} model", arch, names())
         return source, arch
     lowered = key.lower()
@@ -116,9 +124,23 @@ def resolve(name: str) -> tuple[str, str]:
         return ALIASES[lowered]
     if key in _torchvision_names():
         return "torchvision", key
-    if key in _timm_names():
+    if key in _timm_names() or _timm_tag(key):
         return "timm", key
     raise UnknownNameError("model", name, [e.name for e in list_models()])
+
+
+def _timm_tag(key: str) -> bool:
+    """Whether ``key`` is a timm model with a pretrained tag (``resnet50.a1_in1k``); an unknown tag of a
+    known model raises with the model's tags."""
+    arch, dot, tag = key.partition(".")
+    if not dot or arch not in _timm_names():
+        return False
+    import timm  # deferred: timm is slow to import, and only the models it builds need it
+
+    tags = timm.list_pretrained(f"{arch}.*")
+    if key not in tags:
+        raise UnknownNameError(f"pretrained tag of {arch}", key, tags)
+    return True
 
 
 def load_model(
@@ -140,6 +162,8 @@ def load_model(
     Passing ``input_size``/``mean``/``std`` overrides the architecture's defaults;
     ``output`` picks the logits from what the network returns when that is not a
     tensor, a tuple (first item), a dict with ``logits``/``out`` or ``InceptionOutputs``.
+    ``device`` (``auto``: CUDA where available; ``cpu``, ``cuda``, ``cuda:N``, ``mps``) is where
+    the network is moved and every computation on it runs; None leaves it on the CPU.
     """
     if isinstance(name_or_module, nn.Module):
         model = _wrap_module(name_or_module, input_size, mean, std, labels, output or default_logits)
@@ -155,7 +179,7 @@ def load_model(
         model.output = output or model.output
     model.module.eval()
     if device is not None:
-        model.module.to(device)
+        model.to(device)
     return model
 
 
@@ -276,7 +300,8 @@ def _torchvision(arch: str, weights: Any, labels: Sequence[str] | None) -> Model
     return Model(module, arch, (3, size, size), tuple(transform.mean), tuple(transform.std),
                  _labels_for(num_classes, labels or (default.meta["categories"] if num_classes == 1000 else None)),
                  weights=str(weights) if weights is not None else None,
-                 interpolation=transform.interpolation.value, crop_pct=size / int(transform.resize_size[0]))
+                 interpolation=transform.interpolation.value, crop_pct=size / int(transform.resize_size[0]),
+                 layer_aliases=LAYER_ALIASES.get(arch, {}))
 
 
 def _torchvision_cached(url: str) -> bool:
@@ -315,10 +340,12 @@ def _check_online(source: str, arch: str, cached: bool, timeout: float = 3.0) ->
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
     except OSError as err:
+        problem = f"cannot download pretrained weights for {arch!r}: {host} is unreachable ({err}). "
         raise WeightsUnavailableError(
-            f"cannot download pretrained weights for {arch!r}: {host} is unreachable ({err}). "
-            f"Use weights=None for random weights, weights='path/to/checkpoint.safetensors' for a local file, "
-            f"or the embedded offline model {EMBEDDED!r}."
+            problem + f"Use weights=None for random weights, weights='path/to/checkpoint.safetensors' for a local "
+            f"file, or the embedded offline model {EMBEDDED!r}.",
+            cli=problem + f"Use --weights none for random weights, --weights path/to/checkpoint.safetensors for a "
+            f"local file, or the embedded offline model {EMBEDDED}.",
         ) from None
 
 

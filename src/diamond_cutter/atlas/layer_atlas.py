@@ -237,7 +237,7 @@ def atlas(
     """
     store = store if isinstance(store, Store) else Store(store)
     settings = replace(Settings(steps=steps, size=image_size(model, size), param=param, seed=seed), **options)
-    result = Atlas(model, layer, settings, store)
+    result = Atlas(model, model.layer(layer).name, settings, store)  # an alias (mixed4d) keys as its layer
     if fill:
         result.fill(channels, batch_size=batch_size, progress=progress)
     return result

@@ -9,7 +9,7 @@ import torch
 
 from ..capture import preserved
 from ..heap import reused_heap
-from ..model import Model
+from ..model import Model, batch_for
 from ..targets import Selector, TargetSpec
 from .common import prepare
 from .result import Attribution
@@ -18,7 +18,9 @@ from .result import Attribution
 class Method:
     """An attribution method bound to a model and its options; call :meth:`attribute` on images.
 
-    Subclasses implement :meth:`compute` (maps for a normalised batch). The model
+    Subclasses implement :meth:`compute` (maps for a normalised batch), in passes of at most
+    ``batch_size`` images (or perturbed copies); by default as many as the memory budget allows
+    (``DIAMOND_CUTTER_MEMORY``, see :meth:`Model.fitting_batch`). The model
     runs in eval mode with parameter gradients off for the whole call and is
     restored afterwards, also when the call raises.
     """
@@ -27,10 +29,12 @@ class Method:
     #: Methods that run many forwards per image resolve "topK" targets up front
     #: from the clean images, so every pass explains the class predicted for the original.
     multipass: ClassVar[bool] = False
+    #: Whether a pass runs a backward (and so keeps every activation); sizes the batch from the budget.
+    backward: ClassVar[bool] = True
 
-    def __init__(self, model: Model, *, batch_size: int = 16):
+    def __init__(self, model: Model, *, batch_size: int | None = None):
         self.model = model
-        self.batch_size = int(batch_size)
+        self.batch_size = batch_for(model, batch_size, self.backward)
         self.layer: str | None = None
 
     def attribute(self, images: Any, target: TargetSpec = "top1") -> Attribution:

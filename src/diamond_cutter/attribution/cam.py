@@ -27,7 +27,7 @@ from .gradients import GuidedBackprop
 class GradientCAM(Method):
     """A CAM built from a layer's activations A and the target's gradients dY/dA (one forward + backward)."""
 
-    def __init__(self, model: Model, *, layer: str | None = None, relu: bool = True, batch_size: int = 16):
+    def __init__(self, model: Model, *, layer: str | None = None, relu: bool = True, batch_size: int | None = None):
         super().__init__(model, batch_size=batch_size)
         self.layer = model.spatial_layer(layer).name
         self.relu = relu
@@ -86,7 +86,7 @@ class LayerCAM(GradientCAM):
     name = "layercam"
 
     def __init__(
-        self, model: Model, *, layer: str | Sequence[str] | None = None, gamma: float = 2.0, batch_size: int = 16
+        self, model: Model, *, layer: str | Sequence[str] | None = None, gamma: float = 2.0, batch_size: int | None = None
     ):
         names = [layer] if layer is None or isinstance(layer, str) else list(layer)
         if not names:
@@ -129,8 +129,9 @@ class ScoreCAM(Method):
 
     name = "scorecam"
     multipass = True
+    backward = False
 
-    def __init__(self, model: Model, *, layer: str | None = None, batch_size: int = 32):
+    def __init__(self, model: Model, *, layer: str | None = None, batch_size: int | None = None):
         super().__init__(model, batch_size=batch_size)
         self.layer = model.spatial_layer(layer).name
 
@@ -146,22 +147,32 @@ class ScoreCAM(Method):
             return torch.cat([read(x[s])[name].float() for s in chunks(len(x), self.batch_size)])
 
     def _weights(self, image: torch.Tensor, activations: torch.Tensor, selector: Selector, index: int) -> torch.Tensor:
-        masks = F.interpolate(activations[None], size=image.shape[-2:], mode="bilinear", align_corners=True)[0]
-        low = masks.amin(dim=(1, 2), keepdim=True)
-        high = masks.amax(dim=(1, 2), keepdim=True)
-        masks = (masks - low) / (high - low + 1e-8)
-        flat = (high - low).view(-1) == 0
-        scores = torch.empty(len(masks), device=image.device)
-        active = (~flat).nonzero().view(-1)
+        """Softmax over channels of the target score of the image masked by each channel's map; the
+        masks are made ``batch_size`` channels at a time, so memory does not grow with the channels."""
+        scores = torch.empty(len(activations), device=image.device)
         rows = torch.full((self.batch_size,), index)
+        blank = None
         with torch.inference_mode():
-            for s in chunks(len(active), self.batch_size):
-                channels = active[s]
-                logits = self.model(fast_layout(image[None] * masks[channels, None]))
-                scores[channels] = selector.score(logits, rows[: len(channels)]).float()
-            if flat.any():
-                scores[flat] = selector.score(self.model(torch.zeros_like(image)[None]), rows[:1]).float()
+            for s in chunks(len(activations), self.batch_size):
+                masks, flat = unit_masks(activations[s], image.shape[-2:])
+                part, active = scores[s], (~flat).nonzero().view(-1)
+                if len(active):
+                    logits = self.model(fast_layout(image[None] * masks[active, None]))
+                    part[active] = selector.score(logits, rows[: len(active)]).float()
+                if flat.any():
+                    if blank is None:
+                        blank = selector.score(self.model(torch.zeros_like(image)[None]), rows[:1]).float()
+                    part[flat] = blank
         return scores.softmax(0)
+
+
+def unit_masks(activations: torch.Tensor, size: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
+    """Channel maps (C×h×w) upsampled to ``size`` and min-max scaled to [0, 1] each, and which are flat
+    (flat maps mask nothing: they all give the same image)."""
+    masks = F.interpolate(activations[None], size=size, mode="bilinear", align_corners=True)[0]
+    low = masks.amin(dim=(1, 2), keepdim=True)
+    high = masks.amax(dim=(1, 2), keepdim=True)
+    return (masks - low) / (high - low + 1e-8), (high - low).view(-1) == 0
 
 
 class GuidedGradCAM(Method):
@@ -173,10 +184,10 @@ class GuidedGradCAM(Method):
 
     name = "guided_gradcam"
 
-    def __init__(self, model: Model, *, layer: str | None = None, interpolate: str = "bilinear", batch_size: int = 16):
+    def __init__(self, model: Model, *, layer: str | None = None, interpolate: str = "bilinear", batch_size: int | None = None):
         super().__init__(model, batch_size=batch_size)
-        self.gradcam = GradCAM(model, layer=layer, batch_size=batch_size)
-        self.guided = GuidedBackprop(model, batch_size=batch_size)
+        self.gradcam = GradCAM(model, layer=layer, batch_size=self.batch_size)
+        self.guided = GuidedBackprop(model, batch_size=self.batch_size)
         self.layer = self.gradcam.layer
         if interpolate not in ("bilinear", "nearest", "bicubic"):
             raise DiamondCutterError(f"interpolate must be 'bilinear', 'nearest' or 'bicubic', got {interpolate!r}")

@@ -21,6 +21,7 @@ from torch.overrides import TorchFunctionMode
 from ..capture import forward_hooks
 from ..errors import DiamondCutterError, UnknownNameError
 from ..model import Model
+from ..small import small
 from ..targets import Selector
 from .base import Method
 from .common import chunks, input_gradient
@@ -186,14 +187,15 @@ class SmoothGrad(GradientMethod):
 
     def __init__(
         self, model: Model, *, base: str = "saliency", samples: int = 25, noise: float = 0.15, seed: int = 0,
-        squared: bool = False, batch_size: int = 16,
+        squared: bool = False, batch_size: int | None = None,
     ):
         super().__init__(model, batch_size=batch_size)
         if base not in GRADIENT_BASES:
             raise UnknownNameError("SmoothGrad base method", base, GRADIENT_BASES)
         if samples < 1 or noise < 0:
             raise DiamondCutterError(f"SmoothGrad needs samples >= 1 and noise >= 0, got {samples} and {noise}")
-        self.base_method = GRADIENT_BASES[base](model, batch_size=batch_size)
+        self.base_method = GRADIENT_BASES[base](model, batch_size=self.batch_size)
+        samples = small(samples, 2)
         self.base, self.samples, self.noise, self.seed, self.squared = base, int(samples), float(noise), int(seed), squared
 
     def context(self) -> AbstractContextManager:
@@ -212,9 +214,9 @@ class SmoothGrad(GradientMethod):
         return out / self.samples
 
     def _noisy(self, image: torch.Tensor, index: int) -> torch.Tensor:
-        sigma = self.noise * float(image.max() - image.min())
+        sigma = self.noise * (image.max() - image.min())  # a tensor: no sync with the device
         generator = torch.Generator(device=image.device).manual_seed(self.seed + index)
-        std = torch.full((self.samples, *image.shape), sigma, device=image.device)
+        std = sigma.expand(self.samples, *image.shape)
         return image.unsqueeze(0) + torch.normal(0.0, std, generator=generator)
 
 
@@ -255,9 +257,10 @@ class IntegratedGradients(Method):
 
     def __init__(
         self, model: Model, *, steps: int = 32, rule: str = "gausslegendre",
-        baseline: str | torch.Tensor | Sequence[str | torch.Tensor] = "black", seed: int = 0, batch_size: int = 32,
+        baseline: str | torch.Tensor | Sequence[str | torch.Tensor] = "black", seed: int = 0, batch_size: int | None = None,
     ):
         super().__init__(model, batch_size=batch_size)
+        steps = small(steps, 4)
         self.alphas, self.weights = path_weights(int(steps), rule)
         self.steps, self.rule, self.seed = int(steps), rule, int(seed)
         self.baselines = list(baseline) if isinstance(baseline, (list, tuple)) else [baseline]
@@ -297,13 +300,13 @@ class IntegratedGradients(Method):
         steps = len(self.alphas)
         alphas = self.alphas.to(x.device, x.dtype)
         weights = self.weights.to(x.device, x.dtype)
-        rows = torch.arange(len(x), device=x.device).repeat_interleave(steps)
+        rows = torch.arange(len(x)).repeat_interleave(steps)  # on the CPU, like the selector's classes
         step = torch.arange(steps, device=x.device).repeat(len(x))
         summed = torch.zeros_like(x)
         for s in chunks(len(rows), self.batch_size):
-            r, a = rows[s], alphas[step[s]].view(-1, 1, 1, 1)
-            points = baseline[r] + a * (x[r] - baseline[r])
-            grads = input_gradient(self.model, points, lambda logits, r=r: selector.score(logits, r.cpu()))
-            summed.index_add_(0, r, grads * weights[step[s]].view(-1, 1, 1, 1))
+            r, on_device, a = rows[s], rows[s].to(x.device), alphas[step[s]].view(-1, 1, 1, 1)
+            points = baseline[on_device] + a * (x[on_device] - baseline[on_device])
+            grads = input_gradient(self.model, points, lambda logits, r=r: selector.score(logits, r))
+            summed.index_add_(0, on_device, grads * weights[step[s]].view(-1, 1, 1, 1))
         return (x - baseline) * summed
 

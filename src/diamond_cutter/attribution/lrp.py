@@ -64,7 +64,7 @@ class LRP(Method):
 
     name = "lrp"
 
-    def __init__(self, model: Model, *, rule: str = "epsilon_plus_flat", canonizer: str = "auto", batch_size: int = 16):
+    def __init__(self, model: Model, *, rule: str = "epsilon_plus_flat", canonizer: str = "auto", batch_size: int | None = None):
         super().__init__(model, batch_size=batch_size)
         if rule not in RULES and rule not in COMPOSITES:
             raise UnknownNameError("LRP rule", rule, [*RULES, *COMPOSITES])

@@ -30,9 +30,10 @@ class Occlusion(Method):
     """
 
     name = "occlusion"
+    backward = False
     multipass = True
 
-    def __init__(self, model: Model, *, window: int = 32, stride: int = 16, fill: float = 0.0, batch_size: int = 32):
+    def __init__(self, model: Model, *, window: int = 32, stride: int = 16, fill: float = 0.0, batch_size: int | None = None):
         super().__init__(model, batch_size=batch_size)
         if window < 1 or stride < 1:
             raise DiamondCutterError(f"occlusion needs window >= 1 and stride >= 1, got {window} and {stride}")

@@ -70,14 +70,32 @@ class Attribution:
             return [render.colored_map(h, cmap, signed) for h in heats]
         return [render.heatmap_overlay(p, h, cmap, alpha, signed) for p, h in zip(self.pixels, heats)]
 
+    def render(
+        self, style: str = "auto", cmap: str = "jet", alpha: float = 0.5, percentile: float = render.CLIP_PERCENTILE
+    ) -> list[Image.Image]:
+        """Each map drawn in ``style`` (see :func:`diamond_cutter.render.attribution_picture`), clipped at
+        ``percentile``. ``auto`` is :meth:`default_style`."""
+        style = self.default_style() if style == "auto" else style
+        pixels = self.pixels if self.pixels is not None else [None] * len(self)
+        return [render.attribution_picture(p, m, style, cmap=cmap, alpha=alpha, percentile=percentile)
+                for p, m in zip(pixels, self.maps)]
+
+    def default_style(self) -> str:
+        """``overlay`` for maps at a layer's grid or of one channel (CAMs, occlusion), whose coarse
+        blobs read well over the image; ``magnitude`` for pixel-space gradients, whose fine detail a
+        colour wash hides (chosen side by side with captum's defaults)."""
+        return "overlay" if self.maps.shape[1] == 1 else "magnitude"
+
     def captions(self) -> list[str]:
         return [f"{image_id} → {name}" for image_id, name in zip(self.image_ids, self.target_names)]
 
-    def save(self, directory: str, cmap: str = "jet", alpha: float = 0.5) -> list[str]:
-        """Write overlays (PNG), the raw maps (``maps.safetensors``) and ``attribution.json``; return the keys."""
+    def save(self, directory: str, cmap: str = "jet", alpha: float = 0.5, style: str = "auto") -> list[str]:
+        """Write renders in ``style`` (PNG), the raw maps (``maps.safetensors``) and ``attribution.json``;
+        return the keys."""
         store = Store(directory)
         keys = []
-        for i, (picture, image_id, name) in enumerate(zip(self.overlay(cmap, alpha), self.image_ids, self.target_names)):
+        renders = self.render(style, cmap, alpha)
+        for i, (picture, image_id, name) in enumerate(zip(renders, self.image_ids, self.target_names)):
             key = f"{i:03d}_{_slug(image_id)}_{self.method}_{_slug(name)}.png"
             buffer = io.BytesIO()
             picture.save(buffer, format="PNG")
@@ -101,7 +119,7 @@ class Attribution:
 
     def _repr_html_(self) -> str:
         cells = []
-        for picture, caption in zip(self.overlay(), self.captions()):
+        for picture, caption in zip(self.render(), self.captions()):
             buffer = io.BytesIO()
             picture.save(buffer, format="PNG")
             data = base64.b64encode(buffer.getvalue()).decode("ascii")

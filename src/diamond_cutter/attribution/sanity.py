@@ -21,6 +21,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from ..errors import DiamondCutterError, UnknownNameError
+from ..html import short_repr
 from ..images import as_batch
 from ..model import Model, batched_logits
 from ..targets import Selector, TargetSpec
@@ -50,6 +51,9 @@ class SanityResult:
     threshold: float
     per_image: dict[str, list[list[float]]] = field(default_factory=dict)
     image_ids: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return short_repr(self)
 
     def depends_on_weights(self, method: str) -> bool:
         """True when the fully randomized model's maps correlate below ``threshold`` with the original."""

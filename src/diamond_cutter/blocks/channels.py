@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ..html import from_template
+from ..html import from_template, short_repr
 from ..targets import UNSET, TargetSpec, class_name, legacy_classes, score_title
 from .linear import LayerGradients, linear_attribution
 
@@ -44,6 +44,9 @@ class ChannelAttribution:
     positive_names: list[str]
     negative_names: list[str] | None
     image_ids: list[str]
+
+    def __repr__(self) -> str:
+        return short_repr(self)
 
     def top(self, k: int = 8) -> list[ChannelScore]:
         """The ``k`` channels with the largest (most positive) scores, best first."""
@@ -80,7 +83,7 @@ def from_layer_gradients(model, la: LayerGradients) -> ChannelAttribution:
 
 
 def channel_attribution(
-    model, images: Any, layer: str | None = None, target: TargetSpec = "auto", *, batch_size: int = 16,
+    model, images: Any, layer: str | None = None, target: TargetSpec = "auto", *, batch_size: int | None = None,
     progress: bool = False, classes: TargetSpec = UNSET,
 ) -> ChannelAttribution:
     """Attribution of every channel of ``layer`` to a class, or to one class minus another.

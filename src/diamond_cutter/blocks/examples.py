@@ -18,7 +18,7 @@ from PIL import Image
 
 from ..capture import preserved, read_layers
 from ..errors import DiamondCutterError
-from ..html import from_template
+from ..html import from_template, short_repr
 from ..images import ImageBatch, load_batches
 from ..progress import bar
 from ..render import crop_cell
@@ -43,6 +43,9 @@ class DatasetExamples:
     query: str
     grid: tuple[int, int]
     examples: list[Example] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return short_repr(self)
 
     def _repr_html_(self) -> str:
         return from_template("examples_fragment.html.j2", examples=self)

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from ..errors import DiamondCutterError
-from ..html import from_template
+from ..html import from_template, short_repr
 from ..images import as_batch
 from ..render import tint_colour
 from ..targets import UNSET, TargetSpec, legacy_classes
@@ -53,6 +53,9 @@ class NeuronGroups:
     error: float
     image_ids: list[str]
     images: list[Image.Image]
+
+    def __repr__(self) -> str:
+        return short_repr(self)
 
     @property
     def k(self) -> int:
@@ -101,7 +104,7 @@ def neuron_groups(
     k: int = 6,
     target: TargetSpec | list[TargetSpec] | None = None,
     *,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     progress: bool = False,
     classes: Sequence[TargetSpec] = UNSET,
 ) -> NeuronGroups:

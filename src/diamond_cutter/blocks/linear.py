@@ -20,7 +20,9 @@ import torch
 
 from ..capture import preserved, probe
 from ..errors import DiamondCutterError
+from ..html import short_repr
 from ..images import as_batch
+from ..model import batch_for
 from ..progress import bar
 from ..targets import UNSET, Selector, TargetSpec, class_name, expand, legacy_classes, score_title
 
@@ -42,6 +44,9 @@ class LayerGradients:
     negative: list[int] | None
     image_ids: list[str]
 
+    def __repr__(self) -> str:
+        return short_repr(self)
+
     def title(self, model, index: int | None = None) -> str:
         """What the score is, e.g. "tabby − tiger cat", for one image or for all of them."""
         pick = slice(None) if index is None else slice(index, index + 1)
@@ -56,7 +61,7 @@ def linear_attribution(
     layer: str | None = None,
     target: TargetSpec = "auto",
     *,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     progress: bool = False,
     classes: TargetSpec = UNSET,
 ) -> LayerGradients:
@@ -66,11 +71,13 @@ def linear_attribution(
     the default ``"auto"`` is each image's top-1 minus its top-2 logit. An N×M
     target repeats the images, one row per (image, target). ``layer`` defaults
     to the last spatial layer before global pooling. The layer's output is
-    where gradients start, so nothing below it records autograd history.
+    where gradients start, so nothing below it records autograd history. ``batch_size`` images
+    run per pass (default: what fits the memory budget).
     """
     target = legacy_classes(target, classes, "linear_attribution")
     if callable(target):
         raise DiamondCutterError("building blocks attribute class scores: give a class, 'topK', 'auto' or a contrast, not a callable")
+    batch_size = batch_for(model, batch_size)
     if batch_size < 1:
         raise DiamondCutterError(f"batch_size must be at least 1, got {batch_size}")
     name = model.spatial_layer(layer).name

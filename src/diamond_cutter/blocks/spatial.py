@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..html import image_tag
+from ..errors import DiamondCutterError
+from ..html import image_tag, short_repr
 from ..images import as_batch
 from ..render import tint
 from ..targets import UNSET, TargetSpec, legacy_classes
@@ -37,6 +38,14 @@ class SemanticMap:
     attributions: torch.Tensor | None = None
     title: str = ""
 
+    def __repr__(self) -> str:
+        return short_repr(self)
+
+    def _repr_html_(self) -> str:
+        """The picture with its cell grid tinted by total activation (by attribution when there is one)."""
+        values = (self.attributions if self.attributions is not None else self.activations).sum(0)
+        return image_tag(tint(self.image, values), f"semantic map at {self.layer}: {self.title or self.image_id}")
+
     @property
     def grid(self) -> tuple[int, int]:
         return int(self.activations.shape[1]), int(self.activations.shape[2])
@@ -49,7 +58,7 @@ class SemanticMap:
         """The ``k`` strongest channels at ``cell`` as (channel, value), by activation or attribution."""
         source = self.activations if by == "activation" else self.attributions
         if source is None:
-            raise ValueError("this semantic map has no attributions: pass target= to semantic_map")
+            raise DiamondCutterError("this semantic map has no attributions: pass target= to semantic_map")
         values = source[:, cell[0], cell[1]]
         top = values.topk(min(k, len(values)))
         return [(int(c), float(v)) for c, v in zip(top.indices, top.values)]
@@ -64,7 +73,7 @@ class SemanticMap:
     def heatmap(self) -> Heatmap:
         """The per-cell attribution summed over channels (needs attributions)."""
         if self.attributions is None:
-            raise ValueError("this semantic map has no attributions: pass target= to semantic_map")
+            raise DiamondCutterError("this semantic map has no attributions: pass target= to semantic_map")
         return Heatmap(self.layer, self.image_id, self.image, self.attributions.sum(0), self.title)
 
 
@@ -77,6 +86,9 @@ class Heatmap:
     image: Image.Image
     values: torch.Tensor
     title: str = ""
+
+    def __repr__(self) -> str:
+        return short_repr(self)
 
     def argmax(self) -> tuple[int, int]:
         """The cell with the largest attribution."""

@@ -25,14 +25,16 @@ from ..transfer.saved import load_transferred
 from ..transfer.sweep import sweep
 from ..transfer.train import TrainConfig
 from ..zoo import EMBEDDED_STAGES
+from . import add_command
 from .numbers import COUNT, OPTIONAL_COUNT, SIDE
+from .options import add_compute_options
 
 #: One-pass saliency methods (Integrated Gradients' many passes are left to `diamond-cutter report`).
 DEMO_SALIENCY = ("saliency", "gradcam", "gradcam++", "guided_gradcam")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="where to cut, train, keep, reload, explain: the main job, offline")
+    p = add_command(sub, "demo")
     p.add_argument("--out", default="diamond-cutter-demo.html", help="the report to write (default diamond-cutter-demo.html)")
     p.add_argument("--per-class", type=COUNT, default=24, help="texture crops per class (default 24)")
     p.add_argument("--crop", type=SIDE, default=112, help="crop side in pixels (default 112)")
@@ -42,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--icon-steps", type=COUNT, default=96, help="feature visualization steps per icon (few, for speed)")
     p.add_argument("--icon-size", type=SIDE, default=64, help="icon side in pixels (small, for speed)")
     p.add_argument("--icon-limit", type=OPTIONAL_COUNT, default=32, help="channels to visualize; the rest get dataset patches")
+    add_compute_options(p)
     p.set_defaults(run=run)
 
 
@@ -51,17 +54,18 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         data = load_labelled(make_texture_dataset(Path(tmp) / "textures", per_class=args.per_class, size=args.crop))
         result = sweep(list(EMBEDDED_STAGES), data, cuts=args.cuts, train=TrainConfig(epochs=args.epochs),
-                       store=args.cache or Path(tmp) / "cache", progress=True)
+                       store=args.cache or Path(tmp) / "cache", progress=True, device=args.device)
         print(result)
         folder = out.parent / f"{out.stem}-model"
         result.train_best().save(str(folder))
-        tuned = load_transferred(str(folder))
+        tuned = load_transferred(str(folder), device=args.device)
         print(f"\nsaved the recommended model to {folder} and loaded it back as {tuned.name}")
         held_out = [int(data.test[np.flatnonzero(data.labels[data.test] == c)[0]]) for c in range(len(data.classes))]
         images = load_images([data.paths[i] for i in held_out], tuned)
         layer = f"backbone.net.{result.recommendation['cut']}"
         icons = IconSettings("featureviz", size=args.icon_size, steps=args.icon_steps, limit=args.icon_limit)
-        analysis = report(tuned, images, layer, "auto", groups=3, icons=icons, saliency=DEMO_SALIENCY, progress=True)
+        analysis = report(tuned, images, layer, "auto", groups=3, icons=icons, saliency=DEMO_SALIENCY,
+                          progress=True, batch_size=args.batch_size)
     analysis.before.append(sweep_section(result))
     analysis.settings["note"] = (
         f"demo settings, chosen for speed: {args.per_class} crops per class, {args.cuts} cuts per model, "

@@ -12,34 +12,36 @@ from ..errors import DiamondCutterError
 from ..images import load_images
 from ..model import Model
 from ..transfer import load_transferred
-from ..zoo import load_model
+from . import add_command
+from .numbers import COUNT
+from .options import add_compute_options, add_layer_option, add_target_option, load_model_from, one_layer, target_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="score attribution methods by faithfulness metrics: a methods × metrics table")
+    p = add_command(sub, "evaluate")
     p.add_argument("model", help="model name (see `diamond-cutter models`) or a saved transferred model's folder")
     p.add_argument("images", nargs="+", help="files, folders, globs, URLs or sample names (chelsea, coffee, ...)")
-    p.add_argument(
-        "--target", action="append", default=None,
-        help="class index or name, or top1/top2/...; repeat for one per image (default top1)",
-    )
+    add_target_option(p, "top1", "class index or name, top1/top2/...; repeat for one per image (default top1)")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated attribution methods, or 'all'")
     p.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help=f"comma-separated, from: {', '.join(METRICS)}")
-    p.add_argument("--layer", default=None, help="layer for CAM methods (default: the last spatial layer)")
-    p.add_argument("--steps", type=int, default=MetricSettings.steps, help="deletion/insertion steps (default 20)")
+    add_layer_option(p, "layer for CAM methods (default: the last spatial layer)")
+    p.add_argument("--steps", type=COUNT, default=MetricSettings.steps,
+                   help=f"deletion/insertion steps (default {MetricSettings.steps})")
     p.add_argument("--deletion-baseline", choices=BASELINES, default=MetricSettings.deletion_baseline)
     p.add_argument("--insertion-baseline", choices=BASELINES, default=MetricSettings.insertion_baseline)
-    p.add_argument("--boxes", default=None, help="JSON file: one [x0, y0, x1, y1] box (or a list of boxes) per image, for the pointing games")
+    p.add_argument("--boxes", default=None,
+                   help="JSON file: one [x0, y0, x1, y1] box (or a list of boxes) per image, for the pointing games")
     p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none', or a checkpoint path")
     p.add_argument("--json", action="store_true", help="machine-readable output (per-image values and curves too)")
+    add_compute_options(p, batch_size=False)
     p.set_defaults(run=run)
 
 
-def model_from(name: str, weights: str) -> Model:
+def model_from(args: argparse.Namespace) -> Model:
     """A model name, or the folder of a saved transferred model (it holds manifest.json)."""
-    if (Path(name) / "manifest.json").is_file():
-        return load_transferred(name)
-    return load_model(name, weights=None if weights == "none" else weights)
+    if (Path(args.model) / "manifest.json").is_file():
+        return load_transferred(args.model, device=args.device)
+    return load_model_from(args)
 
 
 def _boxes(path: str | None) -> list | None:
@@ -52,13 +54,12 @@ def _boxes(path: str | None) -> list | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = model_from(args.model, args.weights)
+    model = model_from(args)
     images = load_images(args.images, model)
-    targets = [int(t) if t.lstrip("-").isdigit() else t for t in (args.target or ["top1"])]
     methods = "all" if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     table = evaluate_methods(
-        model, images, target=targets[0] if len(targets) == 1 else targets, methods=methods,
-        metrics=[m.strip() for m in args.metrics.split(",") if m.strip()], layer=args.layer, regions=_boxes(args.boxes),
+        model, images, target=target_of(args), methods=methods,
+        metrics=[m.strip() for m in args.metrics.split(",") if m.strip()], layer=one_layer(args), regions=_boxes(args.boxes),
         settings=MetricSettings(steps=args.steps, deletion_baseline=args.deletion_baseline, insertion_baseline=args.insertion_baseline),
         progress=not args.json,
     )

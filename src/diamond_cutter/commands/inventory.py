@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import json
 
-from ..layers import LayerTable
+from ..layers import LayerTable, block_table_text
 from ..zoo import EMBEDDED_STAGES, list_models, load_model
+from . import add_command
+from .options import add_compute_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list the models you can load (embedded first)")
+    p = add_command(sub, "models")
     p.add_argument("--all", action="store_true", help="also list every torchvision and timm model")
     p.set_defaults(run=run_models)
 
-    p = sub.add_parser("layers", help="print a model's layer table")
+    p = add_command(sub, "layers")
     p.add_argument("model", help="model name (see `diamond-cutter models`)")
     p.add_argument("--weights", default=None, help="'imagenet', a checkpoint path, or omit for random weights")
     p.add_argument("--spatial", action="store_true", help="only layers with a C×H×W feature map")
+    p.add_argument("--blocks", action="store_true",
+                   help="only the blocks a network is cut at, with MACs and parameters up to each")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_compute_options(p, batch_size=False)
     p.set_defaults(run=run_layers)
 
 
@@ -36,12 +42,15 @@ def run_layers(args: argparse.Namespace) -> int:
     weights = args.weights
     if weights is None and args.model.lower() in EMBEDDED_STAGES:
         weights = "imagenet"
-    model = load_model(args.model, weights=weights)
+    model = load_model(args.model, weights=weights, device=args.device)
     table = model.layers
     if args.json:
-        print(table.to_json())
+        print(json.dumps([b.as_dict() for b in table.blocks()], indent=2) if args.blocks else table.to_json())
         return 0
     print(summary(model))
+    if args.blocks:
+        print(block_table_text(table.blocks()))
+        return 0
     rows = table.spatial() if args.spatial else list(table)
     print(LayerTable(rows, table.input_size, table.output, table.pre_output))
     return 0

@@ -1,4 +1,9 @@
-"""Options several commands share, spelled and parsed the same way everywhere."""
+"""Options several commands share, spelled and parsed the same way everywhere.
+
+A computing command calls :func:`add_compute_options` in ``register`` and :func:`load_model_from`
+in ``run``; the CLI runs every command inside :func:`~diamond_cutter.commands.memory_budget_from`,
+so the device and the memory budget reach the library the same way for every command.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,12 @@ import argparse
 import logging
 from typing import Any
 
+from ..devices import MEMORY_ENV
+from ..errors import DiamondCutterError
+from ..model import Model
 from ..targets import parse_target
+from ..zoo import load_model
+from .numbers import COUNT
 
 log = logging.getLogger("diamond_cutter")
 
@@ -26,3 +36,45 @@ def target_of(args: argparse.Namespace) -> Any:
     if getattr(args, "classes", None):
         log.warning("--classes is deprecated and will be removed in the next release; use --target")
     return parse_target(texts or [args.target_default])
+
+
+#: The flags every computing command takes, spelled the same everywhere (tests hold every command to it).
+SHARED_FLAGS = ("--device", "--memory", "--batch-size")
+
+
+def add_compute_options(p: argparse.ArgumentParser, batch_size: str | bool | None = None) -> None:
+    """``--device``, ``--memory`` and ``--batch-size`` (``batch_size`` is its help where the command
+    already means something particular by it; by default: images per pass, from the budget; False: none)."""
+    if batch_size is not False:
+        p.add_argument("--batch-size", type=COUNT, default=None, metavar="N",
+                       help=batch_size or "images (or perturbed copies) per pass (default: what fits the memory budget)")
+    p.add_argument("--device", default="auto", metavar="DEVICE",
+                   help="auto (CUDA if available, else the CPU), cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--memory", default=None, metavar="SIZE",
+                   help=f"memory budget for batches, e.g. 2G or 512M (default ${MEMORY_ENV}, "
+                        "else a safe share of free RAM or GPU memory)")
+
+
+def add_layer_option(p: argparse.ArgumentParser, help: str, *, required: bool = False,
+                     aliases: tuple[str, ...] = ()) -> None:
+    """``--layer``, repeatable or comma-separated (``--layer a --layer b`` = ``--layer a,b``)."""
+    p.add_argument("--layer", *aliases, dest="layer", action="append", required=required, metavar="LAYER", help=help)
+
+
+def layers_of(args: argparse.Namespace) -> list[str]:
+    """Every layer the ``--layer`` options name, in order."""
+    return [name.strip() for text in (args.layer or []) for name in text.split(",") if name.strip()]
+
+
+def one_layer(args: argparse.Namespace) -> str | None:
+    """The single layer a command that reads one takes (None when not given)."""
+    names = layers_of(args)
+    if len(names) > 1:
+        raise DiamondCutterError(f"this command reads one layer, got {len(names)}: {', '.join(names)}")
+    return names[0] if names else None
+
+
+def load_model_from(args: argparse.Namespace, name: str | None = None) -> Model:
+    """The model named on the command line, with ``--weights`` and ``--device`` applied."""
+    weights = getattr(args, "weights", "imagenet")
+    return load_model(name or args.model, weights=None if weights == "none" else weights, device=args.device)

@@ -10,16 +10,16 @@ from ..report.build import SALIENCY_METHODS
 from ..report.icons import IconSettings
 from ..report.scores import REPORT_SCORES
 from ..store import Store
-from ..zoo import load_model
+from . import add_command
 from .numbers import COUNT, OPTIONAL_COUNT, SIDE
-from .options import add_target_option, target_of
+from .options import add_compute_options, add_layer_option, add_target_option, load_model_from, one_layer, target_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write a self-contained HTML report: channels, semantic map, groups, saliency")
+    p = add_command(sub, "report")
     p.add_argument("model", help="model name (see `diamond-cutter models`)")
     p.add_argument("images", nargs="+", help="files, folders, globs, URLs or sample names (chelsea, coffee, ...)")
-    p.add_argument("--layer", default=None, help="a layer with a C×H×W output (default: the last spatial layer before global pooling; see `diamond-cutter layers MODEL --spatial`)")
+    add_layer_option(p, "a layer with a C×H×W output (default: the last spatial layer before global pooling; see `diamond-cutter layers MODEL --spatial`)")
     add_target_option(p, "auto", "'auto' (top-1 minus top-2 per image, the default), a class index or name, topK, or POSITIVE,NEGATIVE; repeat for one per image", classes_alias=True)
     p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
     p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none', or a checkpoint path")
@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--scores", action=argparse.BooleanOptionalAction, default=True,
         help="score each saliency map (deletion, insertion, model randomization) under it in the gallery (default on)",
     )
+    add_compute_options(p)
     p.set_defaults(run=run)
 
 
@@ -46,10 +47,10 @@ def icon_settings(args: argparse.Namespace) -> IconSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model, weights=None if args.weights == "none" else args.weights)
+    model = load_model_from(args)
     images = load_images(args.images, model)
     result = report(
-        model, images, args.layer, target_of(args), top_k=args.top, groups=args.groups, icons=icon_settings(args),
+        model, images, one_layer(args), target_of(args), top_k=args.top, batch_size=args.batch_size, groups=args.groups, icons=icon_settings(args),
         saliency=() if args.saliency == "none" else tuple(m.strip() for m in args.saliency.split(",") if m.strip()),
         scores=REPORT_SCORES if args.scores else None,
     )

@@ -1,4 +1,4 @@
-"""``diamond-cutter sweep --models A,B --data DIR --out DIR``: where to cut, on your labelled images.
+"""``diamond-cutter sweep MODEL... --data DIR --out DIR``: where to cut, on your labelled images.
 
 Every default comes from the settings objects (:class:`TrainConfig`, :class:`Selection`),
 so the command line and the library never disagree.
@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import DiamondCutterError
 from ..report.sweep import SweepPage
 from ..transfer.cuts import DEFAULT_CUTS
 from ..transfer.data import load_labelled
 from ..transfer.result import Selection
 from ..transfer.sweep import sweep
 from ..transfer.train import OPTIMIZERS, TrainConfig
+from . import add_command
 from .numbers import COUNT, FRACTION, OPTIONAL_COUNT, SEED, SIDE, integer, real
+from .options import add_compute_options
 
 TRAIN, SELECT = TrainConfig(), Selection()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sweep", help="find the model and layer to cut at for your labelled images")
-    p.add_argument("--models", required=True, help="comma-separated model names (e.g. efficientnet_lite0,resnet50)")
+    p = add_command(sub, "sweep")
+    p.add_argument("model", nargs="*", help="model names, also comma-separated (e.g. efficientnet_lite0 resnet50)")
+    p.add_argument("--models", dest="models_option", action="append", help=argparse.SUPPRESS)  # the older spelling
     p.add_argument("--data", required=True, help="folder with one subfolder per class, or a CSV of path,label")
     p.add_argument("--out", required=True, help="folder (or fsspec URL) for results.csv, results.json, sweep.png")
     add_split_arguments(p)
@@ -33,19 +37,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-size", type=SIDE, help="square input side in pixels (default: the model's)")
     p.add_argument("--pooling", choices=("avg", "avgmax"), default=TRAIN.pooling)
     p.add_argument("--epochs", type=COUNT, default=TRAIN.epochs)
-    p.add_argument("--batch-size", type=COUNT, default=TRAIN.batch_size)
     p.add_argument("--lr", type=real(0.0, open_low=True), default=TRAIN.lr, help=f"head learning rate (default {TRAIN.lr:g})")
     p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=TRAIN.optimizer)
     p.add_argument("--augment", action="store_true", help="random flips and shifts while training heads")
     p.add_argument("--unfreeze", type=OPTIONAL_COUNT, default=TRAIN.unfreeze, help="fine-tune this many blocks before the cut")
     p.add_argument("--tolerance", type=FRACTION, default=SELECT.tolerance,
                    help=f"validation accuracy a cheaper cut may give up (default {SELECT.tolerance})")
-    p.add_argument("--cache", help="feature/result cache (default: ~/.cache/diamond_cutter)")
+    p.add_argument("--store", "--cache", dest="store", help="feature/result cache (default: ~/.cache/diamond_cutter)")
     p.add_argument("--executor", choices=("local", "processes"), default="local")
     p.add_argument("--save-best", metavar="DIR", help="train the recommended head again and save it here")
     p.add_argument("--profile", action="store_true",
                    help="also fine-tune the recommended pair one block at a time (the fine-tuning profile; slow)")
     p.add_argument("--report", metavar="FILE", help="also write the sweep section (table, plot, recommendation) as HTML")
+    add_compute_options(p, batch_size=f"images per training step of a head (default {TRAIN.batch_size})")
     p.set_defaults(run=run)
 
 
@@ -77,15 +81,15 @@ def labelled_from(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     data = labelled_from(args)
     size = (3, args.input_size, args.input_size) if args.input_size else None
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size or TRAIN.batch_size, lr=args.lr, optimizer=args.optimizer,
                         augment=args.augment, unfreeze=args.unfreeze, pooling=args.pooling, seed=args.seed)
     result = sweep(
-        [m.strip() for m in args.models.split(",") if m.strip()], data,
+        models_of(args), data,
         cuts=args.n_cuts if args.cuts == "auto" else [c.strip() for c in args.cuts.split(",")],
         heads=tuple(h.strip() for h in args.heads.split(",")), train=train,
         select=Selection(tolerance=args.tolerance, shortlist=args.shortlist, seed=args.seed),
         weights=None if args.weights == "none" else args.weights, input_size=size,
-        store=args.cache, out=args.out, executor=args.executor, profile=args.profile,
+        store=args.store, out=args.out, executor=args.executor, profile=args.profile, device=args.device,
     )
     print(result)
     print(f"wrote {args.out}/results.csv, results.json, sweep.png")
@@ -95,3 +99,12 @@ def run(args: argparse.Namespace) -> int:
         result.train_best().save(args.save_best)
         print(f"saved the recommended model to {args.save_best}")
     return 0
+
+
+def models_of(args: argparse.Namespace) -> list[str]:
+    """The models named, as words or comma-separated; at least one."""
+    texts = (args.model or []) + (args.models_option or [])
+    names = [name.strip() for text in texts for name in text.split(",") if name.strip()]
+    if not names:
+        raise DiamondCutterError("sweep needs at least one model, e.g. `diamond-cutter sweep efficientnet_lite0 --data DIR`")
+    return names

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..atlas import atlas
 from ..errors import DiamondCutterError
 from ..featureviz import visualize
 from ..featureviz.param import PARAMS
-from ..featureviz.optimize import FAST_SCHEDULE, LUCID_SCHEDULE
-from ..zoo import load_model
+from ..featureviz.optimize import FAST_SCHEDULE, LUCID_SCHEDULE, estimate_seconds, image_size, layer_channels
+from ..progress import duration_text
+from . import add_command
 from .numbers import COUNT, SEED, SIDE
+from .options import add_compute_options, add_layer_option, layers_of, load_model_from, one_layer
 
 
 def parse_channels(text: str | None) -> list[int] | None:
@@ -51,41 +54,61 @@ def add_render_options(p: argparse.ArgumentParser, size: int | None) -> None:
     p.add_argument("--steps", type=COUNT, help="optimization steps (default: the schedule's)")
     p.add_argument("--size", type=SIDE, default=size, help="image side in pixels (default: %(default)s)")
     p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--batch-size", type=COUNT, help="images per optimization (default: what fits in memory)")
+    add_compute_options(p, batch_size="images per optimization (default: what fits in memory)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("visualize", help="render feature visualizations of channels of a layer")
+    p = add_command(sub, "visualize")
     add_render_options(p, None)
-    p.add_argument("--layer", required=True, help="layer name (see `diamond-cutter layers MODEL`)")
+    add_layer_option(p, "layer name (see `diamond-cutter layers MODEL`)", required=True)
     p.add_argument("--out", required=True, help="folder for one PNG per channel")
     p.set_defaults(run=run_visualize)
 
-    a = sub.add_parser("atlas", help="build (or resume) cached spritemaps of every channel of layers")
+    a = add_command(sub, "atlas")
     add_render_options(a, 128)
-    a.add_argument("--layers", required=True, help="comma-separated layer names")
+    add_layer_option(a, "layers, repeatable or comma-separated (--layers also works)", required=True, aliases=("--layers",))
     a.add_argument("--store", help="folder or fsspec URL for the cache (default: the user cache)")
     a.add_argument("--out", help="also save each layer's spritemap PNG into this folder")
     a.set_defaults(run=run_atlas)
 
 
-def model_from(args: argparse.Namespace):
-    return load_model(args.model, weights=None if args.weights == "none" else args.weights)
+def announce(model, layer: str, channels: list[int] | None, args: argparse.Namespace) -> None:
+    """Say what the render will do and how long it should take (from a few timed steps), with the
+    fast schedule's time beside Lucid's; without ``--channels``, ask first on a terminal."""
+    chosen = layer_channels(model, layer, channels)
+    settings = schedule(args)
+    per_run = estimate_seconds(model, layer, chosen, size=args.size, param=args.param, batch_size=args.batch_size,
+                               **settings) / settings["steps"]
+    size = image_size(model, args.size)
+    plan = (f"{len(chosen)} channels of {layer} × {settings['steps']} steps at {size[0]}×{size[1]} px on "
+            f"{model.device.type}: {duration_text(per_run * settings['steps'])}")
+    if args.schedule != "fast" and args.steps is None:
+        plan += f"; --schedule fast {duration_text(per_run * FAST_SCHEDULE['steps'])}"
+    print(plan, flush=True)
+    if channels is None:
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            if input(f"render all {len(chosen)} channels of {layer}? [y/N] ").strip().lower() not in ("y", "yes"):
+                raise DiamondCutterError("stopped: pick channels with --channels, e.g. --channels 0-15")
+        else:
+            print(f"no --channels: rendering the whole layer ({len(chosen)} channels)", flush=True)
 
 
 def run_visualize(args: argparse.Namespace) -> int:
-    model = model_from(args)
-    vis = visualize(model, args.layer, parse_channels(args.channels), size=args.size, param=args.param,
+    model = load_model_from(args)
+    layer = one_layer(args)
+    announce(model, layer, parse_channels(args.channels), args)
+    vis = visualize(model, layer, parse_channels(args.channels), size=args.size, param=args.param,
                     seed=args.seed, batch_size=args.batch_size, **schedule(args))
     paths = vis.save(args.out)
     for ch, score, path in zip(vis.channels, vis.scores.tolist(), paths):
-        print(f"{args.layer} channel {ch}: mean activation {score:.3f} -> {path}")
+        print(f"{layer} channel {ch}: mean activation {score:.3f} -> {path}")
     return 0
 
 
 def run_atlas(args: argparse.Namespace) -> int:
-    model = model_from(args)
-    for layer in [name.strip() for name in args.layers.split(",") if name.strip()]:
+    model = load_model_from(args)
+    for layer in layers_of(args):
+        announce(model, layer, parse_channels(args.channels) or list(range(model.layer(layer).channels or 0)), args)
         result = atlas(model, layer, parse_channels(args.channels), size=args.size, param=args.param,
                        seed=args.seed, store=args.store, batch_size=args.batch_size, **schedule(args))
         print(f"{layer}: {len(result.done)}/{result.channels} channels in {result.store.path(result.key)}")

@@ -11,7 +11,9 @@ so a channel looks the same whichever batch it was rendered in.
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
@@ -23,12 +25,14 @@ import torch
 from PIL import Image
 
 from ..capture import preserved, probe
+from ..devices import memory_budget
 from ..errors import DiamondCutterError
 from ..heap import reused_heap
-from ..html import image_tag
+from ..html import image_tag, images_html, short_repr
 from ..memory import available_memory
-from ..progress import bar
+from ..progress import bar, chain, overall
 from ..render import pictures, to_pil
+from ..small import small
 from .fold import rendering_network
 from .objectives import OUTPUT, Objective, channel
 from .param import Parameterization, item_generators, make_param
@@ -64,9 +68,15 @@ class RenderResult:
     description: str
     intermediate: dict[int, torch.Tensor] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        return short_repr(self)
+
     @property
     def images(self) -> list[Image.Image]:
         return pictures(self.tensor)
+
+    def _repr_html_(self) -> str:
+        return images_html(self.images, [f"{score:.3g}" for score in self.scores.flatten().tolist()], self.description)
 
 
 @dataclass
@@ -161,6 +171,7 @@ def render_objective(
     """
     if steps < 1:
         raise DiamondCutterError("steps must be at least 1")
+    steps = small(steps, 2)
     if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
         raise DiamondCutterError(f"Adam's betas must be two numbers in [0, 1), got {tuple(betas)}")
     n = objective.batch or n or (len(keys) if keys is not None else 1)
@@ -216,12 +227,12 @@ CPU_ACTIVATION_BUDGET = 40 << 20
 
 def auto_batch_size(model: Any, layer: str, size: tuple[int, int], cap: int | None = None) -> int:
     """How many images to render at once: the activations up to ``layer`` (forward + backward) against
-    free memory, and on a CPU the largest activation against :data:`CPU_ACTIVATION_BUDGET`."""
+    the memory budget (:func:`~diamond_cutter.devices.memory_budget`), and on a CPU the largest activation against :data:`CPU_ACTIVATION_BUDGET`."""
     table = model.layers
     last = table.resolve(layer).index
     area = size[0] * size[1] / (model.input_size[1] * model.input_size[2])
     counts = [int(np.prod(t.shape)) * area for t in table if t.index <= last and t.shape and t.leaf] or [1.0]
-    batch = available_memory(model.device) // max(1, int(sum(counts) * 4 * 3))
+    batch = memory_budget(model.device) // max(1, int(sum(counts) * 4 * 3))
     if model.device.type == "cpu":
         batch = min(batch, CPU_ACTIVATION_BUDGET // max(1, int(max(counts) * 4)))
     cap = cap or (256 if model.device.type == "cuda" else 32)
@@ -238,6 +249,9 @@ class Visualization:
     tensor: torch.Tensor
     scores: torch.Tensor
     settings: dict[str, Any]
+
+    def __repr__(self) -> str:
+        return short_repr(self)
 
     @property
     def images(self) -> list[Image.Image]:
@@ -301,18 +315,42 @@ def visualize(
     (``lr``, ``betas``, ``transforms``, ``blur``, ``redirect_steps``, ``param_options``)
     go to :func:`render_objective`. ``steps=64, size=64`` gives quick icons.
     """
+    layer = model.layer(layer).name  # the table's own name for an alias (Lucid's mixed4d)
     chosen = layer_channels(model, layer, channels)
     hw = image_size(model, size)
     batch = batch_size or auto_batch_size(model, layer, hw)
+    steps = small(steps, 2)
     if options.get("network") is None:
         options["network"] = rendering_network(model, [layer])  # one folded copy for every chunk
     tensors, scores = [], []
-    for start in range(0, len(chosen), batch):
-        chunk = chosen[start : start + batch]
-        result = render_objective(model, channel(layer, chunk), keys=chunk, steps=steps, size=hw, param=param,
-                                  seed=seed, progress=progress, **options)
-        tensors.append(result.tensor)
-        scores.append(result.scores)
+    batches = range(0, len(chosen), batch)
+    with overall(len(batches) * steps, f"visualize {layer}", enabled=progress) as tick:
+        callback = chain(options.pop("callback", None), tick)
+        for start in batches:
+            chunk = chosen[start : start + batch]
+            result = render_objective(model, channel(layer, chunk), keys=chunk, steps=steps, size=hw, param=param,
+                                      seed=seed, progress=False, callback=callback, **options)
+            tensors.append(result.tensor)
+            scores.append(result.scores)
     known = {k: v for k, v in options.items() if k in Settings.__dataclass_fields__}
     settings = Settings(steps=steps, size=hw, param=param, seed=seed, **known).describe()
     return Visualization(layer, chosen, torch.cat(tensors), torch.cat(scores), settings)
+
+
+#: Optimization steps timed by :func:`estimate_seconds` (the first, which also builds the graph, is not counted).
+WARMUP_STEPS = 3
+
+
+def estimate_seconds(model: Any, layer: str, channels: int | Sequence[int] | None = None, *, steps: int = DEFAULT_STEPS,
+                     size: int | Sequence[int] | None = None, param: str = "fft", batch_size: int | None = None,
+                     **options: Any) -> float:
+    """Seconds :func:`visualize` would take with these settings, from a few timed steps of its first batch."""
+    chosen = layer_channels(model, layer, channels)
+    hw = image_size(model, size)
+    batch = batch_size or auto_batch_size(model, layer, hw)
+    stamps: list[float] = []
+    render_objective(model, channel(layer, chosen[:batch]), keys=chosen[:batch], steps=WARMUP_STEPS, size=hw,
+                     param=param, progress=False, callback=lambda *_: stamps.append(time.perf_counter()),
+                     **{k: v for k, v in options.items() if k not in ("callback", "thresholds")})
+    per_step = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
+    return per_step * steps * math.ceil(len(chosen) / batch)

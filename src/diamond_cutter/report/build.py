@@ -27,7 +27,7 @@ from ..blocks.linear import linear_attribution
 from ..errors import DiamondCutterError
 from ..html import HtmlPage, from_template, image_uri
 from ..images import as_batch
-from ..model import Prediction, predict
+from ..model import Prediction, batch_for, predict
 from ..progress import bar
 from ..render import activation_tiles
 from ..targets import UNSET, TargetSpec, legacy_classes
@@ -81,6 +81,7 @@ class Report(HtmlPage):
     top_k: int
     before: list[str] = field(default_factory=list)
     scores: GalleryScores | None = None
+    block_rows: list[dict[str, Any]] = field(default_factory=list)
 
     def html(self) -> str:
         """The report as one HTML document (images inline, no external resources)."""
@@ -99,7 +100,7 @@ def report(
     icons: IconSettings | None = None,
     saliency: tuple[str, ...] = SALIENCY_METHODS,
     tiles: int = 16,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     scores: MetricSettings | None = REPORT_SCORES,
     progress: bool = True,
     classes: TargetSpec = UNSET,
@@ -111,11 +112,14 @@ def report(
     ``top_k`` channels are listed each way, ``cell_k`` per semantic-map cell,
     ``groups`` neuron groups (0 for none); ``icons`` sets how channel icons are
     made (feature visualization settings or dataset patches); ``tiles`` activation maps per image;
+    ``batch_size`` images per pass (default: what fits the memory budget, which also bounds the
+    saliency methods' passes).
     ``scores`` sets how the saliency maps are scored (deletion, insertion, randomization; None for none).
     """
     target = legacy_classes(target, classes, "report")
     layer = model.spatial_layer(layer).name
     icons = icons or IconSettings()
+    batch_size = batch_for(model, batch_size)
     batch = as_batch(images, model)
     pictures = batch.images()
     prediction = predict(model, batch, k=5, batch_size=batch_size)
@@ -152,6 +156,7 @@ def report(
     return Report(
         model.name, layer, prediction, attribution, sections, found, icon_images, g_icons,
         [row.as_dict() for row in model.layers], settings, top_k, scores=scored,
+        block_rows=[block.as_dict() for block in model.layers.blocks()],
     )
 
 
@@ -177,7 +182,7 @@ def _saliency(
         try:
             result = attribute(model, batch, method=method, target=targets, **where)
             found[result.method] = result
-            overlays = result.overlay()
+            overlays = result.render()
         except DiamondCutterError as err:
             overlays = [None] * len(sections)
             problem = str(err)

@@ -7,7 +7,6 @@ whether a cheaper cut fails on the same hard cases or on different ones.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DiamondCutterError
+from ..html import short_repr, table_html
 from ..images import as_batch
 from ..model import Model, batched_logits
 
@@ -27,6 +27,9 @@ class Comparison:
     probabilities: dict[str, np.ndarray]
     labels: dict[str, list[str]]
     thumbnails: list[np.ndarray]
+
+    def __repr__(self) -> str:
+        return short_repr(self)
 
     def top(self, model: str) -> list[tuple[str, float]]:
         probs = self.probabilities[model]
@@ -52,29 +55,43 @@ class Comparison:
         lines += ["  ".join(str(r[c]).ljust(w) for c, w in zip(cols, widths)) for r in rows]
         return "\n".join(lines + [f"all models agree on {self.agreement:.0%} of the images"])
 
-    def plot(self, dpi: int = 100) -> bytes:
-        """PNG: per image, its picture and grouped bars of every model's class probabilities."""
+    def plot(self, classes: int = 3, images: int = 12) -> Any:
+        """A matplotlib Figure: per image (the first ``images``), its picture and bars of each model's
+        probabilities for the classes some model ranks in its top ``classes`` there, so models with
+        different label sets share a short axis and the figure stays a readable size."""
         from matplotlib.figure import Figure  # deferred: matplotlib is slow to import; no pyplot, so a notebook's backend is left alone
 
-        n, models = len(self.image_ids), list(self.probabilities)
-        names = list(dict.fromkeys(name for m in models for name in self.labels[m]))
-        fig = Figure(figsize=(4 + 0.5 * len(names) * len(models) / 2, 2.2 * n))
+        n, models = min(len(self.image_ids), images), list(self.probabilities)
+        fig = Figure(figsize=(9, 2.2 * n))
         axes = fig.subplots(n, 2, squeeze=False, gridspec_kw={"width_ratios": [1, 3]})
         width = 0.8 / len(models)
         for i in range(n):
+            names = self._shown_classes(i, classes)
             axes[i, 0].imshow(self.thumbnails[i])
             axes[i, 0].set_axis_off()
             axes[i, 0].set_title(self.image_ids[i][-30:], fontsize=8)
             for j, m in enumerate(models):
-                pos = [names.index(name) + j * width for name in self.labels[m]]
-                axes[i, 1].bar(pos, self.probabilities[m][i], width=width, label=m)
-            axes[i, 1].set_xticks([k + 0.4 - width / 2 for k in range(len(names))], names, fontsize=7)
+                lookup = {name: float(p) for name, p in zip(self.labels[m], self.probabilities[m][i])}
+                axes[i, 1].bar([k + j * width for k in range(len(names))], [lookup.get(name, 0.0) for name in names],
+                               width=width, label=m)
+            axes[i, 1].set_xticks([k + 0.4 - width / 2 for k in range(len(names))], [name[:18] for name in names], fontsize=7)
             axes[i, 1].set_ylim(0, 1)
         axes[0, 1].legend(fontsize=7)
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi)
-        return buf.getvalue()
+        return fig
+
+    def _shown_classes(self, image: int, k: int) -> list[str]:
+        """The classes any model ranks in its top ``k`` for ``image`` (each model's order, no repeats)."""
+        names: list[str] = []
+        for m, probs in self.probabilities.items():
+            names += [self.labels[m][int(c)] for c in np.argsort(-probs[image])[:k]]
+        return list(dict.fromkeys(names))
+
+    def _repr_html_(self) -> str:
+        rows = self.table()
+        columns = list(rows[0]) if rows else ["image"]
+        return table_html(columns, [[r[c] for c in columns] for r in rows],
+                          caption=f"all models agree on {self.agreement:.0%} of the images")
 
 
 def compare_predictions(models: Sequence[Model] | Mapping[str, Model], images: Any, batch_size: int = 32) -> Comparison:

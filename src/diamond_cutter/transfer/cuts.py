@@ -22,6 +22,7 @@ from torch import nn
 
 from ..capture import forward_hooks, preserved, read_layers
 from ..errors import DiamondCutterError, UnknownNameError
+from ..layers import macs
 from ..model import Model
 
 #: Global pooling layers: their output is what pooling the layer before already gives, so never a cut.
@@ -121,29 +122,8 @@ def spread(cuts: list[Cut], n: int) -> list[Cut]:
 
 
 def _block_layers(model: Model) -> list[str]:
-    """Spatial single-call layers that are a step of a Sequential/ModuleList or a child of the root.
-
-    A Sequential's output equals its last step's, so of such a chain only the
-    innermost Sequential is kept (``blocks.3`` rather than ``blocks.3.2`` or ``blocks``).
-    """
-    modules = dict(model.module.named_modules())
-    table = model.layers
-    parents = {name: name.rpartition(".")[0] for name in modules if name}
-    steps = [
-        layer.name for layer in table
-        if layer.spatial and layer.calls == 1 and not isinstance(modules[layer.name], GLOBAL_POOLS)
-        and (parents[layer.name] == "" or isinstance(modules[parents[layer.name]], (nn.Sequential, nn.ModuleList)))
-    ]
-    keep = set(steps)
-    for name in steps:
-        m = modules[name]
-        if isinstance(m, nn.Sequential) and len(m):
-            last = f"{name}.{len(m) - 1}"
-            if isinstance(modules.get(last), nn.Sequential):
-                keep.discard(name)
-            else:
-                keep.discard(last)
-    return [n for n in steps if n in keep]
+    """The network's blocks (:meth:`~diamond_cutter.layers.LayerTable.blocks`): the steps a network is cut at."""
+    return [block.name for block in model.layers.blocks()]
 
 
 def _cumulative_cost(model: Model) -> dict[str, tuple[int, int]]:
@@ -157,7 +137,7 @@ def _cumulative_cost(model: Model) -> dict[str, tuple[int, int]]:
             if id(m) not in seen:
                 seen.add(id(m))
                 totals["params"] += sum(p.numel() for p in m.parameters(recurse=False))
-            totals["macs"] += _macs(m, out)
+            totals["macs"] += macs(m, out)
             at.setdefault(name, (totals["macs"], totals["params"]))
 
         return hook
@@ -167,15 +147,6 @@ def _cumulative_cost(model: Model) -> dict[str, tuple[int, int]]:
     with preserved(model.module), torch.no_grad(), forward_hooks(model.module, {n: hook_for(n) for n in names}):
         model.module(x)
     return at
-
-
-def _macs(m: nn.Module, out: Any) -> int:
-    if isinstance(m, nn.Conv2d) and isinstance(out, torch.Tensor):
-        k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
-        return int(out[0].numel()) * k
-    if isinstance(m, nn.Linear):
-        return m.in_features * m.out_features
-    return 0
 
 
 def _carries_full_state(model: Model, names: Sequence[str]) -> dict[str, bool]:

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 from ..errors import DiamondCutterError, ImageError
+from ..html import short_repr
 from ..images import IMAGE_SUFFIXES, decode_image, load_images, sample_path
 
 #: Imbalance above this ratio (largest class / smallest class) is reported as a warning.
@@ -85,6 +86,9 @@ class LabelledImages:
     def test_order(self) -> np.ndarray:
         """Every fold's test indices in fold order: the images pooled held-out predictions refer to."""
         return np.concatenate([f.test for f in self.folds])
+
+    def __repr__(self) -> str:
+        return short_repr(self)
 
     def __len__(self) -> int:
         return len(self.paths)

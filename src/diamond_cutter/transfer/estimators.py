@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import DiamondCutterError
+from ..html import short_repr
 from .threads import one_thread
 
 #: Ridge penalties, as multiples of the mean eigenvalue of the Gram matrix.
@@ -37,6 +38,9 @@ class ProbeResult:
     regularisation: float
     predictions: np.ndarray
     test_predictions: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        return short_repr(self)
 
 
 def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:

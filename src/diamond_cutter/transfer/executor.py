@@ -42,8 +42,9 @@ class InProcess:
 class ProcessPool:
     """Run jobs in ``workers`` spawned processes; on a machine with GPUs, one worker per GPU by default.
 
-    Job ``i`` runs with ``device = "cuda:{i mod GPUs}"`` when GPUs exist (the job
-    reads it from its ``device`` field), so each GPU holds one model at a time.
+    Job ``i`` runs with ``device = "cuda:{i mod GPUs}"`` when GPUs exist and the job asked for no
+    particular device (``None``, ``auto`` or ``cuda`` in its ``device`` field), so each GPU holds one
+    model at a time.
     """
 
     def __init__(self, workers: int | None = None):
@@ -58,7 +59,7 @@ class ProcessPool:
             yield from pool.map(fn, jobs)
 
     def _place(self, job: Any, i: int) -> Any:
-        if self.devices and hasattr(job, "device"):
+        if self.devices and getattr(job, "device", "cpu") in (None, "auto", "cuda"):  # a chosen device stays
             job.device = self.devices[i % len(self.devices)]
         return job
 

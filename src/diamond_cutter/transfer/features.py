@@ -24,6 +24,7 @@ import torch
 from ..capture import preserved
 from ..errors import DiamondCutterError
 from ..heap import reused_heap
+from ..html import short_repr
 from ..model import Model
 from ..progress import bar
 from ..store import Store
@@ -47,6 +48,9 @@ class FeatureSet:
     computed: int
     cached: int
     statistics: dict[str, Statistics] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return short_repr(self)
 
 
 def model_key(model: Model) -> str:

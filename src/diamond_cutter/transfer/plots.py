@@ -48,11 +48,18 @@ def plot_accuracy(result: Any, dpi: int = 110) -> bytes:
     fig = Figure(figsize=(7, 4.2))
     accuracy_axes(fig.subplots(), result)
     fig.tight_layout()
-    return _png(fig, dpi)
+    return figure_png(fig, dpi)
 
 
-def plot_sweep(result: Any, dpi: int = 110) -> bytes:
-    """PNG bytes of a 2×2 figure: held-out accuracy, then each estimator; the recommendation gets a star."""
+def figure_png(figure: Any, dpi: int = 100) -> bytes:
+    """PNG bytes of a matplotlib Figure."""
+    buf = io.BytesIO()
+    figure.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def sweep_figure(result: Any) -> Any:
+    """A 2×2 matplotlib Figure; the recommended (model, cut) gets a star in every panel."""
     from matplotlib.figure import Figure  # deferred: matplotlib is slow to import; no pyplot, so a notebook's backend is left alone
 
     fig = Figure(figsize=(10, 7))
@@ -73,10 +80,4 @@ def plot_sweep(result: Any, dpi: int = 110) -> bytes:
     for ax in axes[1]:
         ax.set_xlabel("relative depth of the cut")
     fig.tight_layout()
-    return _png(fig, dpi)
-
-
-def _png(fig: Any, dpi: int) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
+    return fig

@@ -30,11 +30,12 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from ..errors import DiamondCutterError, UnknownNameError
+from ..html import short_repr, table_html
 from ..store import Store
 from .data import LabelledImages
 from .heads import HEAD_KINDS
 from .intervals import CONFIDENCE, RESAMPLES, Interval, accuracy, paired_difference, statistic
-from .plots import plot_sweep
+from .plots import figure_png, sweep_figure
 from .profile import ProfileRow
 from .train import TrainConfig, TrainedHead, train_head, training_config
 
@@ -89,6 +90,17 @@ class SweepResult:
     data: LabelledImages
     train_config: TrainConfig
     profile: list[ProfileRow] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return short_repr(self)
+
+    def _repr_html_(self) -> str:
+        header, *body = self.table()
+        return table_html(header, body, caption=f"recommended: {self.reason}")
+
+    def plot(self) -> Any:
+        """A matplotlib Figure: accuracy and estimators against relative depth, the recommendation starred."""
+        return sweep_figure(self)
 
     @property
     def heads(self) -> list[str]:
@@ -270,7 +282,7 @@ class SweepResult:
         target = Store(out)
         target.write_bytes("results.csv", self.to_csv().encode())
         target.write_bytes("results.json", json.dumps(self.to_json(), indent=2, default=float).encode())
-        target.write_bytes("sweep.png", plot_sweep(self))
+        target.write_bytes("sweep.png", figure_png(sweep_figure(self), dpi=110))
 
     def spec(self, label: str) -> Any:
         return next(s for s in self.specs if s.label == label)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ..errors import DiamondCutterError, UnknownNameError
+from ..html import short_repr, table_html
 from ..model import Model
 from ..store import Store, default_cache_dir
 from ..zoo import load_model
@@ -131,6 +132,7 @@ def sweep(
     executor: str | Executor | None = None,
     profile: bool = False,
     progress: bool = True,
+    device: str | None = None,
 ) -> SweepResult:
     """Run ``models`` × cuts on labelled ``data`` (a folder, a CSV or :func:`load_labelled`'s result).
 
@@ -144,6 +146,7 @@ def sweep(
     ``store`` caches features and finished pairs (default: the user cache);
     ``out`` also writes the table and plots there. ``profile`` adds the fine-tuning
     profile of the recommended pair (one block unfrozen at a time; slow, so off by default).
+    ``device`` is where the models compute (an executor with several GPUs spreads jobs over them).
     """
     unknown = [h for h in heads if h not in HEAD_KINDS]
     if unknown:
@@ -158,7 +161,8 @@ def sweep(
         raise DiamondCutterError("sweep needs at least one model")
     specs = model_specs(models, weights, tuple(input_size) if input_size else None)  # type: ignore[arg-type]
     cut_request = cuts if isinstance(cuts, (str, int)) else list(cuts)
-    jobs = [Job(spec, data, store.root, cut_request, tuple(heads), train, select, progress) for spec in specs]
+    jobs = [Job(spec, data, store.root, cut_request, tuple(heads), train, select, progress, device=device)
+            for spec in specs]
     run = executor_for(executor)
     rows = [row for job_rows in run.map(estimate_job, jobs) for row in job_rows]
     slow = [h for h in heads if h != "linear" or train.augment or train.unfreeze]

@@ -24,8 +24,10 @@ from torch import nn
 
 from ..capture import preserved
 from ..errors import DiamondCutterError, UnknownNameError
+from ..html import short_repr, table_html
 from ..model import Model
 from ..progress import bar
+from ..small import small
 from .cuts import CutBackbone, candidate_cuts, list_cuts
 from .data import Fold, LabelledImages, load_labelled
 from .heads import TransferNet, build_head, head_spec
@@ -71,6 +73,7 @@ class TrainConfig:
             raise DiamondCutterError(f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise DiamondCutterError("epochs and batch_size must be at least 1 and lr positive")
+        self.epochs = small(self.epochs, 2)
 
 
 def training_config(config: TrainConfig | None = None, **options: Any) -> TrainConfig:
@@ -104,6 +107,16 @@ class TrainedHead:
     val_predictions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     test_predictions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     fold: int = 0
+
+    def __repr__(self) -> str:
+        return short_repr(self)
+
+    def _repr_html_(self) -> str:
+        m = self.metrics
+        rows = [["validation accuracy", m.accuracy], ["balanced accuracy", m.balanced_accuracy],
+                *([["train accuracy", m.train_accuracy]] if m.train_accuracy is not None else []),
+                *([f"accuracy: {name}", value] for name, value in m.per_class.items())]
+        return table_html(["metric", "value"], rows, caption=f"{self.spec.get('kind', 'head')} head on {self.model.name} cut at {self.cut}")
 
     @property
     def fine_tuned(self) -> bool:
