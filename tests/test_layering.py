@@ -22,8 +22,8 @@ import diamond_cutter
 
 #: The layers, lowest first: a module may import its own layer and those below, never above.
 LAYERS = {
-    "ground": {"errors", "progress", "heap", "memory", "version", "html", "download", "store", "capture", "images",
-               "targets", "render", "layers", "model", "zoo"},
+    "ground": {"errors", "progress", "heap", "memory", "version", "html", "download", "store", "executors",
+               "capture", "images", "targets", "render", "layers", "model", "zoo"},
     "analysis": {"attribution", "blocks", "featureviz", "atlas", "transfer", "lens", "callbacks"},
     "presentation": {"report", "visuallog"},
     "top": {"commands", "cli", "__init__", "__main__"},
