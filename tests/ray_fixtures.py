@@ -57,3 +57,14 @@ def _started() -> Iterator[str]:
         assert ray_daemons(where), "the local Ray's raylet and GCS server should be running"
         yield ray.get_runtime_context().gcs_address
     assert wait_gone(where) == [], "Ray processes were left behind after the tests"
+
+
+def tiny_model():
+    """The seeded small CNN of the Ray tests (rebuilt identically in a driver subprocess)."""
+    import torch
+
+    import diamond_cutter as dc
+    from helpers import InplaceNet
+
+    torch.manual_seed(0)
+    return dc.Model(InplaceNet().eval(), "tiny", (3, 16, 16))

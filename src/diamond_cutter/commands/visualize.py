@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 
 from ..atlas import atlas
+from ..atlas.cluster import fill_atlases
 from ..errors import DiamondCutterError
+from ..executors import ray_executor
 from ..featureviz import visualize
 from ..featureviz.param import PARAMS
 from ..featureviz.optimize import FAST_SCHEDULE, LUCID_SCHEDULE
@@ -63,9 +65,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     a = sub.add_parser("atlas", help="build (or resume) cached spritemaps of every channel of layers")
     add_render_options(a, 128)
-    a.add_argument("--layers", required=True, help="comma-separated layer names")
-    a.add_argument("--store", help="folder or fsspec URL for the cache (default: the user cache)")
+    a.add_argument("--layers", required=True, help="comma-separated layer names, or 'all' (every spatial layer)")
+    a.add_argument("--store", help="folder or fsspec URL for the cache (default: the user cache; on a cluster, "
+                   "a URL every node reaches)")
     a.add_argument("--out", help="also save each layer's spritemap PNG into this folder")
+    a.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="render in this process (default) or on a pool of Ray actors")
+    a.add_argument("--ray-address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     a.set_defaults(run=run_atlas)
 
 
@@ -85,13 +91,17 @@ def run_visualize(args: argparse.Namespace) -> int:
 
 def run_atlas(args: argparse.Namespace) -> int:
     model = model_from(args)
-    for layer in [name.strip() for name in args.layers.split(",") if name.strip()]:
-        result = atlas(model, layer, parse_channels(args.channels), size=args.size, param=args.param,
-                       seed=args.seed, store=args.store, batch_size=args.batch_size, **schedule(args))
-        print(f"{layer}: {len(result.done)}/{result.channels} channels in {result.store.path(result.key)}")
+    names = [layer.name for layer in model.layers.spatial()] if args.layers.strip() == "all" else \
+        [name.strip() for name in args.layers.split(",") if name.strip()]
+    settings = dict(size=args.size, param=args.param, seed=args.seed, store=args.store, fill=False, **schedule(args))
+    report = fill_atlases([atlas(model, layer, **settings) for layer in names], parse_channels(args.channels),
+                          batch_size=args.batch_size, executor=ray_executor(args.executor, args.ray_address))
+    for result in report.atlases:
+        print(f"{result.layer}: {len(result.done)}/{result.channels} channels in {result.store.path(result.key)}")
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
-            target = Path(args.out) / f"{layer.replace('.', '_')}_atlas.png"
+            target = Path(args.out) / f"{result.layer.replace('.', '_')}_atlas.png"
             result.spritemap.save(target)
             print(f"  spritemap -> {target}")
+    print(report)
     return 0
