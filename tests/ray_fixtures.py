@@ -1,7 +1,8 @@
 """One local Ray (2 CPUs) shared by every Ray test of a run, and the check that it leaves nothing behind.
 
-Starting Ray costs seconds, so the tests share one; its teardown shuts it down
-and fails if a ``raylet`` or ``gcs_server`` of that Ray is still running.
+Starting Ray costs seconds, so the tests share one (conftest.py imports the
+fixture, so there is one for the whole run); its teardown shuts it down and
+fails if a ``raylet`` or ``gcs_server`` of that Ray is still running.
 """
 
 from __future__ import annotations
@@ -21,15 +22,16 @@ def ray_daemons(session_dir: str) -> list[int]:
     pids = []
     for proc in Path("/proc").iterdir():
         try:
+            name = (proc / "comm").read_text().strip()
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if session_dir in cmdline and any(name in cmdline for name in ("raylet", "gcs_server")):
+        if name in ("raylet", "gcs_server") and session_dir in cmdline:
             pids.append(int(proc.name))
     return pids
 
 
-def wait_gone(session_dir: str, seconds: float = 15.0) -> list[int]:
+def wait_gone(session_dir: str, seconds: float = 30.0) -> list[int]:
     deadline = time.monotonic() + seconds
     while (left := ray_daemons(session_dir)) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -56,7 +58,12 @@ def _started() -> Iterator[str]:
         where = session_dir(ray)
         assert ray_daemons(where), "the local Ray's raylet and GCS server should be running"
         yield ray.get_runtime_context().gcs_address
-    assert wait_gone(where) == [], "Ray processes were left behind after the tests"
+    left = wait_gone(where)
+    assert left == [], f"Ray processes were left behind after the tests: {describe(left)}"
+
+
+def describe(pids: list[int]) -> list[str]:
+    return [(Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:200] for pid in pids]
 
 
 def tiny_model():

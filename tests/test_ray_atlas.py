@@ -20,7 +20,7 @@ from diamond_cutter.executors import Ray
 from diamond_cutter.featureviz.optimize import Settings
 from diamond_cutter.store import Store
 
-from ray_fixtures import local_ray, tiny_model  # noqa: F401  (the shared local Ray)
+from ray_fixtures import tiny_model
 
 LAYERS = ("conv1", "relu2")  # 8 and 16 channels
 BATCH = 4  # so 2 + 4 chunks

@@ -14,7 +14,6 @@ from diamond_cutter.errors import DiamondCutterError
 from diamond_cutter.executors import Ray, check_reachable, endpoint, wants_gpu
 from diamond_cutter.transfer.executor import executor_for
 
-from ray_fixtures import local_ray  # noqa: F401  (the shared local Ray)
 
 
 def square_dying_once(job: tuple[Path, int]) -> int:

@@ -111,8 +111,8 @@ class Ray:
         jobs = list(jobs)
         with self.session() as ray:
             gpus = getattr(fn, "gpus", 0.0) if self.gpus(ray) else 0.0
-            task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=self.retries)(fn)
-            refs = [task.remote(_on_gpu(job) if gpus else job) for job in jobs]
+            task, shared = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=self.retries)(_call), ray.put(fn)
+            refs = [task.remote(shared, _on_gpu(job) if gpus else job) for job in jobs]
             for ref in refs:
                 yield ray.get(ref)
 
@@ -135,6 +135,11 @@ def wants_gpu(share: float) -> Callable[[Callable[[J], R]], Callable[[J], R]]:
         return fn
 
     return mark
+
+
+def _call(fn: Callable[[J], R], job: J) -> R:
+    """The task every job runs as, so ``fn`` may be any picklable callable (a partial, an object)."""
+    return fn(job)
 
 
 def _on_gpu(job: Any) -> Any:
