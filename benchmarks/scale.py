@@ -29,6 +29,7 @@ from diamond_cutter.executors import Ray
 from diamond_cutter.featureviz.optimize import Settings
 from diamond_cutter.store import Store
 from diamond_cutter.transfer.data import load_labelled, make_digits_dataset
+from diamond_cutter.transfer.train import TrainConfig
 
 LAYER = "blocks.5"
 MODELS = ("efficientnet_lite0", "resnet18")
@@ -55,8 +56,9 @@ def atlas_run(model: dc.Model, args: argparse.Namespace, executor: Ray | None) -
 
 def sweep_run(data, args: argparse.Namespace, executor: Ray | None) -> Callable[[str], object]:
     def run(folder: str) -> object:
-        return dc.sweep(list(MODELS), data, n_cuts=args.cuts, weights=None, input_size=(3, args.image, args.image),
-                        epochs=args.epochs, store=folder, executor=executor or "local", progress=False)
+        return dc.sweep(list(MODELS), data, cuts=args.cuts, weights=None, input_size=(3, args.image, args.image),
+                        train=TrainConfig(epochs=args.epochs), store=folder, executor=executor or "local",
+                        progress=False)
 
     return run
 

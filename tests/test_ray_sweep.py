@@ -11,15 +11,16 @@ import pytest
 import diamond_cutter as dc
 from diamond_cutter.executors import Ray
 from diamond_cutter.transfer.data import load_labelled, make_colour_dataset
+from diamond_cutter.transfer.train import TrainConfig
 
 
-TINY = dict(weights=None, input_size=(3, 32, 32), progress=False, n_cuts=4, epochs=8)
-COMPARED = ("model", "cut", "knn", "ridge", "linear_acc", "linear_balanced_acc")
+TINY = dict(weights=None, input_size=(3, 32, 32), progress=False, cuts=4, train=TrainConfig(epochs=8))
+COMPARED = ("model", "cut", "knn", "ridge", "linear_val_acc", "linear_acc", "linear_balanced_acc")
 
 
 @pytest.fixture(scope="module")
 def colours(tmp_path_factory):
-    return load_labelled(make_colour_dataset(tmp_path_factory.mktemp("colours"), per_class=8, size=16))
+    return load_labelled(make_colour_dataset(tmp_path_factory.mktemp("colours"), per_class=10, size=16))
 
 
 @pytest.fixture(scope="module")
