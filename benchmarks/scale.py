@@ -63,8 +63,8 @@ def sweep_run(data, args: argparse.Namespace, executor: Ray | None) -> Callable[
     return run
 
 
-def report(name: str, local: float, ray: float) -> None:
-    print(f"{name}: in-process {local:.1f}s, local Ray with workers {ray:.1f}s")
+def report(name: str, local: float, ray: float, workers: int) -> None:
+    print(f"{name}: in-process {local:.1f}s, local Ray with {workers} workers {ray:.1f}s")
     print(f"ray speedup {name}: {local / ray:.1f}x")
 
 
@@ -85,10 +85,12 @@ def main() -> None:
     model = dc.load_model("efficientnet_lite0")
     print(f"atlas: {args.channels} channels of {LAYER} at {args.size} px, {args.steps} steps; "
           f"sweep: {len(MODELS)} models x {args.cuts} cuts; Ray with {args.workers} workers")
-    report("atlas", timed(atlas_run(model, args, None)), timed(atlas_run(model, args, Ray(workers=args.workers))))
+    report("atlas", timed(atlas_run(model, args, None)), timed(atlas_run(model, args, Ray(workers=args.workers))),
+           args.workers)
     with tempfile.TemporaryDirectory() as folder:
         data = load_labelled(make_digits_dataset(folder, per_class=args.per_class))
-        report("sweep", timed(sweep_run(data, args, None)), timed(sweep_run(data, args, Ray(workers=args.workers))))
+        report("sweep", timed(sweep_run(data, args, None)), timed(sweep_run(data, args, Ray(workers=args.workers))),
+               args.workers)
     if torch.cuda.is_available():
         gpus = torch.cuda.device_count()
         on_gpu = dc.load_model("efficientnet_lite0", device="cuda")
