@@ -17,7 +17,7 @@ from diamond_cutter.attribution.metrics.perturb import gaussian_blur, noisy_line
 from diamond_cutter.errors import DiamondCutterError, UnknownNameError
 from diamond_cutter.report.icons import IconSettings
 
-from helpers import InplaceNet, assert_unchanged, snapshot
+from helpers import assert_unchanged, snapshot
 
 SIZE = 32
 REGION = (slice(8, 16), slice(18, 26))  # rows, columns: the only pixels the class depends on

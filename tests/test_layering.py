@@ -22,8 +22,8 @@ import diamond_cutter
 
 #: The layers, lowest first: a module may import its own layer and those below, never above.
 LAYERS = {
-    "ground": {"errors", "devices", "small", "download", "progress", "heap", "memory", "version", "html", "store",
-               "capture", "images", "targets", "render", "layers", "model", "zoo"},
+    "ground": {"errors", "devices", "small", "download", "progress", "heap", "version", "html", "executors",
+               "store", "capture", "images", "targets", "render", "layers", "model", "zoo"},
     "analysis": {"attribution", "blocks", "featureviz", "atlas", "transfer", "lens", "callbacks"},
     "presentation": {"report", "visuallog"},
     "top": {"commands", "cli", "__init__", "__main__"},

@@ -43,7 +43,7 @@ def test_colour_labels_are_solved_early_and_the_cheap_cut_is_recommended(colour_
     result, _ = colour_sweep
     first = result.rows[0]
     assert first["cut"] == "conv1" and first["ridge"] >= 0.9 and first["linear_acc"] >= 0.9
-    rec, best = result.recommendation, result.best
+    rec = result.recommendation
     assert result.difference(rec).low <= 0 or result.difference(rec).value <= result.select.tolerance
     deepest = max(result.rows, key=lambda r: r["relative_depth"])
     assert rec["macs"] < deepest["macs"] / 5  # an early, cheap cut, not the pre-output map

@@ -228,6 +228,19 @@ def _target(model: Any, size: tuple[int, int] | int | None) -> tuple[int, int, i
     return c, h, w
 
 
+def source_ids(sources: Any) -> list[str]:
+    """The id of every image that ``sources`` (files, folders, globs, URLs, sample names) names, in
+    load order; each id loads again by itself, so a list of them can be cut into shards for other
+    processes or machines. In-memory images have no such id and are an error."""
+    in_memory = ImageError("a scan in shards needs files, folders, globs or URLs, not images in memory")
+    if isinstance(sources, ImageBatch):
+        raise in_memory
+    ids = [image_id for image_id, _ in _expand(sources, 0, None)]  # ids only: nothing is opened
+    if any(image_id.startswith(("image ", "array ", "tensor ")) for image_id in ids):
+        raise in_memory
+    return ids
+
+
 def _expand(sources: Any, side: int, limits: DownloadLimits | None) -> Iterable[tuple[str, Any]]:
     """Yield ``(id, opener)`` for every image a source list names, lazily decoded to at most ``side``."""
     if isinstance(sources, (str, os.PathLike, Image.Image, np.ndarray)):

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import diamond_cutter as dc
-from diamond_cutter.errors import CheckpointError, DiamondCutterError, ImageError, StaleCacheWarning
+from diamond_cutter.errors import CheckpointError, ImageError, StaleCacheWarning
 from diamond_cutter.images import decode_image, sample_path
 from diamond_cutter.store import SEAL, Store
 from diamond_cutter.transfer import saved

@@ -161,18 +161,19 @@ class Atlas:
         done = set(self.manifest["done"])
         return [c for c in layer_channels(self.model, self.layer, channels) if c not in done]
 
-    def fill(self, channels: Sequence[int] | None = None, *, batch_size: int | None = None, progress: bool = True) -> Atlas:
-        """Render the missing ones among ``channels`` (all by default), saving after every chunk."""
+    def chunks(self, channels: Sequence[int] | None = None, batch_size: int | None = None) -> list[list[int]]:
+        """The missing ones among ``channels`` (all by default) in chunks of one render each; the
+        chunks decide the renders, so every executor renders the same chunks."""
         todo = self.missing(channels)
         batch = batch_size or auto_batch_size(self.model, self.layer, self.cell)
-        chunks = [todo[i : i + batch] for i in range(0, len(todo), batch)]
+        return [todo[i : i + batch] for i in range(0, len(todo), batch)]
+
+    def fill(self, channels: Sequence[int] | None = None, *, batch_size: int | None = None, progress: bool = True) -> Atlas:
+        """Render the missing ones among ``channels`` (all by default), saving after every chunk."""
+        chunks = self.chunks(channels, batch_size)
         network = rendering_network(self.model, [self.layer]) if chunks else None  # one folded copy for all chunks
         for chunk in bar(chunks, f"atlas {self.layer}", enabled=progress and len(chunks) > 1):
-            s = self.settings
-            vis = visualize(self.model, self.layer, chunk, steps=s.steps, size=s.size, param=s.param, seed=s.seed,
-                            batch_size=len(chunk), progress=progress, lr=s.lr, betas=s.betas, transforms=s.transforms,
-                            blur=s.blur, redirect_steps=s.redirect_steps, param_options=s.param_options, network=network)
-            self._add(vis.channels, vis.images, vis.scores.tolist())
+            self._add(*render_chunk(self.model, self.layer, self.settings, chunk, network, progress))
         return self
 
     def _add(self, channels: list[int], images: list[Image.Image], scores: list[float]) -> None:
@@ -211,6 +212,17 @@ class Atlas:
         except DiamondCutterError:
             saved = None
         return saved if saved is not None and self._manifest_problem(saved) is None else self._fresh()
+
+
+def render_chunk(model: Any, layer: str, settings: Settings, chunk: Sequence[int], network: Any,
+                 progress: bool = False) -> tuple[list[int], list[Image.Image], list[float]]:
+    """One chunk's channels, pictures and scores, rendered in one batch on ``network``
+    (:func:`~diamond_cutter.featureviz.fold.rendering_network`'s copy of the model)."""
+    s = settings
+    vis = visualize(model, layer, list(chunk), steps=s.steps, size=s.size, param=s.param, seed=s.seed,
+                    batch_size=len(chunk), progress=progress, lr=s.lr, betas=s.betas, transforms=s.transforms,
+                    blur=s.blur, redirect_steps=s.redirect_steps, param_options=s.param_options, network=network)
+    return vis.channels, vis.images, vis.scores.tolist()
 
 
 def atlas(

@@ -12,6 +12,7 @@ from ..errors import DiamondCutterError
 from ..report.sweep import SweepPage
 from ..transfer.cuts import DEFAULT_CUTS
 from ..transfer.data import load_labelled
+from ..transfer.executor import EXECUTORS
 from ..transfer.result import Selection
 from ..transfer.sweep import sweep
 from ..transfer.train import OPTIMIZERS, TrainConfig
@@ -44,7 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tolerance", type=FRACTION, default=SELECT.tolerance,
                    help=f"validation accuracy a cheaper cut may give up (default {SELECT.tolerance})")
     p.add_argument("--store", "--cache", dest="store", help="feature/result cache (default: ~/.cache/diamond_cutter)")
-    p.add_argument("--executor", choices=("local", "processes"), default="local")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="where jobs run: this process (default), worker processes, or Ray")
+    p.add_argument("--ray-address", help="Ray cluster address for --executor ray (default: $RAY_ADDRESS, "
+                   "else a local Ray)")
     p.add_argument("--save-best", metavar="DIR", help="train the recommended head again and save it here")
     p.add_argument("--profile", action="store_true",
                    help="also fine-tune the recommended pair one block at a time (the fine-tuning profile; slow)")
@@ -89,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         heads=tuple(h.strip() for h in args.heads.split(",")), train=train,
         select=Selection(tolerance=args.tolerance, shortlist=args.shortlist, seed=args.seed),
         weights=None if args.weights == "none" else args.weights, input_size=size,
-        store=args.store, out=args.out, executor=args.executor, profile=args.profile, device=args.device,
+        store=args.store, out=args.out, executor=args.executor, ray_address=args.ray_address,
+        profile=args.profile, device=args.device,
     )
     print(result)
     print(f"wrote {args.out}/results.csv, results.json, sweep.png")

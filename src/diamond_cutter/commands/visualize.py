@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 from ..atlas import atlas
+from ..atlas.cluster import fill_atlases
 from ..errors import DiamondCutterError
+from ..executors import ray_executor
 from ..featureviz import visualize
 from ..featureviz.param import PARAMS
 from ..featureviz.optimize import FAST_SCHEDULE, LUCID_SCHEDULE, estimate_seconds, image_size, layer_channels
@@ -66,9 +68,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     a = add_command(sub, "atlas")
     add_render_options(a, 128)
-    add_layer_option(a, "layers, repeatable or comma-separated (--layers also works)", required=True, aliases=("--layers",))
-    a.add_argument("--store", help="folder or fsspec URL for the cache (default: the user cache)")
+    add_layer_option(a, "layers, repeatable or comma-separated, or 'all' (every spatial layer); --layers also works",
+                     required=True, aliases=("--layers",))
+    a.add_argument("--store", help="folder or fsspec URL for the cache (default: the user cache; on a cluster, "
+                   "a URL every node reaches)")
     a.add_argument("--out", help="also save each layer's spritemap PNG into this folder")
+    a.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="render in this process (default) or on a pool of Ray actors")
+    a.add_argument("--ray-address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     a.set_defaults(run=run_atlas)
 
 
@@ -107,14 +114,21 @@ def run_visualize(args: argparse.Namespace) -> int:
 
 def run_atlas(args: argparse.Namespace) -> int:
     model = load_model_from(args)
-    for layer in layers_of(args):
-        announce(model, layer, parse_channels(args.channels) or list(range(model.layer(layer).channels or 0)), args)
-        result = atlas(model, layer, parse_channels(args.channels), size=args.size, param=args.param,
-                       seed=args.seed, store=args.store, batch_size=args.batch_size, **schedule(args))
-        print(f"{layer}: {len(result.done)}/{result.channels} channels in {result.store.path(result.key)}")
+    names = layers_of(args)
+    names = [layer.name for layer in model.layers.spatial()] if names == ["all"] else names
+    channels = parse_channels(args.channels)
+    if args.executor == "local":  # a warm-up here says nothing about a cluster's speed
+        for layer in names:
+            announce(model, layer, channels or list(range(model.layer(layer).channels or 0)), args)
+    settings = dict(size=args.size, param=args.param, seed=args.seed, store=args.store, fill=False, **schedule(args))
+    report = fill_atlases([atlas(model, layer, **settings) for layer in names], channels,
+                          batch_size=args.batch_size, executor=ray_executor(args.executor, args.ray_address))
+    for result in report.atlases:
+        print(f"{result.layer}: {len(result.done)}/{result.channels} channels in {result.store.path(result.key)}")
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
-            target = Path(args.out) / f"{layer.replace('.', '_')}_atlas.png"
+            target = Path(args.out) / f"{result.layer.replace('.', '_')}_atlas.png"
             result.spritemap.save(target)
             print(f"  spritemap -> {target}")
+    print(report)
     return 0

@@ -29,7 +29,6 @@ from ..devices import memory_budget
 from ..errors import DiamondCutterError
 from ..heap import reused_heap
 from ..html import image_tag, images_html, short_repr
-from ..memory import available_memory
 from ..progress import bar, chain, overall
 from ..render import pictures, to_pil
 from ..small import small

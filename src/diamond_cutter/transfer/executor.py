@@ -1,13 +1,13 @@
-"""Where sweep jobs run: in this process (default) or in a pool of worker processes.
+"""Where sweep jobs run: in this process (default), in a pool of worker processes, or on Ray.
 
 A sweep's jobs (one per model, then one per model's shortlisted heads) are
 independent and write every result to the store before returning it, so any
 executor that can call a top-level function on picklable arguments can run
 them. ``map`` must yield results in the order of ``jobs``.
 
-A cluster backend plugs in the same way: implement ``map`` by submitting
-``fn(job)`` for each job to the cluster (Dask ``client.map``, Ray ``remote``,
-a Slurm array reading pickled jobs) and yielding the gathered results. Give the
+Ray (:class:`diamond_cutter.executors.Ray`, ``executor="ray"``) is the cluster
+engine; another backend plugs in the same way: implement ``map`` by submitting
+``fn(job)`` for each job to the cluster and yielding the gathered results. Give the
 sweep a store every node can reach (an fsspec URL such as ``s3://bucket/cache``)
 so cached features and finished pairs are shared, and a rerun after a lost
 node recomputes only what no node finished.
@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import nullcontext
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 import torch
 
 from ..errors import UnknownNameError
+from ..executors import ray_executor
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -64,12 +67,24 @@ class ProcessPool:
         return job
 
 
-def executor_for(name: str | Executor | None) -> Executor:
-    """``None``/``"local"`` -> :class:`InProcess`, ``"processes"`` -> :class:`ProcessPool`, or an executor as is."""
+EXECUTORS = ("local", "processes", "ray")
+
+
+def executor_for(name: str | Executor | None, ray_address: str | None = None) -> Executor:
+    """``None``/``"local"`` -> :class:`InProcess`, ``"processes"`` -> :class:`ProcessPool`, ``"ray"`` ->
+    :class:`~diamond_cutter.executors.Ray` (at ``ray_address``, default ``$RAY_ADDRESS`` or a local
+    Ray), or an executor as is."""
     if name is None or name == "local":
         return InProcess()
     if name == "processes":
         return ProcessPool()
+    if name == "ray":
+        return ray_executor(name, ray_address)
     if isinstance(name, str):
-        raise UnknownNameError("executor", name, ["local", "processes"])
+        raise UnknownNameError("executor", name, EXECUTORS)
     return name
+
+
+def session(executor: Executor) -> ContextManager[Any]:
+    """The executor's session (Ray: one connection for all phases of a run), or a no-op."""
+    return executor.session() if hasattr(executor, "session") else nullcontext()

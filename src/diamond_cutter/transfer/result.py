@@ -271,7 +271,7 @@ class SweepResult:
         taus = "; ".join(f"{h}: " + ", ".join(f"{e} {t[0]:+.2f} [{t[1]:+.2f}, {t[2]:+.2f}]" for e, t in v.items())
                          for h, v in self.kendall.items())
         nested = f"the rule itself, chosen inside each split, scores {self.selection_accuracy} held out"
-        profile = [f"fine-tuning profile of the recommendation, one block unfrozen at a time (first split): "
+        profile = ["fine-tuning profile of the recommendation, one block unfrozen at a time (first split): "
                    + ", ".join(f"{p.block} {p.accuracy:.1%} [{p.low:.1%}, {p.high:.1%}]" for p in self.profile)]
         return "\n".join([self.data_report, *lines, f"recommended: {self.reason}", nested,
                           *(profile if self.profile else []), f"Kendall tau with held-out accuracy ({taus})",

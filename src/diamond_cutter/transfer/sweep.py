@@ -33,14 +33,14 @@ import numpy as np
 import torch
 
 from ..errors import DiamondCutterError, UnknownNameError
-from ..html import short_repr, table_html
+from ..executors import wants_gpu
 from ..model import Model
 from ..store import Store, default_cache_dir
 from ..zoo import load_model
 from .cuts import DEFAULT_CUTS, Cut, candidate_cuts
 from .data import LabelledImages, load_labelled
 from .estimators import knn_accuracy, logme, ridge_probe, standardise
-from .executor import Executor, executor_for
+from .executor import Executor, executor_for, session
 from .features import extract_features, model_key
 from .heads import HEAD_KINDS
 from .intervals import accuracy, balanced_accuracy
@@ -131,6 +131,7 @@ def sweep(
     out: str | Path | None = None,
     executor: str | Executor | None = None,
     profile: bool = False,
+    ray_address: str | None = None,
     progress: bool = True,
     device: str | None = None,
 ) -> SweepResult:
@@ -146,6 +147,8 @@ def sweep(
     ``store`` caches features and finished pairs (default: the user cache);
     ``out`` also writes the table and plots there. ``profile`` adds the fine-tuning
     profile of the recommended pair (one block unfrozen at a time; slow, so off by default).
+    ``executor``: ``"local"`` (default), ``"processes"`` or ``"ray"`` (a cluster at
+    ``ray_address`` or ``$RAY_ADDRESS``, else a local Ray; give it a ``store`` every node reaches).
     ``device`` is where the models compute (an executor with several GPUs spreads jobs over them).
     """
     unknown = [h for h in heads if h not in HEAD_KINDS]
@@ -163,11 +166,12 @@ def sweep(
     cut_request = cuts if isinstance(cuts, (str, int)) else list(cuts)
     jobs = [Job(spec, data, store.root, cut_request, tuple(heads), train, select, progress, device=device)
             for spec in specs]
-    run = executor_for(executor)
-    rows = [row for job_rows in run.map(estimate_job, jobs) for row in job_rows]
-    slow = [h for h in heads if h != "linear" or train.augment or train.unfreeze]
-    if slow:
-        rows = _train_shortlist(rows, jobs, slow, select.shortlist, run)
+    run = executor_for(executor, ray_address)
+    with session(run):
+        rows = [row for job_rows in run.map(estimate_job, jobs) for row in job_rows]
+        slow = [h for h in heads if h != "linear" or train.augment or train.unfreeze]
+        if slow:
+            rows = _train_shortlist(rows, jobs, slow, select.shortlist, run)
     result = SweepResult(rows, data.report(), select, specs, data, train)
     if profile:
         rec = result.recommendation
@@ -185,6 +189,7 @@ def _cuts(model: Model, request: str | int | list[str]) -> list[Cut]:
     return candidate_cuts(model, request, DEFAULT_CUTS)
 
 
+@wants_gpu(1.0)
 def estimate_job(job: Job) -> list[dict[str, Any]]:
     """Phase 1 for one model: features of every cut in one pass, estimators and a linear head per cut."""
     model = job.spec.load(job.device)
@@ -211,6 +216,7 @@ def estimate_job(job: Job) -> list[dict[str, Any]]:
     return [{**rows[c.name], "model": job.spec.label} for c in cuts]
 
 
+@wants_gpu(0.25)
 def heads_job(job: Job) -> list[dict[str, Any]]:
     """Phase 2 for one model: the slower heads on its shortlisted cuts, in every fold (cached per head)."""
     model = job.spec.load(job.device)

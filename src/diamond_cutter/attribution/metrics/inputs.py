@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ...capture import fast_layout, preserved
 from ...errors import DiamondCutterError
 from ...images import ImageBatch, as_batch
-from ...memory import available_memory
+from ...devices import memory_budget
 from ...model import Model, batched_logits
 from ...targets import is_nested, needs_logits, resolve_targets, split
 from ..result import Attribution
@@ -111,7 +111,7 @@ def forward_batch_size(model: Model, requested: int | None = None) -> int:
         return int(requested)
     sizes = [4 * int(torch.Size(layer.shape).numel()) for layer in model.layers if layer.shape and layer.leaf] or [4]
     per_image = 3 * max(sizes) + 4 * int(torch.Size(model.input_size).numel())
-    batch = available_memory(model.device) // per_image
+    batch = memory_budget(model.device) // per_image
     if model.device.type == "cpu":
         batch = min(batch, CPU_ACTIVATION_BUDGET // max(sizes))
     return int(max(1, min(batch, 256 if model.device.type == "cuda" else 64)))

@@ -1,0 +1,77 @@
+"""One local Ray (2 CPUs) shared by every Ray test of a run, and the check that it leaves nothing behind.
+
+Starting Ray costs seconds, so the tests share one (conftest.py imports the
+fixture, so there is one for the whole run); its teardown shuts it down and
+fails if a ``raylet`` or ``gcs_server`` of that Ray is still running.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from diamond_cutter.executors import Ray
+
+
+def ray_daemons(session_dir: str) -> list[int]:
+    """PIDs of the raylet and GCS server processes started for the Ray session in ``session_dir``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            name = (proc / "comm").read_text().strip()
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if name in ("raylet", "gcs_server") and session_dir in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def wait_gone(session_dir: str, seconds: float = 30.0) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while (left := ray_daemons(session_dir)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def session_dir(ray) -> str:
+    return ray._private.worker._global_node.get_session_dir_path()
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[str]:
+    """A local Ray limited to 2 CPUs for the whole test run; yields its GCS address. Its workers
+    import job functions defined in the tests, so they get the tests' folder on their path."""
+    here = str(Path(__file__).parent)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PYTHONPATH", os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
+        env.delenv("RAY_ADDRESS", raising=False)
+        yield from _started()
+
+
+def _started() -> Iterator[str]:
+    with Ray(workers=2).session() as ray:
+        where = session_dir(ray)
+        assert ray_daemons(where), "the local Ray's raylet and GCS server should be running"
+        yield ray.get_runtime_context().gcs_address
+    left = wait_gone(where)
+    assert left == [], f"Ray processes were left behind after the tests: {describe(left)}"
+
+
+def describe(pids: list[int]) -> list[str]:
+    return [(Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:200] for pid in pids]
+
+
+def tiny_model():
+    """The seeded small CNN of the Ray tests (rebuilt identically in a driver subprocess)."""
+    import torch
+
+    import diamond_cutter as dc
+    from helpers import InplaceNet
+
+    torch.manual_seed(0)
+    return dc.Model(InplaceNet().eval(), "tiny", (3, 16, 16))
