@@ -12,7 +12,7 @@ import diamond_cutter as dc
 from diamond_cutter.model import Prediction
 from diamond_cutter.transfer.compare import Comparison
 from diamond_cutter.transfer.metrics import classification_metrics
-from diamond_cutter.transfer.sweep import SweepResult
+from diamond_cutter.transfer.data import load_labelled, make_colour_dataset
 from diamond_cutter.transfer.train import TrainConfig, TrainedHead
 
 EVIL = "<script>alert(1)</script>"
@@ -58,17 +58,19 @@ def test_analysis_results_show_shapes_and_pictures(embedded, samples):
     check_views(render, images=True)
 
 
-def test_trained_head_and_sweep_views():
+def test_trained_head_and_sweep_views(tmp_path):
     model = dc.load_model(nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)),
                           input_size=(3, 16, 16), labels=["a", EVIL])
     metrics = classification_metrics(np.array([0, 1, 1]), np.array([0, 1, 0]), ["a", EVIL])
     head = TrainedHead(model, "0", {"kind": "linear"}, nn.Linear(4, 2), metrics, ["a", EVIL], TrainConfig())
     assert "validation accuracy" in check_views(head)
-    rows = [{"model": EVIL, "cut": f"layer{i}", "relative_depth": i / 3, "channels": 4, "feature_dim": 4, "macs": 10 * i,
-             "parameters": i, "knn": 0.5, "ridge": 0.6, "logme": 0.1, "linear_acc": 0.5 + i / 10} for i in range(4)]
-    sweep = SweepResult(rows, "3 classes", 0.01, [], None, TrainConfig())
+    colours = load_labelled(make_colour_dataset(tmp_path / "colours", per_class=8, size=16))
+    sweep = dc.sweep("resnet18", colours, cuts=3, train=TrainConfig(epochs=3), store=tmp_path / "store",
+                     weights=None, input_size=(3, 32, 32), progress=False)
+    for row in sweep.rows:  # a hostile model name must come out escaped
+        row["model"] = EVIL
     page = check_views(sweep)
-    assert page.count("<tr>") == 5 and "linear_acc" in page
+    assert page.count("<tr>") == len(sweep.rows) + 1 and "test [95%]" in page
     figure = sweep.plot()
     assert type(figure).__name__ == "Figure" and max(figure.get_size_inches()) <= 12
 

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="JSON file: one [x0, y0, x1, y1] box (or a list of boxes) per image, for the pointing games")
     p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none', or a checkpoint path")
     p.add_argument("--json", action="store_true", help="machine-readable output (per-image values and curves too)")
-    add_compute_options(p, batch_size=False)
+    add_compute_options(p, batch_size="perturbed images per forward pass (default: what fits the memory budget)")
     p.set_defaults(run=run)
 
 
@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     table = evaluate_methods(
         model, images, target=target_of(args), methods=methods,
         metrics=[m.strip() for m in args.metrics.split(",") if m.strip()], layer=one_layer(args), regions=_boxes(args.boxes),
-        settings=MetricSettings(steps=args.steps, deletion_baseline=args.deletion_baseline, insertion_baseline=args.insertion_baseline),
+        settings=MetricSettings(steps=args.steps, deletion_baseline=args.deletion_baseline,
+                                insertion_baseline=args.insertion_baseline, batch_size=args.batch_size),
         progress=not args.json,
     )
     print(json.dumps(table.as_dict(), indent=2) if args.json else table)
