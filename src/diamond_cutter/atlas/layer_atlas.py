@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -107,8 +107,15 @@ class Atlas:
         done = set(self.manifest["done"])
         return [c for c in layer_channels(self.model, self.layer, channels) if c not in done]
 
-    def fill(self, channels: Sequence[int] | None = None, *, batch_size: int | None = None, progress: bool = True) -> Atlas:
-        """Render the missing ones among ``channels`` (all by default), saving after every chunk."""
+    @property
+    def plausibility(self) -> dict[int, float]:
+        """Plausibility per channel, for channels rendered with references and a judge (see :func:`visualize`)."""
+        return {int(k): v for k, v in self.manifest.get("plausibility", {}).items()}
+
+    def fill(self, channels: Sequence[int] | None = None, *, batch_size: int | None = None, progress: bool = True,
+             references: Mapping[int, Any] | None = None, judge: Any = None) -> Atlas:
+        """Render the missing ones among ``channels`` (all by default), saving after every chunk; with
+        ``references`` and a ``judge``, each channel's plausibility is stored too."""
         todo = self.missing(channels)
         batch = batch_size or auto_batch_size(self.model, self.layer, self.cell)
         chunks = [todo[i : i + batch] for i in range(0, len(todo), batch)]
@@ -117,7 +124,11 @@ class Atlas:
             s = self.settings
             vis = visualize(self.model, self.layer, chunk, steps=s.steps, size=s.size, param=s.param, seed=s.seed,
                             batch_size=len(chunk), progress=progress, lr=s.lr, betas=s.betas, transforms=s.transforms,
-                            blur=s.blur, redirect_steps=s.redirect_steps, param_options=s.param_options, network=network)
+                            blur=s.blur, redirect_steps=s.redirect_steps, param_options=s.param_options, network=network,
+                            optimizer=s.optimizer, references=references, judge=judge)
+            if vis.plausibility is not None:
+                plausible = self.manifest.setdefault("plausibility", {})
+                plausible.update({str(c): float(p) for c, p in zip(vis.channels, vis.plausibility)})
             self._add(vis.channels, vis.images, vis.scores.tolist())
         return self
 
@@ -145,6 +156,8 @@ def atlas(
     batch_size: int | None = None,
     progress: bool = True,
     fill: bool = True,
+    references: Mapping[int, Any] | None = None,
+    judge: Any = None,
     **options: Any,
 ) -> Atlas:
     """The atlas of ``layer``: loaded from the store, with ``channels`` (default all) rendered if missing.
@@ -152,11 +165,12 @@ def atlas(
     ``store`` is a :class:`Store`, a folder or an fsspec URL (default: the user
     cache). ``fill=False`` only loads what is there. ``steps=64, size=64``
     gives a quick demo atlas; other ``options`` (``lr``, ``transforms``, ...)
-    are render settings and part of the cache key.
+    are render settings and part of the cache key. ``references`` and a
+    ``judge`` give each channel rendered now a plausibility, stored with it.
     """
     store = store if isinstance(store, Store) else Store(store)
     settings = replace(Settings(steps=steps, size=image_size(model, size), param=param, seed=seed), **options)
     result = Atlas(model, layer, settings, store)
     if fill:
-        result.fill(channels, batch_size=batch_size, progress=progress)
+        result.fill(channels, batch_size=batch_size, progress=progress, references=references, judge=judge)
     return result
