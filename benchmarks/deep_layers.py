@@ -117,7 +117,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: one model, two layers, tiny renders")
     args = parser.parse_args()
     if args.quick:
-        args.models, args.layers, args.channels, args.size, args.steps = "efficientnet_lite0", "blocks.1,blocks.6", 2, 48, 2
+        args.models, args.layers = "efficientnet_lite0", "blocks.1,blocks.6"
+        args.channels, args.size, args.steps = 2, 48, 2
     rows = []
     print(f"{'model':20} {'layer':9} {'param':10} {'steps':>5} {'activation':>10} {'plausibility':>12} "
           f"{'fid':>9} {'time s':>7}")
@@ -134,7 +135,8 @@ def main() -> None:
                       f"{row.plausibility:12.3f} {row.fid:9.1f} {row.seconds:7.1f}", flush=True)
         deepest = {r.param: r for r in rows if r.model == name and r.layer == args.layers.split(",")[-1]}
         fft = max(deepest["fft-lucid"].plausibility, deepest["fft-fast"].plausibility)
-        print(f"{name} {args.layers.split(',')[-1]}: maco plausibility vs fft: {deepest['maco'].plausibility / fft:.1f}x")
+        ratio = deepest["maco"].plausibility / fft
+        print(f"{name} {args.layers.split(',')[-1]}: maco plausibility vs fft: {ratio:.1f}x")
     sheet(rows, args.sheet)
     print(f"sheet: {args.sheet}")
 

@@ -9,9 +9,8 @@ from torch import nn
 import diamond_cutter as dc
 from diamond_cutter.featureviz import objectives as obj
 from diamond_cutter.featureviz.optimize import MACO_SCHEDULE, render_objective
-from diamond_cutter.featureviz.param import MacoParam
+from diamond_cutter.featureviz.param import MacoParam, item_generators
 from diamond_cutter.featureviz.transforms import MacoCrops, Randomness
-from diamond_cutter.featureviz.param import item_generators
 from diamond_cutter.render import faded_pictures
 
 
@@ -70,7 +69,8 @@ def test_transparency_is_non_negative_image_sized_and_where_the_gradient_is():
 
     objective = obj.Objective(top_left, ["2"], "channel 0 of 2 in the top-left quarter")
     for schedule in ({"param": "fft"}, {**MACO_SCHEDULE}):
-        result = render_objective(model, objective, n=2, progress=False, **{**schedule, "steps": 10, "transforms": "none"})
+        settings = {**schedule, "steps": 10, "transforms": "none"}
+        result = render_objective(model, objective, n=2, progress=False, **settings)
         t = result.transparency
         assert t.shape == (2, 32, 32) and (t >= 0).all() and t.sum() > 0
         # Receptive field 5 px: every gradient lies within the top-left 10×10 pixels, none elsewhere.
@@ -97,7 +97,8 @@ def test_batched_equals_one_at_a_time_within_the_seed_to_seed_difference(embedde
     same = (batched.tensor[1] - alone.tensor[0]).abs().mean()
     seeds = (other_seed.tensor[0] - alone.tensor[0]).abs().mean()
     assert seeds > 0.02 and same < 0.01 * seeds
-    assert torch.allclose(batched.transparency[1], alone.transparency[0], rtol=1e-2, atol=1e-6 * alone.transparency.max())
+    scale = alone.transparency.max()
+    assert torch.allclose(batched.transparency[1], alone.transparency[0], rtol=1e-2, atol=1e-6 * scale)
 
 
 def test_unknown_optimizer_and_transform_names_are_clear_errors(embedded):

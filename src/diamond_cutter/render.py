@@ -239,7 +239,8 @@ def faded_pictures(images: torch.Tensor, importance: torch.Tensor, quantile: flo
     visualization with its transparency map: importance is clipped at its ``quantile`` per image and scaled
     to [0, 1], so the top fifth of pixels by importance is opaque and the rest fades out."""
     if images.ndim != 4 or importance.shape != (images.shape[0], *images.shape[2:]):
-        raise DiamondCutterError(f"importance must be N×H×W for images {tuple(images.shape)}, got {tuple(importance.shape)}")
+        raise DiamondCutterError(
+            f"importance must be N×H×W for images {tuple(images.shape)}, got {tuple(importance.shape)}")
     flat = importance.detach().float().flatten(1)
     top = torch.quantile(flat, quantile, dim=1, keepdim=True).clamp(min=1e-12)
     alpha = (flat / top).clamp(0, 1).view_as(importance)

@@ -124,8 +124,8 @@ class Atlas:
             s = self.settings
             vis = visualize(self.model, self.layer, chunk, steps=s.steps, size=s.size, param=s.param, seed=s.seed,
                             batch_size=len(chunk), progress=progress, lr=s.lr, betas=s.betas, transforms=s.transforms,
-                            blur=s.blur, redirect_steps=s.redirect_steps, param_options=s.param_options, network=network,
-                            optimizer=s.optimizer, references=references, judge=judge)
+                            blur=s.blur, redirect_steps=s.redirect_steps, param_options=s.param_options,
+                            network=network, optimizer=s.optimizer, references=references, judge=judge)
             if vis.plausibility is not None:
                 plausible = self.manifest.setdefault("plausibility", {})
                 plausible.update({str(c): float(p) for c, p in zip(vis.channels, vis.plausibility)})

@@ -11,7 +11,8 @@ and a judge network, :func:`visualize` also scores how natural each picture is
 
 from . import objectives, plausibility
 from .param import FFTParam, MacoParam, PixelParam, estimate_color_matrix, estimate_magnitude
-from .optimize import FAST_SCHEDULE, LUCID_SCHEDULE, MACO_SCHEDULE, RenderResult, Visualization, render_objective, visualize
+from .optimize import (FAST_SCHEDULE, LUCID_SCHEDULE, MACO_SCHEDULE, RenderResult, Visualization, render_objective,
+                       visualize)
 
 __all__ = [
     "FAST_SCHEDULE",

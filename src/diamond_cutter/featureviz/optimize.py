@@ -375,6 +375,6 @@ def visualize(
     known = {k: v for k, v in options.items() if k in Settings.__dataclass_fields__}
     settings = Settings(steps=steps, size=hw, param=param, seed=seed, **known).describe()
     tensor = torch.cat([r.tensor for r in results])
+    maps = torch.cat([r.transparency for r in results if r.transparency is not None])  # every render has one
     plausible = None if references is None else plausibility(judge, tensor, channel_references(references, chosen))
-    return Visualization(layer, chosen, tensor, torch.cat([r.scores for r in results]), settings,
-                         torch.cat([r.transparency for r in results]), plausible)
+    return Visualization(layer, chosen, tensor, torch.cat([r.scores for r in results]), settings, maps, plausible)

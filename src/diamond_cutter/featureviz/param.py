@@ -184,7 +184,8 @@ class MacoParam(Parameterization):
         magnitude = natural_magnitude(height, width) if magnitude is None else torch.as_tensor(magnitude).float()
         expected = (height, width // 2 + 1)
         if tuple(magnitude.shape[-2:]) != expected:
-            raise DiamondCutterError(f"MACO magnitude must be {expected[0]}×{expected[1]}, got {tuple(magnitude.shape)}")
+            raise DiamondCutterError(
+                f"MACO magnitude must be {expected[0]}×{expected[1]}, got {tuple(magnitude.shape)}")
         self.register_buffer("magnitude", magnitude.expand(channels, *expected).clone())
         self.contrast = contrast
         self.phase = nn.Parameter(per_item_randn(item_generators(seeds), (channels, *expected)))

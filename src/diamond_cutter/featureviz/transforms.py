@@ -269,7 +269,7 @@ def make_transforms(spec: str | Transform | Sequence[Transform] | None, blur: fl
     elif isinstance(spec, Transform):
         chain = [spec]
     elif isinstance(spec, str):
-        raise UnknownNameError("transforms", spec, TRANSFORM_NAMES)
+        raise UnknownNameError("transform set", spec, TRANSFORM_NAMES)
     else:
         chain = list(spec)
     if blur:
