@@ -67,12 +67,18 @@ def judge_for(name: str, choice: str) -> dc.Model:
 
 
 def steps_for(model: dc.Model, layer: str, channels: list[int], schedule: dict, size: int, budget: float) -> int:
-    """How many of the schedule's steps fit the budget, from two timed steps (the first warms up)."""
-    options = {**schedule, "steps": 1}
-    dc.visualize(model, layer, channels, size=size, progress=False, **options)
-    start = time.perf_counter()
-    dc.visualize(model, layer, channels, size=size, progress=False, **options)
-    return max(1, int(budget / (time.perf_counter() - start)))
+    """How many of the schedule's steps fit the budget: the time of 1 and of 5 steps (after a warm-up run) gives
+    the fixed cost and the cost per step."""
+
+    def seconds(steps: int) -> float:
+        start = time.perf_counter()
+        dc.visualize(model, layer, channels, size=size, progress=False, **{**schedule, "steps": steps})
+        return time.perf_counter() - start
+
+    seconds(1)
+    one, five = seconds(1), seconds(5)
+    per_step = max(1e-6, (five - one) / 4)
+    return max(1, int((budget - (one - per_step)) / per_step))
 
 
 def run(model: dc.Model, name: str, layer: str, param: str, channels: list[int], references: dict,
