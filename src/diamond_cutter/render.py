@@ -286,3 +286,21 @@ def _as_rgb(grad: torch.Tensor) -> torch.Tensor:
     if grad.ndim != 3:
         raise DiamondCutterError(f"a saliency map must be C×H×W, got shape {tuple(grad.shape)}")
     return grad
+
+
+def faded_pictures(images: torch.Tensor, importance: torch.Tensor, quantile: float = 0.8) -> list[Image.Image]:
+    """RGBA pictures whose opacity is each pixel's importance (N×H×W, non-negative), as MACO's figures show a
+    visualization with its transparency map: importance is clipped at its ``quantile`` per image and scaled
+    to [0, 1], so the top fifth of pixels by importance is opaque and the rest fades out."""
+    if images.ndim != 4 or importance.shape != (images.shape[0], *images.shape[2:]):
+        raise DiamondCutterError(
+            f"importance must be N×H×W for images {tuple(images.shape)}, got {tuple(importance.shape)}")
+    flat = importance.detach().float().flatten(1)
+    top = torch.quantile(flat, quantile, dim=1, keepdim=True).clamp(min=1e-12)
+    alpha = (flat / top).clamp(0, 1).view_as(importance)
+    out = []
+    for picture, a in zip(pictures(images), alpha):
+        rgba = picture.convert("RGBA")
+        rgba.putalpha(Image.fromarray((a.cpu().numpy() * 255).round().astype(np.uint8)))
+        out.append(rgba)
+    return out

@@ -83,8 +83,9 @@ class Renderer:
     def render(self, chunk: Chunk) -> tuple[Chunk, Rendered]:
         if chunk.layer not in self.networks:  # one folded copy per layer; chunks of a layer arrive together
             self.networks = {chunk.layer: rendering_network(self.model, [chunk.layer])}
-        rendered = render_chunk(self.model, chunk.layer, self.settings[chunk.layer], chunk.channels,
-                                self.networks[chunk.layer])
+        vis = render_chunk(self.model, chunk.layer, self.settings[chunk.layer], chunk.channels,
+                           self.networks[chunk.layer])
+        rendered = (vis.channels, vis.images, vis.scores.tolist())
         save_chunk(self.store, chunk, rendered)
         return chunk, rendered
 

@@ -20,7 +20,7 @@ import hashlib
 import io
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -29,7 +29,7 @@ from PIL import Image
 from ..errors import DiamondCutterError, StaleCacheWarning
 from ..html import image_tag
 from ..featureviz.fold import rendering_network
-from ..featureviz.optimize import Settings, auto_batch_size, image_size, layer_channels, visualize
+from ..featureviz.optimize import Settings, Visualization, auto_batch_size, image_size, layer_channels, visualize
 from ..progress import bar
 from ..store import Store
 from .fingerprint import layer_fingerprint, settings_digest
@@ -161,6 +161,11 @@ class Atlas:
         done = set(self.manifest["done"])
         return [c for c in layer_channels(self.model, self.layer, channels) if c not in done]
 
+    @property
+    def plausibility(self) -> dict[int, float]:
+        """Plausibility per channel, for channels rendered with references and a judge (see :func:`visualize`)."""
+        return {int(k): v for k, v in self.manifest.get("plausibility", {}).items()}
+
     def chunks(self, channels: Sequence[int] | None = None, batch_size: int | None = None) -> list[list[int]]:
         """The missing ones among ``channels`` (all by default) in chunks of one render each; the
         chunks decide the renders, so every executor renders the same chunks."""
@@ -168,12 +173,18 @@ class Atlas:
         batch = batch_size or auto_batch_size(self.model, self.layer, self.cell)
         return [todo[i : i + batch] for i in range(0, len(todo), batch)]
 
-    def fill(self, channels: Sequence[int] | None = None, *, batch_size: int | None = None, progress: bool = True) -> Atlas:
-        """Render the missing ones among ``channels`` (all by default), saving after every chunk."""
+    def fill(self, channels: Sequence[int] | None = None, *, batch_size: int | None = None, progress: bool = True,
+             references: Mapping[int, Any] | None = None, judge: Any = None) -> Atlas:
+        """Render the missing ones among ``channels`` (all by default), saving after every chunk; with
+        ``references`` and a ``judge``, each channel's plausibility is stored too."""
         chunks = self.chunks(channels, batch_size)
         network = rendering_network(self.model, [self.layer]) if chunks else None  # one folded copy for all chunks
         for chunk in bar(chunks, f"atlas {self.layer}", enabled=progress and len(chunks) > 1):
-            self._add(*render_chunk(self.model, self.layer, self.settings, chunk, network, progress))
+            vis = render_chunk(self.model, self.layer, self.settings, chunk, network, progress, references, judge)
+            if vis.plausibility is not None:
+                plausible = self.manifest.setdefault("plausibility", {})
+                plausible.update({str(c): float(p) for c, p in zip(vis.channels, vis.plausibility)})
+            self._add(vis.channels, vis.images, vis.scores.tolist())
         return self
 
     def _add(self, channels: list[int], images: list[Image.Image], scores: list[float]) -> None:
@@ -215,14 +226,16 @@ class Atlas:
 
 
 def render_chunk(model: Any, layer: str, settings: Settings, chunk: Sequence[int], network: Any,
-                 progress: bool = False) -> tuple[list[int], list[Image.Image], list[float]]:
-    """One chunk's channels, pictures and scores, rendered in one batch on ``network``
-    (:func:`~diamond_cutter.featureviz.fold.rendering_network`'s copy of the model)."""
+                 progress: bool = False, references: Mapping[int, Any] | None = None,
+                 judge: Any = None) -> Visualization:
+    """One chunk's channels rendered in one batch on ``network``
+    (:func:`~diamond_cutter.featureviz.fold.rendering_network`'s copy of the model); with ``references``
+    and a ``judge``, their plausibility too."""
     s = settings
-    vis = visualize(model, layer, list(chunk), steps=s.steps, size=s.size, param=s.param, seed=s.seed,
-                    batch_size=len(chunk), progress=progress, lr=s.lr, betas=s.betas, transforms=s.transforms,
-                    blur=s.blur, redirect_steps=s.redirect_steps, param_options=s.param_options, network=network)
-    return vis.channels, vis.images, vis.scores.tolist()
+    return visualize(model, layer, list(chunk), steps=s.steps, size=s.size, param=s.param, seed=s.seed,
+                     batch_size=len(chunk), progress=progress, lr=s.lr, betas=s.betas, transforms=s.transforms,
+                     blur=s.blur, redirect_steps=s.redirect_steps, param_options=s.param_options, network=network,
+                     optimizer=s.optimizer, references=references, judge=judge)
 
 
 def atlas(
@@ -238,6 +251,8 @@ def atlas(
     batch_size: int | None = None,
     progress: bool = True,
     fill: bool = True,
+    references: Mapping[int, Any] | None = None,
+    judge: Any = None,
     **options: Any,
 ) -> Atlas:
     """The atlas of ``layer``: loaded from the store, with ``channels`` (default all) rendered if missing.
@@ -245,11 +260,12 @@ def atlas(
     ``store`` is a :class:`Store`, a folder or an fsspec URL (default: the user
     cache). ``fill=False`` only loads what is there. ``steps=64, size=64``
     gives a quick demo atlas; other ``options`` (``lr``, ``transforms``, ...)
-    are render settings and part of the cache key.
+    are render settings and part of the cache key. ``references`` and a
+    ``judge`` give each channel rendered now a plausibility, stored with it.
     """
     store = store if isinstance(store, Store) else Store(store)
     settings = replace(Settings(steps=steps, size=image_size(model, size), param=param, seed=seed), **options)
     result = Atlas(model, model.layer(layer).name, settings, store)  # an alias (mixed4d) keys as its layer
     if fill:
-        result.fill(channels, batch_size=batch_size, progress=progress)
+        result.fill(channels, batch_size=batch_size, progress=progress, references=references, judge=judge)
     return result

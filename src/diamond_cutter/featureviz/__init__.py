@@ -3,15 +3,21 @@
 ``visualize(model, layer, channels)`` renders a whole set of channels in a few
 batched optimizations; :func:`render_objective` takes any objective built with
 :mod:`~diamond_cutter.featureviz.objectives`. Both default to Lucid's optimizer
-settings; ``**FAST_SCHEDULE`` gets about as far in about a quarter of the steps.
+settings; ``**FAST_SCHEDULE`` gets about as far in about a quarter of the steps, and
+``**MACO_SCHEDULE`` renders as MACO (Fel et al. 2023) does. Given reference images
+and a judge network, :func:`visualize` also scores how natural each picture is
+(:mod:`~diamond_cutter.featureviz.plausibility`).
 """
 
-from . import objectives
+from . import objectives, plausibility
 from .param import FFTParam, MacoParam, PixelParam, estimate_color_matrix, estimate_magnitude
-from .optimize import FAST_SCHEDULE, RenderResult, Visualization, render_objective, visualize
+from .optimize import (FAST_SCHEDULE, LUCID_SCHEDULE, MACO_SCHEDULE, RenderResult, Visualization, render_objective,
+                       visualize)
 
 __all__ = [
     "FAST_SCHEDULE",
+    "LUCID_SCHEDULE",
+    "MACO_SCHEDULE",
     "FFTParam",
     "MacoParam",
     "PixelParam",
@@ -20,6 +26,7 @@ __all__ = [
     "estimate_color_matrix",
     "estimate_magnitude",
     "objectives",
+    "plausibility",
     "render_objective",
     "visualize",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,15 +26,16 @@ from PIL import Image
 
 from ..capture import preserved, probe
 from ..devices import memory_budget
-from ..errors import DiamondCutterError
+from ..errors import DiamondCutterError, UnknownNameError
 from ..heap import reused_heap
 from ..html import image_tag, images_html, short_repr
 from ..progress import bar, chain, overall
-from ..render import pictures, to_pil
+from ..render import faded_pictures, pictures, to_pil
 from ..small import small
 from .fold import rendering_network
 from .objectives import OUTPUT, Objective, channel
 from .param import Parameterization, item_generators, make_param
+from .plausibility import channel_references, plausibility
 from .transforms import Compose, Randomness, Transform, make_transforms, redirected_relus
 
 #: Lucid's defaults (Adam with PyTorch's default betas).
@@ -48,6 +49,13 @@ DEFAULT_BETAS = (0.9, 0.999)
 #: structures; Lucid's defaults here need about 220 steps for that.
 FAST_SCHEDULE = {"steps": 144, "lr": 0.07, "betas": (0.5, 0.8)}
 LUCID_SCHEDULE = {"steps": DEFAULT_STEPS, "lr": DEFAULT_LR, "betas": DEFAULT_BETAS}
+#: MACO as published (Fel et al. 2023; Xplique's defaults): phase-only parameterization with a fixed
+#: natural magnitude spectrum, random crops and noise every step, NAdam with lr 1.0 for 256 steps.
+MACO_SCHEDULE = {"steps": 256, "lr": 1.0, "betas": DEFAULT_BETAS, "optimizer": "nadam", "param": "maco",
+                 "transforms": "maco"}
+
+#: Optimizers by name: Adam (Lucid) and NAdam (MACO).
+OPTIMIZERS = {"adam": torch.optim.Adam, "nadam": torch.optim.NAdam}
 
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
 
@@ -60,12 +68,15 @@ def item_seed(seed: int, key: int) -> int:
 @dataclass
 class RenderResult:
     """Rendered images (``tensor`` N×C×H×W in [0, 1]), the objective per image on the
-    untransformed result (``scores``) and the images at the requested ``thresholds``."""
+    untransformed result (``scores``), the images at the requested ``thresholds`` and the
+    ``transparency`` (N×H×W: the objective's absolute gradient per pixel summed over the steps,
+    MACO's map of which parts of a picture matter)."""
 
     tensor: torch.Tensor
     scores: torch.Tensor
     description: str
     intermediate: dict[int, torch.Tensor] = field(default_factory=dict)
+    transparency: torch.Tensor | None = None
 
     def __repr__(self) -> str:
         return short_repr(self)
@@ -92,6 +103,7 @@ class Settings:
     blur: float = 0.0
     redirect_steps: int = 0
     param_options: dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "adam"
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary (the parts that change the pictures)."""
@@ -101,7 +113,7 @@ class Settings:
             "steps": self.steps, "size": list(self.size) if self.size else None, "param": self.param, "lr": self.lr,
             "betas": list(self.betas),
             "seed": self.seed, "transforms": transforms, "blur": self.blur, "redirect_steps": self.redirect_steps,
-            "param_options": options,
+            "param_options": options, "optimizer": self.optimizer,
         }
 
 
@@ -156,6 +168,7 @@ def render_objective(
     param_options: dict[str, Any] | None = None,
     callback: Callback | None = None,
     network: torch.nn.Module | None = None,
+    optimizer: str = "adam",
 ) -> RenderResult:
     """Optimize images that maximize ``objective`` (one image per batch item) and return them.
 
@@ -166,8 +179,12 @@ def render_objective(
     the transformed images). ``param`` may be a ready :class:`Parameterization`
     (e.g. ``FFTParam.from_image``) to start from an existing picture. ``network``
     is a :func:`~diamond_cutter.featureviz.fold.rendering_network` made once for
-    several renders of the same layers (made here when not given).
+    several renders of the same layers (made here when not given). ``optimizer`` is
+    ``"adam"`` (Lucid) or ``"nadam"`` (MACO). Transforms that show the network several
+    views of each image (MACO's crops) have the objective averaged over the views.
     """
+    if optimizer not in OPTIMIZERS:
+        raise UnknownNameError("optimizer", optimizer, list(OPTIMIZERS))
     if steps < 1:
         raise DiamondCutterError("steps must be at least 1")
     steps = small(steps, 2)
@@ -186,8 +203,9 @@ def render_objective(
         image_param = make_param(param, seeds, model.input_size[0], h, w, **(param_options or {})).to(device)
     chain: Compose = make_transforms(transforms, blur)
     rng = Randomness(item_generators([s ^ (1 << 62) for s in seeds]))  # a stream apart from the initial noise's
-    optimizer = torch.optim.Adam(image_param.parameters(), lr=lr, betas=betas)
+    step_params = OPTIMIZERS[optimizer](image_param.parameters(), lr=lr, betas=betas)
     intermediate: dict[int, torch.Tensor] = {}
+    transparency = torch.zeros(n, *image_param.shape[1:], device=device)
     with ExitStack() as stack:
         stack.enter_context(reused_heap())
         stack.enter_context(preserved(model.module, freeze=True))
@@ -200,13 +218,15 @@ def render_objective(
         for step in bar(range(1, steps + 1), objective.description[:60], enabled=progress):
             if step == redirect_steps + 1:
                 redirect.close()
+            rng.progress = (step - 1) / max(1, steps - 1)
             images = image_param()
-            scores = objective(forward(model.normalize(chain(images, rng))), model)
+            scores = view_mean(objective, forward(model.normalize(chain(images, rng))), model, n)
             params = [p for p in image_param.parameters()]
-            grads = torch.autograd.grad(-scores.sum(), params)
+            *grads, pixel_grad = torch.autograd.grad(-scores.sum(), [*params, images])
             for p, g in zip(params, grads):
                 p.grad = g
-            optimizer.step()
+            transparency += pixel_grad.abs().sum(dim=1)
+            step_params.step()
             if callback is not None:
                 callback(step, images.detach(), scores.detach())
             if step in thresholds:
@@ -215,7 +235,17 @@ def render_objective(
         with torch.no_grad():
             final = image_param().detach()
             scores = objective(forward(model.normalize(final)), model).detach().cpu()
-    return RenderResult(final.cpu(), scores, objective.description, intermediate)
+    return RenderResult(final.cpu(), scores, objective.description, intermediate, transparency.cpu())
+
+
+def view_mean(objective: Objective, acts: dict[str, torch.Tensor], model: Any, n: int) -> torch.Tensor:
+    """The objective per image, averaged over the views a transform made of it (view-major: view ``j``
+    of item ``i`` at ``j·n + i``); with one view, the objective itself."""
+    views = len(next(iter(acts.values()))) // n
+    if views <= 1:
+        return objective(acts, model)
+    per_view = [objective({k: a[j * n : (j + 1) * n] for k, a in acts.items()}, model) for j in range(views)]
+    return torch.stack(per_view).mean(dim=0)
 
 
 #: On a CPU the layers are bound by memory traffic: a batch whose largest activation outgrows the cache
@@ -241,13 +271,24 @@ def auto_batch_size(model: Any, layer: str, size: tuple[int, int], cap: int | No
 @dataclass
 class Visualization:
     """Feature visualizations of channels of one layer: ``tensor`` N×C×H×W in [0, 1],
-    ``scores`` (mean channel activation on its own image), ``images`` as PIL."""
+    ``scores`` (mean channel activation on its own image), ``images`` as PIL, ``transparency``
+    (N×H×W, see :class:`RenderResult`; :attr:`faded` draws it) and ``plausibility`` (per channel,
+    when reference images were given; :mod:`~diamond_cutter.featureviz.plausibility`)."""
 
     layer: str
     channels: list[int]
     tensor: torch.Tensor
     scores: torch.Tensor
     settings: dict[str, Any]
+    transparency: torch.Tensor | None = None
+    plausibility: torch.Tensor | None = None
+
+    @property
+    def faded(self) -> list[Image.Image]:
+        """The pictures with unimportant regions faded out by their transparency map (as in MACO's figures)."""
+        if self.transparency is None:
+            raise DiamondCutterError("this visualization has no transparency map")
+        return faded_pictures(self.tensor, self.transparency)
 
     def __repr__(self) -> str:
         return short_repr(self)
@@ -306,34 +347,44 @@ def visualize(
     seed: int = 0,
     batch_size: int | None = None,
     progress: bool = True,
+    references: Mapping[int, Any] | None = None,
+    judge: Any = None,
     **options: Any,
 ) -> Visualization:
     """Render one image per channel of ``layer`` in ⌈C/B⌉ batched optimizations.
 
     ``batch_size`` bounds memory (default: what fits); further ``options``
-    (``lr``, ``betas``, ``transforms``, ``blur``, ``redirect_steps``, ``param_options``)
-    go to :func:`render_objective`. ``steps=64, size=64`` gives quick icons.
+    (``lr``, ``betas``, ``optimizer``, ``transforms``, ``blur``, ``redirect_steps``,
+    ``param_options``) go to :func:`render_objective`; ``**MACO_SCHEDULE`` renders as
+    MACO does. ``steps=64, size=64`` gives quick icons. With ``references`` (channel →
+    its top natural images: a tensor, PIL images or
+    :func:`~diamond_cutter.blocks.dataset_examples`) and a ``judge`` (a different
+    network, e.g. EfficientNet-Lite2 for Lite0), each channel gets a ``plausibility``.
     """
     layer = model.layer(layer).name  # the table's own name for an alias (Lucid's mixed4d)
+    if references is not None and judge is None:
+        raise DiamondCutterError("plausibility needs a judge: a network other than the one visualized "
+                                 "(e.g. EfficientNet-Lite2 when visualizing Lite0)")
     chosen = layer_channels(model, layer, channels)
     hw = image_size(model, size)
     batch = batch_size or auto_batch_size(model, layer, hw)
     steps = small(steps, 2)
     if options.get("network") is None:
         options["network"] = rendering_network(model, [layer])  # one folded copy for every chunk
-    tensors, scores = [], []
+    results = []
     batches = range(0, len(chosen), batch)
     with overall(len(batches) * steps, f"visualize {layer}", enabled=progress) as tick:
         callback = chain(options.pop("callback", None), tick)
         for start in batches:
             chunk = chosen[start : start + batch]
-            result = render_objective(model, channel(layer, chunk), keys=chunk, steps=steps, size=hw, param=param,
-                                      seed=seed, progress=False, callback=callback, **options)
-            tensors.append(result.tensor)
-            scores.append(result.scores)
+            results.append(render_objective(model, channel(layer, chunk), keys=chunk, steps=steps, size=hw,
+                                            param=param, seed=seed, progress=False, callback=callback, **options))
     known = {k: v for k, v in options.items() if k in Settings.__dataclass_fields__}
     settings = Settings(steps=steps, size=hw, param=param, seed=seed, **known).describe()
-    return Visualization(layer, chosen, torch.cat(tensors), torch.cat(scores), settings)
+    tensor = torch.cat([r.tensor for r in results])
+    maps = torch.cat([r.transparency for r in results if r.transparency is not None])  # every render has one
+    plausible = None if references is None else plausibility(judge, tensor, channel_references(references, chosen))
+    return Visualization(layer, chosen, tensor, torch.cat([r.scores for r in results]), settings, maps, plausible)
 
 
 #: Optimization steps timed by :func:`estimate_seconds` (the first, which also builds the graph, is not counted).

@@ -13,7 +13,6 @@ depend on which other images share its batch.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -169,32 +168,43 @@ class FFTParam(Parameterization):
 
 
 class MacoParam(Parameterization):
-    """MACO: a fixed natural-image magnitude spectrum; only the phase is optimized.
+    """MACO (Fel et al. 2023): a fixed natural-image magnitude spectrum; only the phase is optimized.
 
-    The image is standardised per item and channel before the colour transform,
-    so the optimizer cannot cheat by blowing up contrast: it can only move
-    structure around, which is what keeps deep-layer visualizations crisp.
+    As in the published method, the phase is standardised before use, and the
+    image is standardised per item (one mean and spread over all its channels)
+    before the colour transform and the sigmoid: the optimizer cannot cheat by
+    blowing up contrast or energy at some frequency, it can only move structure
+    around, which keeps deep-layer visualizations natural. ``contrast`` scales
+    the standardised image (1 as published).
     """
 
     def __init__(self, seeds: Sequence[int], channels: int, height: int, width: int, *,
-                 magnitude: torch.Tensor | None = None, color: torch.Tensor | None = None, contrast: float = 1.5):
+                 magnitude: torch.Tensor | None = None, color: torch.Tensor | None = None, contrast: float = 1.0):
         super().__init__(channels, height, width, color)
         magnitude = natural_magnitude(height, width) if magnitude is None else torch.as_tensor(magnitude).float()
         expected = (height, width // 2 + 1)
         if tuple(magnitude.shape[-2:]) != expected:
-            raise DiamondCutterError(f"MACO magnitude must be {expected[0]}×{expected[1]}, got {tuple(magnitude.shape)}")
+            raise DiamondCutterError(
+                f"MACO magnitude must be {expected[0]}×{expected[1]}, got {tuple(magnitude.shape)}")
         self.register_buffer("magnitude", magnitude.expand(channels, *expected).clone())
         self.contrast = contrast
-        gens = item_generators(seeds)
-        self.phase = nn.Parameter(torch.stack([torch.rand(channels, *expected, generator=g) for g in gens]) * 2 * math.pi - math.pi)
+        self.phase = nn.Parameter(per_item_randn(item_generators(seeds), (channels, *expected)))
+
+    def decorrelated(self) -> torch.Tensor:
+        """The standardised image before colour and sigmoid: its spectrum's amplitude is the fixed magnitude
+        up to one factor per item, whatever the phase."""
+        _, h, w = self.shape
+        spectrum = torch.polar(self.magnitude.expand_as(self.phase), standardized(self.phase.float()))
+        return standardized(torch.fft.irfft2(spectrum, s=(h, w), norm="ortho")) * self.contrast
 
     def forward(self) -> torch.Tensor:
-        _, h, w = self.shape
-        spectrum = torch.polar(self.magnitude.expand_as(self.phase), self.phase.float())
-        image = torch.fft.irfft2(spectrum, s=(h, w), norm="ortho")
-        image = image - image.mean(dim=(-2, -1), keepdim=True)
-        image = image / (image.std(dim=(-2, -1), keepdim=True) + 1e-6) * self.contrast
-        return self.to_rgb(image)
+        return self.to_rgb(self.decorrelated())
+
+
+def standardized(x: torch.Tensor) -> torch.Tensor:
+    """Zero mean and unit spread per batch item (over all its other dimensions)."""
+    dims = tuple(range(1, x.ndim))
+    return (x - x.mean(dim=dims, keepdim=True)) / (x.std(dim=dims, keepdim=True) + 1e-5)
 
 
 def make_param(kind: str, seeds: Sequence[int], channels: int, height: int, width: int, **options) -> Parameterization:

@@ -25,20 +25,40 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..capture import forward_hooks
+from ..errors import UnknownNameError
+
+#: Named transformation sets.
+TRANSFORM_NAMES = ("standard", "maco", "none")
 
 #: Lucid's standard transformations, defined at 224 px.
 REFERENCE_SIDE = 224
 
 
 class Randomness:
-    """Per-item random numbers: row ``i`` comes from item ``i``'s own generator."""
+    """Per-item random numbers: row ``i`` comes from item ``i``'s own generator.
+
+    ``progress`` (0 at the first step, 1 at the last) lets a transform follow a schedule.
+    """
 
     def __init__(self, generators: Sequence[torch.Generator]):
         self.generators = list(generators)
+        self.progress = 0.0
 
     def uniform(self, k: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
         rows = torch.stack([torch.rand(k, generator=g) for g in self.generators])
         return low + (high - low) * rows
+
+    def normal(self, k: int, mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
+        return mean + std * torch.stack([torch.randn(k, generator=g) for g in self.generators])
+
+    def noise_like(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Standard normal and uniform ``[-1/2, 1/2)`` noise shaped like ``x`` (N·k×…, k views per item,
+        view-major), each view drawn from its item's generator."""
+        n = len(self.generators)
+        shape = (len(x) // n, *x.shape[1:])
+        gauss = torch.stack([torch.randn(shape, generator=g) for g in self.generators], dim=1)
+        flat = torch.stack([torch.rand(shape, generator=g) for g in self.generators], dim=1) - 0.5
+        return gauss.flatten(0, 1).to(x.device, x.dtype), flat.flatten(0, 1).to(x.device, x.dtype)
 
 
 class Transform:
@@ -159,6 +179,44 @@ def warp(x: torch.Tensor, matrices: torch.Tensor, size: tuple[int, int] | None =
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+@dataclass
+class MacoCrops(Transform):
+    """MACO's augmentation (Fel et al. 2023): ``crops`` random square crops of every image per step,
+    each resized to the image's size, plus Gaussian and uniform noise.
+
+    The published recipe: crop centres at 0.5 + N(0, 0.15) of the side, each
+    crop's side drawn from N(mean, 0.05) and clipped to [0.05, 1], the mean
+    shrinking linearly over the run from ``largest`` to ``smallest`` (Xplique:
+    0.5 to 0.05 on a 512 px canvas seen at 224 px; the paper quotes boxes of
+    0.05–0.35), and noise of spread ``noise`` (0.08 on a [-1, 1] input, so
+    0.04 on [0, 1] pixels). The output holds ``crops`` views per image,
+    view-major (view ``j`` of item ``i`` at ``j·N + i``); the objective is
+    averaged over the views.
+    """
+
+    crops: int = 6
+    largest: float = 0.35
+    smallest: float = 0.05
+    noise: float = 0.04
+
+    def __call__(self, x: torch.Tensor, rng: Randomness) -> torch.Tensor:
+        n, _, h, w = x.shape
+        mean = self.largest + (self.smallest - self.largest) * rng.progress
+        side = rng.normal(self.crops, mean, 0.05).clamp(0.05, 1.0)
+        cx, cy = rng.normal(self.crops, 0.0, 0.15), rng.normal(self.crops, 0.0, 0.15)
+        m = torch.eye(3).repeat(n * self.crops, 1, 1)
+        m[:, 0, 0] = m[:, 1, 1] = view_major(side)
+        m[:, 0, 2], m[:, 1, 2] = view_major(cx) * w, view_major(cy) * h
+        views = warp(x.repeat(self.crops, 1, 1, 1), m)
+        gauss, flat = rng.noise_like(views)
+        return views + self.noise * (gauss + flat)
+
+
+def view_major(rows: torch.Tensor) -> torch.Tensor:
+    """Per-item rows (N×k) flattened view-major: entry ``j·N + i`` is item ``i``'s ``j``-th value."""
+    return rows.T.reshape(-1)
+
+
 class Compose(Transform):
     """Apply transforms in order, fusing each run of consecutive affine transforms into one resampling."""
 
@@ -200,13 +258,18 @@ def standard_transforms() -> Compose:
 
 
 def make_transforms(spec: str | Transform | Sequence[Transform] | None, blur: float = 0.0) -> Compose:
-    """``"standard"`` (Lucid's), ``"none"``/None, a Transform or a list; ``blur`` (fraction of side) is appended."""
+    """``"standard"`` (Lucid's), ``"maco"`` (MACO's crops and noise), ``"none"``/None, a Transform or a list;
+    ``blur`` (fraction of side) is appended."""
     if spec == "standard":
         chain = standard_transforms().transforms
+    elif spec == "maco":
+        chain = [MacoCrops()]
     elif spec is None or spec == "none":
         chain = []
     elif isinstance(spec, Transform):
         chain = [spec]
+    elif isinstance(spec, str):
+        raise UnknownNameError("transform set", spec, TRANSFORM_NAMES)
     else:
         chain = list(spec)
     if blur:
