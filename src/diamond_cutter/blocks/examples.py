@@ -133,7 +133,7 @@ def _scan(model, images: Any, layer: str, query: str, score: Scorer, k: int, opt
     best: list[tuple[float, str, tuple[int, int], Image.Image]] = []
     grid = (0, 0)
     show = options.progress and options.executor is None
-    for batch in bar(_batches(images, model, options.batch_size), f"examples {layer}", enabled=show):
+    for batch in bar(image_batches(images, model, options.batch_size), f"examples {layer}", enabled=show):
         acts = layer_activations(model, batch, layer)
         grid = (int(acts.shape[2]), int(acts.shape[3]))
         values, cells = score(acts)
@@ -150,7 +150,7 @@ def layer_activations(model, batch: ImageBatch, layer: str) -> torch.Tensor:
         return read_layers(model.module, batch.tensor.to(model.device), [layer], stop=True)[layer].float().cpu()
 
 
-def _batches(images: Any, model, batch_size: int) -> Iterator[ImageBatch]:
+def image_batches(images: Any, model, batch_size: int) -> Iterator[ImageBatch]:
     """Batches of ``images``: slices of an ImageBatch, or sources (files, folders, globs...)
     decoded ``batch_size`` at a time."""
     if isinstance(images, ImageBatch):
@@ -161,4 +161,4 @@ def _batches(images: Any, model, batch_size: int) -> Iterator[ImageBatch]:
 
 
 def _as_sources_batch(images: Any, model) -> ImageBatch:
-    return next(_batches(images, model, 1))
+    return next(image_batches(images, model, 1))
