@@ -3,9 +3,10 @@ from one streamed pass, channel labels in words, and a static site to browse the
 
 from .crp import ConditionalHeatmaps, CRPSettings, Relevance, conditional_heatmaps
 from .geometry import Geometry, layer_geometry
+from .labels import ChannelLabel, ClassLabeler, Labeler, LayerLabels, label_channels
 from .references import Reference, References, ScanSettings, compute_shard, merge_shards, scan_references
 
 __all__ = [
-    "CRPSettings", "ConditionalHeatmaps", "Geometry", "Reference", "References", "Relevance", "ScanSettings",
-    "compute_shard", "conditional_heatmaps", "layer_geometry", "merge_shards", "scan_references",
+    "CRPSettings", "ChannelLabel", "ClassLabeler", "ConditionalHeatmaps", "Geometry", "Labeler", "LayerLabels", "Reference", "References", "Relevance", "ScanSettings",
+    "compute_shard", "conditional_heatmaps", "label_channels", "layer_geometry", "merge_shards", "scan_references",
 ]

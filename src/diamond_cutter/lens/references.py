@@ -188,17 +188,18 @@ def scan_references(
     sources = images if isinstance(images, ImageBatch) else source_ids(images)
     engine = Relevance(model, settings.crp)
     base = _model_digest(model) + settings_digest({"layers": list(layers), **settings.key(), "method": engine.method})
-    shards = []
+    shards, digests = [], []
     for start in bar(range(0, len(sources), settings.shard_size), "references", enabled=progress):
         part = sources[start : start + settings.shard_size]
-        key = hashlib.sha256((base + _sources_digest(part)).encode()).hexdigest()
+        digests.append(_sources_digest(part))
+        key = hashlib.sha256((base + digests[-1]).encode()).hexdigest()
         path = f"lens/references/{key[:2]}/{key}.pt"
         shard = Shard.from_bytes(store.read_bytes(path), key) if store.exists(path) else None
         if shard is None:
             shard = compute_shard(model, engine, part, start, layers, settings)
             store.write_bytes(path, shard.to_bytes(key))
         shards.append(shard)
-    return merge_shards(shards, layers, engine.method, sources, settings.k, key=hashlib.sha256(base.encode()).hexdigest())
+    return merge_shards(shards, layers, engine.method, sources, settings.k, key=hashlib.sha256("".join([base, *digests]).encode()).hexdigest())
 
 
 def compute_shard(model, engine: Relevance, sources: Any, start: int, layers: list[str], settings: ScanSettings) -> Shard:
