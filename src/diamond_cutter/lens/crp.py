@@ -43,6 +43,7 @@ from typing import Any
 import torch
 from PIL import Image
 from torch import nn
+from torchvision.models import VGG, AlexNet, ResNet
 
 from ..attribution.common import chunks
 from ..attribution.lrp import LRP, _Logits
@@ -50,6 +51,7 @@ from ..capture import capture, preserved, truncated
 from ..errors import DiamondCutterError, UnknownNameError
 from ..images import as_batch
 from ..model import Model
+from ..render import heatmap_overlay
 from ..targets import resolve_targets
 
 METHODS = ("auto", "lrp", "gradient")
@@ -81,8 +83,6 @@ def choose_method(model: Model, method: str) -> str:
     """``lrp`` or ``gradient`` for ``method`` (``auto`` decides from the architecture)."""
     if method != "auto":
         return method
-    from torchvision.models import VGG, AlexNet, ResNet
-
     if isinstance(model.module, (VGG, ResNet, AlexNet)):
         return "lrp"
     leaves = [m for m in model.module.modules() if not any(True for _ in m.children())]
@@ -117,8 +117,6 @@ class ConditionalHeatmaps:
 
     def overlay(self, image: int, concept: int, alpha: float = 0.55) -> Image.Image:
         """The concept's heatmap over the image (red for, blue against)."""
-        from ..render import heatmap_overlay
-
         return heatmap_overlay(self.pixels[image], self.maps[image, concept], cmap="bwr", signed=True, alpha=alpha)
 
 
@@ -179,19 +177,20 @@ class Relevance:
         """Per-cell share of the target score: relevance (LRP) or activation × gradient."""
         return signal if self._lrp else activation * signal
 
-    def heatmaps(self, x: torch.Tensor, layer: str, signal: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Input heatmaps (N×M×H×W) of the M concepts ``weights`` (M×C) given each image's layer signal.
+    def heatmaps(self, x: torch.Tensor, layer: str, signal: torch.Tensor, weights: torch.Tensor,
+                 rows: Sequence[tuple[int, int]] | None = None) -> torch.Tensor:
+        """Input heatmaps (R×H×W) of (image, concept) ``rows`` (default: every image × every concept),
+        for concepts ``weights`` (M×C) and each image's layer ``signal``.
 
-        The part below the layer runs on (image, concept) rows ``batch_size`` at a
-        time: one forward and one backward per chunk, never one per concept.
+        The part below the layer runs on the rows ``batch_size`` at a time: one
+        forward and one backward per chunk, never one per concept.
         """
-        n, m = len(x), len(weights)
-        rows = [(i, j) for i in range(n) for j in range(m)]
-        out = torch.zeros(n, m, *x.shape[2:])
+        rows = list(rows) if rows is not None else [(i, j) for i in range(len(x)) for j in range(len(weights))]
+        out = torch.zeros(len(rows), *x.shape[2:])
         weights = weights.to(signal)
         for s in chunks(len(rows), self.settings.batch_size):
-            img = torch.tensor([r[0] for r in rows[s]])
-            con = torch.tensor([r[1] for r in rows[s]])
+            img = torch.tensor([r[0] for r in rows[s]], dtype=torch.long)
+            con = torch.tensor([r[1] for r in rows[s]], dtype=torch.long)
             xs = x[img].detach().requires_grad_(True)
             masked = signal[img] * weights[con][:, :, None, None]
             with self.active(xs) as net, capture(net, [f"module.{layer}"]) as rec:
@@ -199,7 +198,7 @@ class Relevance:
                     run(xs)
                 (grad,) = torch.autograd.grad(rec[f"module.{layer}"], xs, grad_outputs=masked)
             heat = grad if self._lrp else grad * xs.detach()
-            out[img, con] = heat.sum(1).float().cpu()
+            out[s] = heat.sum(1).float().cpu()
         return out
 
 
@@ -246,7 +245,7 @@ def conditional_heatmaps(
         if isinstance(channels, int) and not isinstance(channels, bool):
             channels = relevance.sum(0).topk(min(channels, relevance.shape[1])).indices.tolist()
         weights, names = concept_weights(channels, directions, relevance.shape[1])
-        maps = engine.heatmaps(x, layer, signal, weights)
+        maps = engine.heatmaps(x, layer, signal, weights).view(len(x), len(weights), *x.shape[2:])
     classes = sig.classes
     return ConditionalHeatmaps(layer, engine.method, names, classes.tolist(), [model.labels[c] for c in classes.tolist()],
                                list(batch.ids), maps, relevance, batch.pixels.cpu())

@@ -27,7 +27,7 @@ from ..atlas.fingerprint import settings_digest, tensor_digest
 from ..blocks.examples import image_batches
 from ..capture import preserved
 from ..errors import DiamondCutterError
-from ..images import SAMPLES, ImageBatch, sample_path, source_ids
+from ..images import SAMPLES, ImageBatch, load_images, sample_path, source_ids
 from ..progress import bar
 from ..store import Store
 from .crp import CRPSettings, Relevance
@@ -168,8 +168,6 @@ class References:
 
     def load(self, indices: list[int], model) -> ImageBatch:
         """The images at ``indices``, prepared for ``model``."""
-        from ..images import load_images
-
         if isinstance(self.sources, ImageBatch):
             return self.sources[indices]
         return load_images([self.sources[i] for i in indices], model)
