@@ -43,6 +43,7 @@ def _same(a: refs.References, b: refs.References) -> None:
             x, y = a.tops[layer][ranking], b.tops[layer][ranking]
             assert torch.equal(x.images, y.images) and torch.equal(x.cells, y.cells)
             assert torch.allclose(x.values, y.values, atol=1e-6)
+        assert torch.allclose(a.class_relevance[layer], b.class_relevance[layer], atol=1e-5)
 
 
 def test_top_k_merged_from_shards_equals_a_single_pass(folder, tmp_path):
@@ -95,6 +96,7 @@ def test_relmax_and_actmax_differ_on_a_channel_with_an_irrelevant_pattern(folder
     assert {r.image for r in by_act} == {1, 3, 5, 7}  # the bright blue squares excite channel 0 most
     assert {r.image for r in by_rel} == {0, 2, 4, 6}  # only the red ones reach the class
     assert all(r.score > 0 for r in by_rel)
+    assert found.class_channels("3", 0)[0] > 0 and torch.equal(found.classes, torch.zeros(8, dtype=torch.long))
     blue = [r for r in refs.scan_references(model, folder, ["3"], refs.ScanSettings(k=8, target="red"), store=tmp_path).top("3", 0, "relevance")
             if r.image % 2 == 1]
     assert max(abs(r.score) for r in blue) < 1e-6

@@ -32,7 +32,7 @@ from ..progress import bar
 from ..store import Store
 from .crp import CRPSettings, Relevance
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: How many predicted classes are kept per image (the labels read them).
 PREDICTIONS = 5
 RANKINGS = ("activation", "relevance")
@@ -100,6 +100,8 @@ class Shard:
     probabilities: torch.Tensor
     classes: torch.Tensor
     tops: dict[str, dict[str, TopK]]
+    #: per layer: relevance of each channel summed over the shard's images, by target class (classes × C)
+    class_relevance: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def to_bytes(self, key: str) -> bytes:
         tensors = {"predictions": self.predictions, "probabilities": self.probabilities, "classes": self.classes}
@@ -107,7 +109,11 @@ class Shard:
             for ranking, top in by.items():
                 for part in ("values", "images", "cells"):
                     tensors[f"{layer}|{ranking}|{part}"] = getattr(top, part)
-        meta = {"key": key, "start": self.start, "ids": self.ids, "layers": list(self.tops), "version": FORMAT_VERSION}
+        seen = self.classes.unique()
+        tensors["seen"] = seen
+        for layer, sums in self.class_relevance.items():
+            tensors[f"{layer}|classes"] = sums[seen]
+        meta = {"key": key, "classes": len(next(iter(self.class_relevance.values()))), "start": self.start, "ids": self.ids, "layers": list(self.tops), "version": FORMAT_VERSION}
         buffer = io.BytesIO()
         torch.save({"meta": json.dumps(meta), "tensors": tensors}, buffer)
         return buffer.getvalue()
@@ -122,7 +128,11 @@ class Shard:
                 return None
             tops = {layer: {r: TopK(*(t[f"{layer}|{r}|{p}"] for p in ("values", "images", "cells"))) for r in RANKINGS}
                     for layer in meta["layers"]}
-            return cls(meta["start"], meta["ids"], t["predictions"], t["probabilities"], t["classes"], tops)
+            sums = {}
+            for layer in meta["layers"]:
+                sums[layer] = torch.zeros(meta["classes"], t[f"{layer}|classes"].shape[1])
+                sums[layer][t["seen"]] = t[f"{layer}|classes"]
+            return cls(meta["start"], meta["ids"], t["predictions"], t["probabilities"], t["classes"], tops, sums)
         except Exception:  # noqa: BLE001 - a torn or foreign file is recomputed, never trusted
             return None
 
@@ -150,6 +160,7 @@ class References:
     probabilities: torch.Tensor
     classes: torch.Tensor
     tops: dict[str, dict[str, TopK]]
+    class_relevance: dict[str, torch.Tensor] = field(default_factory=dict)
     key: str = ""
 
     def __repr__(self) -> str:
@@ -162,6 +173,11 @@ class References:
         if layer not in self.tops:
             raise DiamondCutterError(f"layer {layer!r} was not scanned (scanned: {', '.join(self.layers)})")
         return [Reference(i, self.ids[i], s, c, int(self.classes[i])) for i, s, c in self.tops[layer][by].column(channel)]
+
+    def class_channels(self, layer: str, target: int) -> torch.Tensor:
+        """Mean relevance of each channel of ``layer`` over the images whose target is class ``target``."""
+        count = int((self.classes == target).sum())
+        return self.class_relevance[layer][target] / max(count, 1)
 
     def channels(self, layer: str) -> int:
         return int(self.tops[layer]["activation"].values.shape[1])
@@ -204,6 +220,7 @@ def compute_shard(model, engine: Relevance, sources: Any, start: int, layers: li
     """One shard: batches of ``sources`` through one forward and one backward each."""
     ids, preds, probs, classes = [], [], [], []
     tops: dict[str, dict[str, TopK]] = {}
+    sums: dict[str, torch.Tensor] = {}
     first = start
     with preserved(model.module):
         for batch in image_batches(sources, model, settings.batch_size):
@@ -218,11 +235,13 @@ def compute_shard(model, engine: Relevance, sources: Any, start: int, layers: li
                 if acts.ndim != 4:
                     raise DiamondCutterError(f"layer {layer!r} has no spatial map (output {tuple(acts.shape)})")
                 contribution = engine.contribution(acts, sig.signals[layer])
+                per_image = contribution.sum((2, 3)).float().cpu()
+                sums.setdefault(layer, torch.zeros(model.num_classes, acts.shape[1])).index_add_(0, sig.classes, per_image)
                 found = {"activation": TopK.of_batch(acts, acts.flatten(2).amax(2), first, settings.k),
-                         "relevance": TopK.of_batch(contribution, contribution.sum((2, 3)), first, settings.k)}
+                         "relevance": TopK.of_batch(contribution, per_image, first, settings.k)}
                 tops[layer] = {r: tops[layer][r].merge(found[r], settings.k) for r in RANKINGS} if layer in tops else found
             first += len(batch)
-    return Shard(start, ids, torch.cat(preds), torch.cat(probs), torch.cat(classes), tops)
+    return Shard(start, ids, torch.cat(preds), torch.cat(probs), torch.cat(classes), tops, sums)
 
 
 def merge_shards(shards: list[Shard], layers: list[str], method: str, sources: Any, k: int, key: str = "") -> References:
@@ -231,9 +250,10 @@ def merge_shards(shards: list[Shard], layers: list[str], method: str, sources: A
     tops = dict(shards[0].tops)
     for shard in shards[1:]:
         tops = {layer: {r: tops[layer][r].merge(shard.tops[layer][r], k) for r in RANKINGS} for layer in layers}
+    sums = {layer: sum(s.class_relevance[layer] for s in shards) for layer in layers}
     return References(list(layers), method, sources, [i for s in shards for i in s.ids],
                       torch.cat([s.predictions for s in shards]), torch.cat([s.probabilities for s in shards]),
-                      torch.cat([s.classes for s in shards]), tops, key)
+                      torch.cat([s.classes for s in shards]), tops, sums, key)
 
 
 def _model_digest(model) -> str:
