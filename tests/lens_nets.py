@@ -41,7 +41,7 @@ def wired_net() -> dc.Model:
     return dc.load_model(net.eval(), input_size=(3, 32, 32), mean=(0.0,), std=(1.0,), labels=["blue", "red", "green"])
 
 
-def gated_net() -> dc.Model:
+def gated_net(labels: tuple[str, str] = ("red", "other")) -> dc.Model:
     """Channel 0 of layer ``"3"`` fires on red *or* blue, but class ``red`` sees it only where blue is absent.
 
     Layer ``"3"`` holds [relu(red + blue), relu(blue)]; the class reads relu(ch0 − 2·ch1),
@@ -58,7 +58,7 @@ def gated_net() -> dc.Model:
         net[4].bias.zero_()
         net[8].weight.copy_(torch.tensor([[1.0], [-1.0]]))
         net[8].bias.zero_()
-    return dc.load_model(net.eval(), input_size=(3, 32, 32), mean=(0.0,), std=(1.0,), labels=["red", "other"])
+    return dc.load_model(net.eval(), input_size=(3, 32, 32), mean=(0.0,), std=(1.0,), labels=list(labels))
 
 
 def square(colour: tuple[float, float, float], top: int, left: int, side: int = 8, strength: float = 1.0, size: int = 32) -> torch.Tensor:

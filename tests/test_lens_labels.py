@@ -6,6 +6,7 @@ import pytest
 from PIL import Image, ImageOps
 
 import diamond_cutter as dc
+from diamond_cutter.images import sample_path
 from diamond_cutter.lens import ScanSettings, scan_references
 from diamond_cutter.lens import labels as lab
 from lens_nets import BLUE, RED, gated_net, square
@@ -18,12 +19,12 @@ CATS = range(281, 286)
 def photos(tmp_path_factory):
     """Three photographs of the cat (as given, mirrored, cropped) and four photographs without one."""
     folder = tmp_path_factory.mktemp("photos")
-    cat = Image.open(dc.sample_path("chelsea")).convert("RGB")
+    cat = Image.open(sample_path("chelsea")).convert("RGB")
     cat.save(folder / "cat1.png")
     ImageOps.mirror(cat).save(folder / "cat2.png")
     cat.crop((50, 0, 400, 300)).save(folder / "cat3.png")
     for name in ("coffee", "rocket", "astronaut", "motorcycle"):
-        Image.open(dc.sample_path(name)).convert("RGB").save(folder / f"{name}.png")
+        Image.open(sample_path(name)).convert("RGB").save(folder / f"{name}.png")
     return folder
 
 

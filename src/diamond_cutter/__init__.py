@@ -13,7 +13,13 @@ import sys
 import types
 from typing import Any
 
-from .errors import CheckpointError, DiamondCutterError, ImageError, UnknownNameError, WeightsUnavailableError
+from .errors import (
+    CheckpointError,
+    DiamondCutterError,
+    ImageError,
+    UnknownNameError,
+    WeightsUnavailableError,
+)
 from .version import __version__ as __version__
 
 #: Public name -> the module it lives in. Imported on first use, so ``import diamond_cutter`` (and the
@@ -22,7 +28,7 @@ _EXPORTS = {
     "atlas": "atlas", "attribute": "attribution", "evaluate_methods": "attribution", "sanity_check": "attribution",
     "channel_attribution": "blocks", "dataset_examples": "blocks", "heatmap": "blocks", "neuron_groups": "blocks",
     "semantic_map": "blocks", "objectives": "featureviz", "render_objective": "featureviz", "visualize": "featureviz",
-    "load_images": "images", "Model": "model", "predict": "model", "report": "report",
+    "conditional_heatmaps": "lens", "lens": "lens", "load_images": "images", "Model": "model", "predict": "model", "report": "report",
     "compare_predictions": "transfer", "load_transferred": "transfer", "sweep": "transfer", "train_head": "transfer",
     "VisualLog": "visuallog", "list_models": "zoo", "load_model": "zoo",
 }
@@ -50,11 +56,11 @@ def __dir__() -> list[str]:
 
 class _Package(types.ModuleType):
     """The package module, where a public function shares its name with its subpackage (``atlas``,
-    ``report``): importing the subpackage would set the attribute to the module, so the attribute is a
+    ``lens``, ``report``): importing the subpackage would set the attribute to the module, so the attribute is a
     property that always gives the function, as the eager ``from .atlas import atlas`` did."""
 
 
-for _name in ("atlas", "report"):
+for _name in ("atlas", "lens", "report"):
     setattr(_Package, _name, property(lambda _self, n=_name: _export(n), lambda _self, _value: None))
 sys.modules[__name__].__class__ = _Package
 
@@ -71,9 +77,11 @@ __all__ = [
     "attribute",
     "channel_attribution",
     "compare_predictions",
+    "conditional_heatmaps",
     "dataset_examples",
     "evaluate_methods",
     "heatmap",
+    "lens",
     "list_models",
     "load_images",
     "load_model",
