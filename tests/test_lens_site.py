@@ -103,3 +103,29 @@ def test_browse_index_layer_channel_class_and_search(site):
     outside = [u for u in requests if not (u.startswith("data:") or u.startswith(root.as_uri()))]
     assert outside == []
     assert any(u.endswith("atlas.png") for u in requests)  # the sprite loaded from the folder itself
+
+
+def test_a_transferred_model_gets_its_own_classes_and_head_and_reuses_the_backbone_atlas(tmp_path):
+    import diamond_cutter as dc
+    from diamond_cutter.atlas import atlas
+    from diamond_cutter.featureviz import FAST_SCHEDULE
+    from diamond_cutter.transfer import load_transferred, train_head
+    from diamond_cutter.transfer.data import load_labelled, make_texture_dataset
+
+    lite0 = dc.load_model("efficientnet_lite0", input_size=(3, 64, 64))
+    data = make_texture_dataset(tmp_path / "tex", per_class=4, size=64)
+    train_head(lite0, load_labelled(data), "blocks.1", "conv", epochs=1, progress=False).save(str(tmp_path / "saved"))
+    model = load_transferred(str(tmp_path / "saved"))
+    store = tmp_path / "store"
+    atlas(lite0, "blocks.1", steps=QUICK.icon_steps, size=QUICK.icon_size, store=store, progress=False,
+          lr=FAST_SCHEDULE["lr"], betas=FAST_SCHEDULE["betas"])
+    folders = lambda: {k.split("/")[1] for k in dc.store.Store(store).list("atlas")}  # noqa: E731
+    backbone = folders()
+    images = sorted(str(p) for p in Path(data).rglob("*.png"))[::2]
+    index = lens(model, images, ["backbone.net.blocks.1", "head.conv"], tmp_path / "site", QUICK, store=store, progress=False)
+    summary = json.loads((index.parent / "data" / "lens.json").read_text())
+    assert summary["classes"] and {c["name"] for c in summary["classes"]} <= {"brick", "grass", "gravel"}
+    assert (index.parent / "layer" / "head.conv" / "0.html").exists()
+    assert len(backbone) == 1 and backbone < folders() and len(folders()) == 2  # only the head's atlas is new
+    labels = (index.parent / "layer" / "head.conv" / "0.html").read_text()
+    assert any(name in labels for name in ("brick", "grass", "gravel"))
