@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_icon_options(p)
     p.add_argument("--groups", type=OPTIONAL_COUNT, default=6, help="neuron groups to factor (0 for none; default 6)")
     p.add_argument("--top", type=COUNT, default=8, help="channels listed each way (default 8)")
+    p.add_argument("--lens", default=None, help="a lens site folder (relative to the report): channels link to it and show conditional heatmaps")
     p.add_argument("--saliency", default=",".join(SALIENCY_METHODS), help="saliency methods for the gallery, comma-separated, or 'none'")
     p.add_argument(
         "--scores", action=argparse.BooleanOptionalAction, default=True,
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         model, images, one_layer(args), target_of(args), top_k=args.top, batch_size=args.batch_size, groups=args.groups, icons=icon_settings(args),
         saliency=() if args.saliency == "none" else tuple(m.strip() for m in args.saliency.split(",") if m.strip()),
         scores=REPORT_SCORES if args.scores else None,
+        lens=args.lens,
     )
     print(result.save(args.out))
     return 0

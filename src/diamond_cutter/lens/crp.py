@@ -202,6 +202,16 @@ class Relevance:
         return out
 
 
+def channel_heatmaps(engine: Relevance, x: torch.Tensor, layer: str, classes: Sequence[int],
+                     rows: Sequence[tuple[int, int]]) -> dict[tuple[int, int], torch.Tensor]:
+    """Heatmaps of (image, channel) ``rows`` of ``x``, each image explaining its own class in ``classes``:
+    one forward and backward for the images, then the batched pass below the layer for the rows."""
+    sig = engine.signal(x, [layer], list(classes))
+    eye = torch.eye(sig.signals[layer].shape[1])
+    maps = engine.heatmaps(x, layer, sig.signals[layer], eye, rows)
+    return dict(zip(map(tuple, rows), maps))
+
+
 def concept_weights(channels: Sequence[int] | None, directions: torch.Tensor | None, n_channels: int) -> tuple[torch.Tensor, list[str]]:
     """M×C weights and names: one-hot rows for channels, given rows for neuron-group directions."""
     if directions is not None:

@@ -42,7 +42,7 @@ from ..html import from_template
 from ..progress import bar
 from ..render import heatmap_overlay
 from ..store import Store
-from .crp import METHOD_LABELS, CRPSettings, Relevance
+from .crp import METHOD_LABELS, CRPSettings, Relevance, channel_heatmaps
 from .geometry import Geometry, layer_geometry
 from .labels import LayerLabels, label_channels
 from .references import References, ScanSettings, scan_references
@@ -191,14 +191,12 @@ class _Site:
         """Heatmaps of (image, channel) rows, images ``batch_size`` at a time, each for its target class."""
         out: dict[tuple[int, int], torch.Tensor] = {}
         images = sorted({i for i, _ in rows})
-        eye = torch.eye(self.refs.channels(layer))
         for start in range(0, len(images), self.settings.batch_size):
             part = images[start : start + self.settings.batch_size]
             x = self.refs.load(part, self.model).tensor.to(self.model.device)
-            sig = self.engine.signal(x, [layer], self.refs.classes[part].tolist())
             mine = [(part.index(i), c) for i, c in rows if i in part]
-            maps = self.engine.heatmaps(x, layer, sig.signals[layer], eye, mine)
-            out.update({(part[i], c): m for (i, c), m in zip(mine, maps)})
+            found = channel_heatmaps(self.engine, x, layer, self.refs.classes[part].tolist(), mine)
+            out.update({(part[i], c): m for (i, c), m in found.items()})
         return out
 
     def _variants(self, layer: str, c: int) -> list[str]:

@@ -34,6 +34,7 @@ from ..targets import UNSET, TargetSpec, legacy_classes
 from ..version import __version__
 from .icons import IconSettings, channel_icons, group_icons
 from .scores import REPORT_SCORES, GalleryScores, gallery_scores
+from .lens_links import conditional_icons, lens_pages
 
 #: Saliency methods shown side by side in the gallery (names of ``diamond_cutter.attribute``).
 SALIENCY_METHODS = ("saliency", "integrated_gradients", "gradcam", "guided_gradcam")
@@ -82,6 +83,9 @@ class Report(HtmlPage):
     before: list[str] = field(default_factory=list)
     scores: GalleryScores | None = None
     block_rows: list[dict[str, Any]] = field(default_factory=list)
+    #: link prefix of the layer's channel pages in a lens site, and per image each listed channel's conditional heatmap
+    lens_pages: str | None = None
+    conditional: list[dict[int, str]] = field(default_factory=list)
 
     def html(self) -> str:
         """The report as one HTML document (images inline, no external resources)."""
@@ -103,6 +107,7 @@ def report(
     batch_size: int | None = None,
     scores: MetricSettings | None = REPORT_SCORES,
     progress: bool = True,
+    lens: str | None = None,
     classes: TargetSpec = UNSET,
 ) -> Report:
     """Analyse ``images`` at ``layer`` for ``target`` (``"auto"``: each image's top-1 minus its top-2).
@@ -115,11 +120,15 @@ def report(
     ``batch_size`` images per pass (default: what fits the memory budget, which also bounds the
     saliency methods' passes).
     ``scores`` sets how the saliency maps are scored (deletion, insertion, randomization; None for none).
+    ``lens`` is the folder of a lens site (as the saved report will reach it): channels
+    in the semantic map's panel then link to their lens pages and show their
+    concept-conditional heatmaps for the report's class.
     """
     target = legacy_classes(target, classes, "report")
     layer = model.spatial_layer(layer).name
     icons = icons or IconSettings()
     batch_size = batch_for(model, batch_size)
+    pages = lens_pages(lens, layer) if lens else None  # a wrong folder fails before any work
     batch = as_batch(images, model)
     pictures = batch.images()
     prediction = predict(model, batch, k=5, batch_size=batch_size)
@@ -157,6 +166,7 @@ def report(
         model.name, layer, prediction, attribution, sections, found, icon_images, g_icons,
         [row.as_dict() for row in model.layers], settings, top_k, scores=scored,
         block_rows=[block.as_dict() for block in model.layers.blocks()],
+        lens_pages=pages, conditional=conditional_icons(model, batch, layer, list(la.positive), cells) if pages else [],
     )
 
 
