@@ -148,11 +148,16 @@ class Relevance:
     @contextmanager
     def active(self, x: torch.Tensor) -> Iterator[nn.Module]:
         """The copy with zennit's composite registered (LRP), or as it is (gradient)."""
-        if self._lrp is None:
+        composite = self.composite(x)
+        if composite is None:
             yield self.network
             return
-        with self._lrp.composite(x).context(self.network) as modified:
+        with composite.context(self.network) as modified:
             yield modified
+
+    def composite(self, x: torch.Tensor) -> Any:
+        """The zennit composite (rules and canonizers) for input ``x``; ``None`` for the gradient method."""
+        return None if self._lrp is None else self._lrp.composite(x)
 
     def signal(self, x: torch.Tensor, layers: Sequence[str], target: Any) -> Signal:
         """One forward and one backward: logits, target classes, activations and the signal at each layer.
