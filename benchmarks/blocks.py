@@ -15,26 +15,15 @@ a line ``ratio NAME: 1.9x`` (ours over captum) that scripts can read.
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import torch
 from captum.attr import LayerGradientXActivation
+from timing import seconds
 
 import diamond_cutter as dc
 from diamond_cutter.images import DEMO_SAMPLES
 
 LAYER = "blocks.4"
-
-
-def seconds(fn: Callable[[], torch.Tensor], repeat: int) -> tuple[float, torch.Tensor]:
-    """Best of ``repeat`` runs (a busy machine penalises both sides alike) and the last result."""
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
 
 
 def main() -> None:

@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
-from collections.abc import Callable
-from typing import Any
 
 import torch
 import torchvision
+from timing import seconds
 
 import diamond_cutter as dc
 from diamond_cutter.capture import capture, preserved
@@ -38,16 +36,6 @@ from diamond_cutter.lens.crp import concept_weights
 
 SCAN_LAYERS = ["blocks.3", "blocks.5"]
 CRP_LAYERS = {"resnet18": "layer3", "resnet50": "layer3"}
-
-
-def seconds(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    """Best of ``repeat`` runs (a busy machine penalises both sides alike) and the last result."""
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
 
 
 def streamed(args: argparse.Namespace) -> None:
@@ -93,7 +81,9 @@ def per_concept_zennit(engine: Relevance, x: torch.Tensor, layer: str, weights: 
 
 def per_concept_crp(model: dc.Model, x: torch.Tensor, layer: str, channels: list[int], target: int, engine: Relevance):
     """zennit-crp's CondAttribution with one condition per channel, same composite."""
-    from crp.attribution import CondAttribution  # optional: only this benchmark uses zennit-crp
+    from crp.attribution import (
+        CondAttribution,  # optional: only this benchmark uses zennit-crp
+    )
 
     attribution = CondAttribution(model.module, no_param_grad=True)
     conditions = [{layer: [c], "y": [target]} for c in channels]

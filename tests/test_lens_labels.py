@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from lens_nets import BLUE, RED, gated_net, square
 from PIL import Image, ImageOps
 
-import diamond_cutter as dc
 from diamond_cutter.images import sample_path
 from diamond_cutter.lens import ScanSettings, scan_references
 from diamond_cutter.lens import labels as lab
-from lens_nets import BLUE, RED, gated_net, square
 
 #: ImageNet's domestic cats: tabby, tiger cat, Persian cat, Siamese cat, Egyptian cat.
 CATS = range(281, 286)

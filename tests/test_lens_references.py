@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from lens_nets import BLUE, RED, gated_net, square
 from PIL import Image
 
 import diamond_cutter as dc
 from diamond_cutter.lens import references as refs
 from diamond_cutter.lens.geometry import layer_geometry
 from diamond_cutter.store import Store
-from lens_nets import BLUE, RED, gated_net, square
 
 
 def _write(folder, images: list[torch.Tensor]) -> list[str]:

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from lens_nets import BLUE, RED, gated_net, square
 from PIL import Image
 
 from diamond_cutter.cli import main
 from diamond_cutter.lens import LensSettings, lens
-from lens_nets import BLUE, RED, gated_net, square
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -100,7 +100,7 @@ def test_browse_index_layer_channel_class_and_search(site):
         assert broken == 0
         browser.close()
     assert dialogs == [] and errors == []
-    outside = [u for u in requests if not (u.startswith("data:") or u.startswith(root.as_uri()))]
+    outside = [u for u in requests if not (u.startswith(("data:", root.as_uri())))]
     assert outside == []
     assert any(u.endswith("atlas.png") for u in requests)  # the sprite loaded from the folder itself
 
@@ -119,7 +119,7 @@ def test_a_transferred_model_gets_its_own_classes_and_head_and_reuses_the_backbo
     store = tmp_path / "store"
     atlas(lite0, "blocks.1", steps=QUICK.icon_steps, size=QUICK.icon_size, store=store, progress=False,
           lr=FAST_SCHEDULE["lr"], betas=FAST_SCHEDULE["betas"])
-    folders = lambda: {k.split("/")[1] for k in dc.store.Store(store).list("atlas")}  # noqa: E731
+    folders = lambda: {k.split("/")[1] for k in dc.store.Store(store).list("atlas")}
     backbone = folders()
     images = sorted(str(p) for p in Path(data).rglob("*.png"))[::2]
     index = lens(model, images, ["backbone.net.blocks.1", "head.conv"], tmp_path / "site", QUICK, store=store, progress=False)

@@ -29,8 +29,8 @@ class Geometry:
         (rows, cols), (height, width) = self.grid, self.input
         cy, cx = (cell[0] + 0.5) * height / rows, (cell[1] + 0.5) * width / cols
         fh, fw = min(self.field[0], height), min(self.field[1], width)
-        top = int(round(min(max(cy - fh / 2, 0), height - fh)))
-        left = int(round(min(max(cx - fw / 2, 0), width - fw)))
+        top = round(min(max(cy - fh / 2, 0), height - fh))
+        left = round(min(max(cx - fw / 2, 0), width - fw))
         return left, top, left + fw, top + fh
 
 

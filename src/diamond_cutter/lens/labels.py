@@ -140,7 +140,7 @@ class ClassLabeler:
         words = min(self.words, len(score))
         best = score.topk(words)
         names = [model.labels[i] for i in best.indices.tolist()]
-        top = lambda t: [(model.labels[i], round(float(t[i]), 4)) for i in t.topk(words).indices.tolist()]  # noqa: E731
+        top = lambda t: [(model.labels[i], round(float(t[i]), 4)) for i in t.topk(words).indices.tolist()]
         return ChannelLabel(channel, ", ".join(names), round(float(best.values[0]), 4),
                             list(zip(names, (round(float(v), 4) for v in best.values))), top(mean_drive), top(vote))
 

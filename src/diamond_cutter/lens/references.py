@@ -91,17 +91,23 @@ class TopK:
 
 
 @dataclass
-class Shard:
-    """One shard's result: its images, their predictions and target classes, top-``k`` per layer and ranking."""
+class Tables:
+    """What a pass over images yields: their ids, top predictions and target classes, the top-``k``
+    per layer and ranking, and per layer each channel's relevance summed by target class (classes × C)."""
 
-    start: int
     ids: list[str]
     predictions: torch.Tensor
     probabilities: torch.Tensor
     classes: torch.Tensor
     tops: dict[str, dict[str, TopK]]
-    #: per layer: relevance of each channel summed over the shard's images, by target class (classes × C)
     class_relevance: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class Shard(Tables):
+    """One shard's tables; ``start`` is the global index of its first image."""
+
+    start: int = 0
 
     def to_bytes(self, key: str) -> bytes:
         tensors = {"predictions": self.predictions, "probabilities": self.probabilities, "classes": self.classes}
@@ -132,7 +138,7 @@ class Shard:
             for layer in meta["layers"]:
                 sums[layer] = torch.zeros(meta["classes"], t[f"{layer}|classes"].shape[1])
                 sums[layer][t["seen"]] = t[f"{layer}|classes"]
-            return cls(meta["start"], meta["ids"], t["predictions"], t["probabilities"], t["classes"], tops, sums)
+            return cls(meta["ids"], t["predictions"], t["probabilities"], t["classes"], tops, sums, start=meta["start"])
         except Exception:  # noqa: BLE001 - a torn or foreign file is recomputed, never trusted
             return None
 
@@ -149,18 +155,12 @@ class Reference:
 
 
 @dataclass
-class References:
+class References(Tables):
     """Top-``k`` references of every channel of ``layers`` by activation and by relevance."""
 
-    layers: list[str]
-    method: str
-    sources: list[Any]
-    ids: list[str]
-    predictions: torch.Tensor
-    probabilities: torch.Tensor
-    classes: torch.Tensor
-    tops: dict[str, dict[str, TopK]]
-    class_relevance: dict[str, torch.Tensor] = field(default_factory=dict)
+    layers: list[str] = field(default_factory=list)
+    method: str = ""
+    sources: Any = None
     key: str = ""
 
     def __repr__(self) -> str:
@@ -241,7 +241,7 @@ def compute_shard(model, engine: Relevance, sources: Any, start: int, layers: li
                          "relevance": TopK.of_batch(contribution, per_image, first, settings.k)}
                 tops[layer] = {r: tops[layer][r].merge(found[r], settings.k) for r in RANKINGS} if layer in tops else found
             first += len(batch)
-    return Shard(start, ids, torch.cat(preds), torch.cat(probs), torch.cat(classes), tops, sums)
+    return Shard(ids, torch.cat(preds), torch.cat(probs), torch.cat(classes), tops, sums, start=start)
 
 
 def merge_shards(shards: list[Shard], layers: list[str], method: str, sources: Any, k: int, key: str = "") -> References:
@@ -251,9 +251,9 @@ def merge_shards(shards: list[Shard], layers: list[str], method: str, sources: A
     for shard in shards[1:]:
         tops = {layer: {r: tops[layer][r].merge(shard.tops[layer][r], k) for r in RANKINGS} for layer in layers}
     sums = {layer: sum(s.class_relevance[layer] for s in shards) for layer in layers}
-    return References(list(layers), method, sources, [i for s in shards for i in s.ids],
-                      torch.cat([s.predictions for s in shards]), torch.cat([s.probabilities for s in shards]),
-                      torch.cat([s.classes for s in shards]), tops, sums, key)
+    return References([i for s in shards for i in s.ids], torch.cat([s.predictions for s in shards]),
+                      torch.cat([s.probabilities for s in shards]), torch.cat([s.classes for s in shards]), tops, sums,
+                      layers=list(layers), method=method, sources=sources, key=key)
 
 
 def _model_digest(model) -> str:
