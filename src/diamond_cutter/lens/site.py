@@ -178,7 +178,7 @@ class _Site:
             full = heatmap_overlay(picture, heat[(ref.image, c)], cmap="bwr", signed=True, alpha=0.6)
             overlay = self.out.image(full.crop(box).resize((PATCH, PATCH), Image.Resampling.BICUBIC), f"{name}-crp.jpg")
         target = self.model.labels[ref.target]
-        return {"id": ref.image_id, "score": ref.score, "patch": patch, "heatmap": overlay, "target": target,
+        return {"id": ref.image_id, "name": Path(ref.image_id).name, "score": ref.score, "patch": patch, "heatmap": overlay, "target": target,
                 "target_page": self.class_pages.get(ref.target)}
 
     def _reference_heatmaps(self, layer: str) -> dict[tuple[int, int], torch.Tensor]:
