@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -28,3 +29,25 @@ def test_report_links_channels_to_the_lens_and_carries_their_conditional_heatmap
         assert listed == set(heatmaps) and all(uri.startswith("data:image/png") for uri in heatmaps.values())
     data = json.loads(re.search(r'<script type="application/json" id="dc-data">(.*?)</script>', result.html(), re.DOTALL).group(1))
     assert data["lens"] == "site/layer/blocks.5/" and len(data["conditional"]) == 1
+    if CHROMIUM.exists():
+        _hover_shows_heatmaps_and_links(result.save(tmp_path / "report.html"))
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _hover_shows_heatmaps_and_links(path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.goto(path.as_uri())
+        page.locator('button.cell[data-image="0"]').nth(3).hover()
+        items = page.locator("#panel-0 ol.act li")
+        assert items.count() >= 1
+        assert page.locator("#panel-0 ol.act li img.conditional").count() == items.count()
+        href = page.locator("#panel-0 ol.act li a.lens").first.get_attribute("href")
+        channel = items.first.get_attribute("data-channel")
+        assert href == f"site/layer/blocks.5/{channel}.html"
+        browser.close()
