@@ -1,6 +1,7 @@
 """The README's tour runs as written: its Python blocks, in order, in one fresh interpreter, offline, on the
 shipped samples and the data sets the package builds, with small settings (DIAMOND_CUTTER_SMALL=1) so
-every optimization and training loop is a token one. Lines marked as needing a download are skipped."""
+every optimization and training loop is a token one. Lines marked as needing a download or a cluster are
+skipped."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from pathlib import Path
 from diamond_cutter.small import SMALL_ENV
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-#: Lines carrying this mark are allowed to need the network, and are not run.
-DOWNLOAD_MARK = "needs a download"
+#: Lines carrying one of these marks are allowed to need the network or a Ray cluster, and are not run.
+MARKS = ("needs a download", "needs a cluster")
 
 
 def python_blocks(text: str) -> list[str]:
@@ -22,7 +23,7 @@ def python_blocks(text: str) -> list[str]:
 
 
 def runnable(block: str) -> str:
-    return "\n".join(line for line in block.splitlines() if DOWNLOAD_MARK not in line.split("#", 1)[0])
+    return "\n".join(line for line in block.splitlines() if not any(mark in line for mark in MARKS))
 
 
 def test_readme_has_a_tour():
