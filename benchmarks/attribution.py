@@ -13,18 +13,20 @@ so every library explains the same classes:
 Peers and ours get the same batch sizes (forward batch of 32 for Score-CAM and
 occlusion, 50 path points per backward for IG). Each pair prints images/s and a
 line ``ratio NAME: 1.3x`` (ours over the faster peer) that scripts can read.
-Ours keeps large CPU tensors on the heap during a call (``diamond_cutter.heap``);
-``--peers-heap`` gives the peers the same, to separate that from the rest.
+Ours runs as the ``diamond-cutter`` command runs it: inside ``dc.fast_cpu()``, which keeps large CPU
+tensors on the heap during a call (``diamond_cutter.heap``). ``--plain`` times ours as a library call
+gets it by default (no ``fast_cpu``); ``--peers-heap`` gives the peers the heap setting too, to separate
+that from the rest.
 
-    python benchmarks/attribution.py [--quick] [--repeat 2]
+    python benchmarks/attribution.py [--quick] [--repeat 2] [--plain | --peers-heap]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # pytorch-grad-cam's Score-CAM progress bars
 
@@ -34,9 +36,19 @@ from pytorch_grad_cam import GradCAM, LayerCAM, ScoreCAM  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
 
 import diamond_cutter as dc  # noqa: E402
-from diamond_cutter.heap import reused_heap  # noqa: E402
+from diamond_cutter.heap import fast_cpu, reused_heap  # noqa: E402
 from diamond_cutter.images import SAMPLES  # noqa: E402
 from timing import images_per_second  # noqa: E402  (benchmarks/timing.py, beside this script)
+
+
+@contextmanager
+def peers_heap(on: bool) -> Iterator[None]:
+    """The heap setting ours gets inside ``fast_cpu``, for a peer's whole run (when ``on``)."""
+    if not on:
+        yield
+        return
+    with fast_cpu(), reused_heap():
+        yield
 
 
 def pytorch_grad_cam(cls: type, net: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, targets: list[int], batch_size: int | None = None) -> object:
@@ -52,6 +64,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per measurement (best is kept)")
     parser.add_argument("--peers-heap", action="store_true",
                         help="run the peers with large tensors kept on the heap too, as ours are (diamond_cutter.heap)")
+    parser.add_argument("--plain", action="store_true",
+                        help="time ours without dc.fast_cpu(), as a library call gets it by default")
     args = parser.parse_args()
     n = 2 if args.quick else 16
 
@@ -99,10 +113,12 @@ def main() -> None:
     # warm-up outside the timings: the layer table (built once per model) and both memory layouts
     dc.attribute(model, batch, "gradcam", target=targets, layer="bn2")
     captum.LayerGradCam(net, modules["bn2"]).attribute(x, target=t)
+    print("ours " + ("without fast_cpu (a library call's default)" if args.plain else "inside dc.fast_cpu() (as the CLI runs)"))
     for name, (ours, peers) in pairs.items():
-        speed = {"diamond-cutter": images_per_second(ours, n, args.repeat)}
+        with nullcontext() if args.plain else fast_cpu():
+            speed = {"diamond-cutter": images_per_second(ours, n, args.repeat)}
         for peer, fn in peers.items():
-            with reused_heap() if args.peers_heap else nullcontext():
+            with peers_heap(args.peers_heap):
                 speed[peer] = images_per_second(fn, n, args.repeat)
         print(f"{name}: " + ", ".join(f"{k} {v:.2f} img/s" for k, v in speed.items()), flush=True)
         best_peer = max(v for k, v in speed.items() if k != "diamond-cutter")

@@ -1,4 +1,5 @@
-"""Large CPU allocations stay on the heap inside ``reused_heap`` (glibc only), and go back to the system after it."""
+"""Large CPU allocations stay on the heap inside ``reused_heap`` (glibc only, opted in with ``fast_cpu``), and go
+back to the system after it."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def test_large_blocks_come_from_the_heap_only_inside_the_block():
     # chunk that large is left on the heap. Never touched: it costs address space, not memory.
     size = 2 << 30
     assert mmapped_bytes_for(size) >= size
-    with heap.reused_heap():
+    with heap.fast_cpu(), heap.reused_heap():
         assert mmapped_bytes_for(size) == 0
         with heap.reused_heap():
             pass
@@ -52,7 +53,7 @@ def test_large_blocks_come_from_the_heap_only_inside_the_block():
 @needs_glibc
 def test_memory_freed_inside_is_handed_back_at_the_end():
     start = resident_bytes()
-    with heap.reused_heap():
+    with heap.fast_cpu(), heap.reused_heap():
         block = torch.ones(256 << 20, dtype=torch.uint8)  # touched, so resident
         del block
         kept = resident_bytes() - start
@@ -65,8 +66,16 @@ def test_can_be_turned_off(monkeypatch):
     monkeypatch.setenv("DIAMOND_CUTTER_HEAP", "0")
     try:
         assert heap.glibc() is None
-        with heap.reused_heap():
+        with heap.fast_cpu(), heap.reused_heap():
             pass
     finally:
         monkeypatch.undo()
         heap.glibc.cache_clear()
+
+
+@needs_glibc
+def test_without_fast_cpu_nothing_changes():
+    size = 2 << 30
+    with heap.reused_heap():
+        assert mmapped_bytes_for(size) >= size
+        assert heap._depth == 0

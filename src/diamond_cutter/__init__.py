@@ -28,7 +28,7 @@ _EXPORTS = {
     "atlas": "atlas", "attribute": "attribution", "evaluate_methods": "attribution", "sanity_check": "attribution",
     "channel_attribution": "blocks", "dataset_examples": "blocks", "heatmap": "blocks", "neuron_groups": "blocks",
     "semantic_map": "blocks", "objectives": "featureviz", "render_objective": "featureviz", "visualize": "featureviz",
-    "conditional_heatmaps": "lens", "lens": "lens", "load_images": "images", "Model": "model", "predict": "model", "report": "report",
+    "conditional_heatmaps": "lens", "fast_cpu": "heap", "lens": "lens", "load_images": "images", "Model": "model", "predict": "model", "report": "report",
     "compare_predictions": "transfer", "load_transferred": "transfer", "sweep": "transfer", "train_head": "transfer",
     "VisualLog": "visuallog", "list_models": "zoo", "load_model": "zoo",
 }
@@ -80,6 +80,7 @@ __all__ = [
     "conditional_heatmaps",
     "dataset_examples",
     "evaluate_methods",
+    "fast_cpu",
     "heatmap",
     "lens",
     "list_models",

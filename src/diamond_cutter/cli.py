@@ -5,6 +5,7 @@ Each subcommand lives in a module under :mod:`diamond_cutter.commands` and expos
 :mod:`diamond_cutter.commands` names them. Only the module of the command being run is
 imported, so ``--help`` and ``--version`` answer without loading PyTorch. Errors from bad
 input (a bad argument or a bad file) print one line, no traceback, and exit with status 2.
+Commands run inside :func:`~diamond_cutter.heap.fast_cpu`: the process is theirs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import NoReturn
 
 from .commands import COMMANDS, add_command, memory_budget_from
 from .errors import DiamondCutterError
+from .heap import fast_cpu
 from .version import __version__
 
 
@@ -64,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     try:
         with memory_budget_from(args):
-            return int(args.run(args) or 0)
+            with fast_cpu():  # a command owns its process, so it may keep large CPU tensors on the heap
+                return int(args.run(args) or 0)
     except DiamondCutterError as err:
         print(f"diamond-cutter: error: {err.cli_text()}", file=sys.stderr)
         return 2
