@@ -213,3 +213,67 @@ def test_lucid_inceptionv1_layer_names_map_to_torchvision_googlenet():
     assert vis.layer == "inception4d"
     with pytest.raises(dc.UnknownNameError, match="mixed4e"):
         model.layer("mixed4x")
+
+
+def test_labels_that_cannot_name_the_pretrained_classes_are_refused(monkeypatch):
+    """Checked before any download: ImageNet weights classify 1000 classes, so 10 names cannot be theirs."""
+    monkeypatch.setattr(zoo, "_check_online", lambda *a, **k: pytest.fail("must be refused before the network"))
+    names = [f"kind {i}" for i in range(10)]
+    for name in ("resnet50", "timm/resnet18", "efficientnet_lite0"):
+        with pytest.raises(dc.DiamondCutterError, match="10 labels given.*1000 classes"):
+            dc.load_model(name, labels=names)
+    assert dc.load_model("resnet18", weights=None, labels=names).num_classes == 10
+
+
+@pytest.mark.parametrize("error, kind, message", [
+    (OSError("connection reset"), dc.WeightsUnavailableError, "downloading pretrained weights .* failed"),
+    (RuntimeError('invalid hash value (expected "abc", got "def")'), dc.WeightsUnavailableError, "corrupt"),
+    (RuntimeError("Error(s) in loading state_dict for ResNet: size mismatch"), dc.CheckpointError, "do not fit"),
+    (RuntimeError("out of memory"), RuntimeError, "out of memory"),
+])
+def test_download_failures_say_what_failed(monkeypatch, error, kind, message):
+    import torchvision
+
+    def build(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(zoo, "_check_online", lambda *a, **k: None)
+    monkeypatch.setattr(torchvision.models, "get_model", build)
+    with pytest.raises(kind, match=message):
+        dc.load_model("resnet18")
+
+
+def test_timm_weights_in_the_local_cache_load_offline(monkeypatch, tmp_path):
+    """A Hugging Face cache holding timm's file (made here, nothing downloaded) is enough without a network."""
+    import huggingface_hub
+    import timm
+    from safetensors.torch import save_file
+
+    arch = "test_resnet"
+    repo = timm.models.get_pretrained_cfg(arch).hf_hub_id
+    commit = "0" * 40
+    cached = tmp_path / f"models--{repo.replace('/', '--')}"
+    (cached / "refs").mkdir(parents=True)
+    (cached / "refs" / "main").write_text(commit)
+    (cached / "snapshots" / commit).mkdir(parents=True)
+    torch.manual_seed(1)
+    state = timm.create_model(arch, pretrained=False).state_dict()
+    save_file(state, str(cached / "snapshots" / commit / "model.safetensors"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+    def no_network(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    model = dc.load_model(f"timm/{arch}")
+    assert all(torch.equal(v, state[k]) for k, v in model.module.state_dict().items())
+
+
+def test_named_model_overrides_are_checked():
+    with pytest.raises(dc.DiamondCutterError, match="mean/std need 3 values"):
+        dc.load_model("resnet18", weights=None, mean=(0.5, 0.5))
+    with pytest.raises(dc.DiamondCutterError, match="input_size must be"):
+        dc.load_model("resnet18", weights=None, input_size=(64, 64))
+    gray = dc.load_model("resnet18", weights=None, input_size=[3, 64, 64], mean=[0.5], std=[0.25])
+    assert gray.input_size == (3, 64, 64) and gray.mean == (0.5, 0.5, 0.5) and gray.std == (0.25,) * 3

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -173,10 +173,9 @@ def load_model(
         source, arch = resolve(name_or_module)
         builder = {"embedded": _embedded, "torchvision": _torchvision, "timm": _timm}[source]
         model = builder(arch, weights, labels)
-        model.input_size = tuple(input_size) if input_size else model.input_size  # type: ignore[assignment]
-        model.mean = tuple(mean) if mean else model.mean
-        model.std = tuple(std) if std else model.std
-        model.output = output or model.output
+        overrides = {"input_size": input_size, "mean": mean, "std": std}
+        changed = {k: tuple(v) for k, v in overrides.items() if v is not None}
+        model = replace(model, **changed, output=output or model.output)  # __post_init__ checks them again
     model.module.eval()
     if device is not None:
         model.to(device)
@@ -187,6 +186,16 @@ def load_model(
 def imagenet_labels() -> tuple[str, ...]:
     """The 1000 ImageNet class names, from torchvision's installed metadata (no network)."""
     return tuple(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def _check_label_count(arch: str, weights: Any, labels: Sequence[str] | None, classes: int) -> None:
+    """Pretrained weights come with their classifier: a different number of labels cannot name its outputs."""
+    if weights == "imagenet" and labels and len(labels) != classes:
+        raise DiamondCutterError(
+            f"{len(labels)} labels given, but {arch!r}'s ImageNet weights classify {classes} classes. Pass "
+            f"{classes} labels, weights=None for a random network with {len(labels)} classes, or a checkpoint "
+            f"fine-tuned for them (weights='path/to/checkpoint.safetensors')"
+        )
 
 
 def _labels_for(num_classes: int, labels: Sequence[str] | None) -> list[str]:
@@ -265,6 +274,7 @@ def _embedded(arch: str, weights: Any, labels: Sequence[str] | None) -> Model:
     """
     import timm  # deferred: timm is slow to import, and only the models it builds need it
 
+    _check_label_count(arch, weights, labels, 1000)
     num_classes = len(labels) if labels else 1000
     module = timm.create_model(f"tf_{arch}", pretrained=False, num_classes=num_classes)
     if weights == "imagenet":
@@ -284,6 +294,7 @@ def _torchvision(arch: str, weights: Any, labels: Sequence[str] | None) -> Model
     default = torchvision.models.get_model_weights(arch).DEFAULT
     transform = default.transforms()
     size = int(transform.crop_size[0])
+    _check_label_count(arch, weights, labels, len(default.meta["categories"]))
     kwargs: dict[str, Any] = {}
     if labels and len(labels) != len(default.meta["categories"]):
         kwargs["num_classes"] = len(labels)
@@ -313,7 +324,9 @@ def _timm(arch: str, weights: Any, labels: Sequence[str] | None) -> Model:
 
     kwargs = {"num_classes": len(labels)} if labels else {}
     if weights == "imagenet":
-        _check_online("timm", arch, cached=False)
+        cfg = timm.models.get_pretrained_cfg(arch)
+        _check_label_count(arch, weights, labels, getattr(cfg, "num_classes", None) or 1000)
+        _check_online("timm", arch, cached=_timm_cached(cfg))
         module = _download(lambda: timm.create_model(arch, pretrained=True, **kwargs), arch)
     else:
         module = timm.create_model(arch, pretrained=False, **kwargs)
@@ -330,6 +343,23 @@ def _timm_preprocessing(module: nn.Module) -> dict[str, Any]:
     """The resize filter and crop fraction timm evaluates a network with (its pretrained config)."""
     cfg = getattr(module, "pretrained_cfg", {}) or {}
     return {"interpolation": cfg.get("interpolation") or "bicubic", "crop_pct": float(cfg.get("crop_pct") or 1.0)}
+
+
+def _timm_cached(cfg: Any) -> bool:
+    """Whether timm will find the pretrained weights described by ``cfg`` on disk: in the Hugging Face
+    cache (the safetensors file timm prefers, or the pickle), as a local file, or in torch hub's folder."""
+    if cfg is None:
+        return False
+    if cfg.file:
+        return Path(cfg.file).is_file()
+    if cfg.hf_hub_id:
+        from huggingface_hub import try_to_load_from_cache  # deferred: installed with timm, needed for its weights only
+
+        repo, _, revision = cfg.hf_hub_id.partition("@")
+        names = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+        if any(isinstance(try_to_load_from_cache(repo, name, revision=revision or None), str) for name in names):
+            return True
+    return bool(cfg.url) and _torchvision_cached(cfg.url)
 
 
 def _check_online(source: str, arch: str, cached: bool, timeout: float = 3.0) -> None:
@@ -350,12 +380,22 @@ def _check_online(source: str, arch: str, cached: bool, timeout: float = 3.0) ->
 
 
 def _download(build, arch: str) -> nn.Module:
+    """Build a pretrained network; a failed download and a downloaded file that does not load say which."""
     try:
         return build()
-    except (OSError, RuntimeError) as err:
-        if isinstance(err, WeightsUnavailableError):
-            raise
+    except WeightsUnavailableError:
+        raise
+    except OSError as err:  # the network, HTTP errors, a missing cache entry
         raise WeightsUnavailableError(f"downloading pretrained weights for {arch!r} failed: {err}") from None
+    except RuntimeError as err:
+        if "invalid hash value" in str(err):  # torch hub checks the file it downloaded
+            raise WeightsUnavailableError(
+                f"the downloaded weights for {arch!r} are corrupt ({err}); delete the file from "
+                f"{Path(torch.hub.get_dir()) / 'checkpoints'} and try again"
+            ) from None
+        if "state_dict" in str(err):
+            raise CheckpointError(f"the pretrained weights for {arch!r} do not fit its network: {err}") from None
+        raise
 
 
 # --- checkpoints ------------------------------------------------------------------------------
