@@ -25,6 +25,12 @@ def test_cells_match_the_layer_grid(embedded, samples):
     boxes = [sm.cell_box(c) for c in sm.cells()]
     covered = sum((r - left) * (b - t) for left, t, r, b in boxes)
     assert covered == 224 * 224 and boxes[0][:2] == (0, 0) and boxes[-1][2:] == (224, 224)
+    with pytest.raises(dc.DiamondCutterError, match="no attributions"):
+        sm.heatmap()
+    with pytest.raises(dc.DiamondCutterError, match="no attributions"):
+        sm.top_channels((0, 0), by="attribution")
+    with pytest.raises(dc.UnknownNameError, match="did you mean 'activation'"):
+        sm.top_channels((0, 0), by="activations")
 
 
 def test_cell_top_channels_are_the_largest_activations(embedded, samples):

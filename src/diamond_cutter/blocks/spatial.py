@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..errors import DiamondCutterError
+from ..errors import DiamondCutterError, UnknownNameError
 from ..html import image_tag, short_repr
 from ..images import as_batch
 from ..render import tint
@@ -56,9 +56,9 @@ class SemanticMap:
 
     def top_channels(self, cell: tuple[int, int], k: int = 5, by: str = "activation") -> list[tuple[int, float]]:
         """The ``k`` strongest channels at ``cell`` as (channel, value), by activation or attribution."""
-        source = self.activations if by == "activation" else self.attributions
-        if source is None:
-            raise DiamondCutterError("this semantic map has no attributions: pass target= to semantic_map")
+        if by not in ("activation", "attribution"):
+            raise UnknownNameError("ranking", by, ["activation", "attribution"])
+        source = self.activations if by == "activation" else self._attributions()
         values = source[:, cell[0], cell[1]]
         top = values.topk(min(k, len(values)))
         return [(int(c), float(v)) for c, v in zip(top.indices, top.values)]
@@ -72,9 +72,12 @@ class SemanticMap:
 
     def heatmap(self) -> Heatmap:
         """The per-cell attribution summed over channels (needs attributions)."""
+        return Heatmap(self.layer, self.image_id, self.image, self._attributions().sum(0), self.title)
+
+    def _attributions(self) -> torch.Tensor:
         if self.attributions is None:
             raise DiamondCutterError("this semantic map has no attributions: pass target= to semantic_map")
-        return Heatmap(self.layer, self.image_id, self.image, self.attributions.sum(0), self.title)
+        return self.attributions
 
 
 @dataclass

@@ -9,7 +9,9 @@ from ..images import load_images
 from ..render import STYLES
 from . import add_command
 from .numbers import FRACTION
-from .options import add_compute_options, add_layer_option, add_target_option, layers_of, load_model_from, target_of
+from .options import (
+    add_compute_options, add_layer_option, add_target_option, add_weights_option, layers_of, load_model_from, target_of,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_layer_option(p, "layer for CAM methods, several for layercam (default: the last spatial layer before global pooling)")
     add_target_option(p, "top1", "class index or name, top1/top2/..., auto (top-1 minus top-2) or POSITIVE,NEGATIVE; repeat for one per image (default top1)")
     p.add_argument("--out", default="attributions", help="output folder or fsspec URL (default ./attributions)")
-    p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none', or a checkpoint path")
+    add_weights_option(p)
     p.add_argument("--style", choices=("auto", *STYLES), default="auto",
                    help="overlay: colour map over the image; heatmap: the colours alone; signed: red for, blue "
                         "against, over a greyed image; magnitude: grey. auto (default): overlay for layer maps "

@@ -14,7 +14,9 @@ from ..model import Model
 from ..transfer import load_transferred
 from . import add_command
 from .numbers import COUNT
-from .options import add_compute_options, add_layer_option, add_target_option, load_model_from, one_layer, target_of
+from .options import (
+    add_compute_options, add_layer_option, add_target_option, add_weights_option, load_model_from, one_layer, target_of,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--insertion-baseline", choices=BASELINES, default=MetricSettings.insertion_baseline)
     p.add_argument("--boxes", default=None,
                    help="JSON file: one [x0, y0, x1, y1] box (or a list of boxes) per image, for the pointing games")
-    p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none', or a checkpoint path")
+    add_weights_option(p)
     p.add_argument("--json", action="store_true", help="machine-readable output (per-image values and curves too)")
     add_compute_options(p, batch_size="perturbed images per forward pass (default: what fits the memory budget)")
     p.set_defaults(run=run)

@@ -6,9 +6,9 @@ import argparse
 import json
 
 from ..layers import LayerTable, block_table_text
-from ..zoo import EMBEDDED_STAGES, list_models, load_model
+from ..zoo import list_models
 from . import add_command
-from .options import add_compute_options
+from .options import add_compute_options, add_weights_option, load_model_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = add_command(sub, "layers")
     p.add_argument("model", help="model name (see `diamond-cutter models`)")
-    p.add_argument("--weights", default=None, help="'imagenet', a checkpoint path, or omit for random weights")
+    add_weights_option(p)
     p.add_argument("--spatial", action="store_true", help="only layers with a C×H×W feature map")
     p.add_argument("--blocks", action="store_true",
                    help="only the blocks a network is cut at, with MACs and parameters up to each")
@@ -39,10 +39,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_layers(args: argparse.Namespace) -> int:
-    weights = args.weights
-    if weights is None and args.model.lower() in EMBEDDED_STAGES:
-        weights = "imagenet"
-    model = load_model(args.model, weights=weights, device=args.device)
+    model = load_model_from(args)
     table = model.layers
     if args.json:
         print(json.dumps([b.as_dict() for b in table.blocks()], indent=2) if args.blocks else table.to_json())

@@ -74,7 +74,18 @@ def one_layer(args: argparse.Namespace) -> str | None:
     return names[0] if names else None
 
 
+def add_weights_option(p: argparse.ArgumentParser) -> None:
+    """``--weights``, with ImageNet as the default for every command."""
+    p.add_argument("--weights", default="imagenet",
+                   help="'imagenet' (default), 'none' for random weights, or a checkpoint path")
+
+
+def weights_from(args: argparse.Namespace) -> str | None:
+    """What ``load_model`` takes for ``--weights``."""
+    weights = getattr(args, "weights", "imagenet")
+    return None if weights == "none" else weights
+
+
 def load_model_from(args: argparse.Namespace, name: str | None = None) -> Model:
     """The model named on the command line, with ``--weights`` and ``--device`` applied."""
-    weights = getattr(args, "weights", "imagenet")
-    return load_model(name or args.model, weights=None if weights == "none" else weights, device=args.device)
+    return load_model(name or args.model, weights=weights_from(args), device=args.device)

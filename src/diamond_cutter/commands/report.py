@@ -12,7 +12,9 @@ from ..report.scores import REPORT_SCORES
 from ..store import Store
 from . import add_command
 from .numbers import COUNT, OPTIONAL_COUNT, SIDE
-from .options import add_compute_options, add_layer_option, add_target_option, load_model_from, one_layer, target_of
+from .options import (
+    add_compute_options, add_layer_option, add_target_option, add_weights_option, load_model_from, one_layer, target_of,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_layer_option(p, "a layer with a C×H×W output (default: the last spatial layer before global pooling; see `diamond-cutter layers MODEL --spatial`)")
     add_target_option(p, "auto", "'auto' (top-1 minus top-2 per image, the default), a class index or name, topK, or POSITIVE,NEGATIVE; repeat for one per image", classes_alias=True)
     p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
-    p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none', or a checkpoint path")
+    add_weights_option(p)
     add_icon_options(p)
     p.add_argument("--groups", type=OPTIONAL_COUNT, default=6, help="neuron groups to factor (0 for none; default 6)")
     p.add_argument("--top", type=COUNT, default=8, help="channels listed each way (default 8)")

@@ -16,7 +16,7 @@ from ..featureviz.optimize import FAST_SCHEDULE, LUCID_SCHEDULE, estimate_second
 from ..progress import duration_text
 from . import add_command
 from .numbers import COUNT, SEED, SIDE
-from .options import add_compute_options, add_layer_option, layers_of, load_model_from, one_layer
+from .options import add_compute_options, add_layer_option, add_weights_option, layers_of, load_model_from, one_layer
 
 
 def parse_channels(text: str | None) -> list[int] | None:
@@ -46,7 +46,7 @@ def schedule(args: argparse.Namespace) -> dict:
 
 def add_render_options(p: argparse.ArgumentParser, size: int | None) -> None:
     p.add_argument("model", help="model name (see `diamond-cutter models`)")
-    p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none', or a checkpoint path")
+    add_weights_option(p)
     p.add_argument("--channels", help="channels to render, e.g. 0-15 or 3,7,9 (default: all)")
     p.add_argument("--param", choices=PARAMS, default="fft", help="image parameterization (default fft)")
     p.add_argument("--schedule", choices=sorted(SCHEDULES), default="lucid",
