@@ -36,7 +36,7 @@ from PIL import Image
 
 import diamond_cutter as dc
 from diamond_cutter.blocks.examples import dataset_examples
-from diamond_cutter.featureviz.optimize import FAST_SCHEDULE, LUCID_SCHEDULE, MACO_SCHEDULE
+from diamond_cutter.featureviz.optimize import FAST_SCHEDULE, LUCID_SCHEDULE, MACO_SCHEDULE, Settings
 from diamond_cutter.featureviz.plausibility import embed, frechet_distance
 from diamond_cutter.images import DEMO_SAMPLES
 from diamond_cutter.render import grid
@@ -66,13 +66,13 @@ def judge_for(name: str, choice: str) -> dc.Model:
     return dc.load_model(choice)
 
 
-def steps_for(model: dc.Model, layer: str, channels: list[int], schedule: dict, size: int, budget: float) -> int:
+def steps_for(model: dc.Model, layer: str, channels: list[int], schedule: Settings, size: int, budget: float) -> int:
     """How many of the schedule's steps fit the budget: the time of 1 and of 5 steps (after a warm-up run) gives
     the fixed cost and the cost per step."""
 
     def seconds(steps: int) -> float:
         start = time.perf_counter()
-        dc.visualize(model, layer, channels, size=size, progress=False, **{**schedule, "steps": steps})
+        dc.visualize(model, layer, channels, schedule, size=size, steps=steps, progress=False)
         return time.perf_counter() - start
 
     seconds(1)
@@ -86,8 +86,8 @@ def run(model: dc.Model, name: str, layer: str, param: str, channels: list[int],
     schedule = SCHEDULES[param]
     steps = args.steps or steps_for(model, layer, channels, schedule, args.size, args.budget)
     start = time.perf_counter()
-    vis = dc.visualize(model, layer, channels, size=args.size, progress=False, references=references, judge=judge,
-                       **{**schedule, "steps": steps})
+    vis = dc.visualize(model, layer, channels, schedule, size=args.size, steps=steps, progress=False,
+                       references=references, judge=judge)
     seconds = time.perf_counter() - start
     refs = torch.cat([embed(judge, references[c]) for c in channels])
     fid = frechet_distance(embed(judge, vis.tensor), refs)

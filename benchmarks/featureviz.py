@@ -16,11 +16,13 @@ images. Then two ratios:
 
 Our renderer's speed comes from batching, stopping the forward pass at the
 layer, BatchNorm folded into the convolutions of a private copy, channels-last
-input and large tensors kept on the heap (``diamond_cutter.heap``).
-``--lucent-heap`` runs lucent with that same heap setting, to show how much of
-the gap is the allocator.
+input and large tensors kept on the heap (``diamond_cutter.heap``). Ours runs as
+the ``diamond-cutter`` command runs it, inside ``dc.fast_cpu()``; ``--plain``
+times it as a library call gets it by default. ``--lucent-heap`` runs lucent
+with the same heap setting, to show how much of the gap is the allocator.
 
-Usage: ``python benchmarks/featureviz.py [--channels 32] [--steps 512] [--layer blocks.4] [--size 224]``
+Usage: ``python benchmarks/featureviz.py [--channels 32] [--steps 512] [--layer blocks.4] [--size 224]
+[--plain | --lucent-heap] [--quick]``
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, nullcontext
-from typing import Any
 
 import numpy as np
 import torch
@@ -41,8 +42,10 @@ import torch
 import diamond_cutter as dc
 from diamond_cutter.capture import preserved
 from diamond_cutter.featureviz.objectives import channel
-from diamond_cutter.featureviz.optimize import FAST_SCHEDULE, auto_batch_size, forward_fn, render_objective
-from diamond_cutter.heap import reused_heap
+from diamond_cutter.featureviz.optimize import (
+    FAST_SCHEDULE, LUCID_SCHEDULE, Settings, auto_batch_size, forward_fn, image_size, render_objective,
+)
+from diamond_cutter.heap import fast_cpu, reused_heap
 
 
 class PeakMemory:
@@ -122,12 +125,12 @@ def run_lucent(model: dc.Model, layer: str, channels: list[int], steps: int, siz
     return elapsed, mem.peak, activation(model, layer, torch.cat(images).float(), channels)
 
 
-def run_ours(model: dc.Model, layer: str, channels: list[int], steps: int, size: int, every: int = 0,
-             **optimizer: Any) -> tuple[float, int, torch.Tensor, list[tuple[int, float, float]]]:
+def run_ours(model: dc.Model, layer: str, channels: list[int], settings: Settings, every: int = 0
+             ) -> tuple[float, int, torch.Tensor, list[tuple[int, float, float]]]:
     """Batched rendering, chunk after chunk. With ``every`` > 0 also a quality curve: (steps, seconds,
     mean activation) where seconds is what rendering all channels with that many steps costs (the time
     spent measuring the curve is left out)."""
-    batch = auto_batch_size(model, layer, (size, size))
+    batch = auto_batch_size(model, layer, image_size(model, settings.size))
     points: dict[int, list[tuple[float, float]]] = {}  # step -> per chunk (seconds into the chunk, activation sum)
     clock = {"start": 0.0, "paused": 0.0}
 
@@ -146,8 +149,8 @@ def run_ours(model: dc.Model, layer: str, channels: list[int], steps: int, size:
             chunk = channels[i : i + batch]
             clock.update(start=time.perf_counter(), paused=0.0)
             callback: Callable = lambda s, im, _sc, chunk=chunk: measure(s, im, chunk)
-            results.append(render_objective(model, channel(layer, chunk), keys=chunk, steps=steps, size=size,
-                                            progress=False, callback=callback, **optimizer).tensor)
+            results.append(render_objective(model, channel(layer, chunk), settings, keys=chunk, progress=False,
+                                            callback=callback).tensor)
             paused_total += clock["paused"]
         sync(model.device)
         elapsed = time.perf_counter() - start - paused_total
@@ -156,7 +159,7 @@ def run_ours(model: dc.Model, layer: str, channels: list[int], steps: int, size:
     curve = [(s, sum(t for t, _ in per_chunk), sum(a for _, a in per_chunk) / len(channels))
              for s, per_chunk in sorted(points.items())]
     if every:
-        curve.append((steps, elapsed, final.mean().item()))
+        curve.append((settings.steps, elapsed, final.mean().item()))
     return elapsed, mem.peak, final, curve
 
 
@@ -170,13 +173,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=512)
     parser.add_argument("--layer", default="blocks.4")
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--quality-lr", type=float, default=FAST_SCHEDULE["lr"], help="our lr for the equal-quality run")
-    parser.add_argument("--quality-betas", default=",".join(map(str, FAST_SCHEDULE["betas"])),
+    parser.add_argument("--quality-lr", type=float, default=FAST_SCHEDULE.lr, help="our lr for the equal-quality run")
+    parser.add_argument("--quality-betas", default=",".join(map(str, FAST_SCHEDULE.betas)),
                         help="our Adam betas for the equal-quality run (two numbers, comma-separated)")
     parser.add_argument("--quality-steps", type=int, help="steps of the equal-quality run (default: half of --steps)")
     parser.add_argument("--lucent-heap", action="store_true", help="run lucent with large tensors kept on the heap too")
+    parser.add_argument("--plain", action="store_true",
+                        help="run ours without dc.fast_cpu(), as a library call gets it by default")
+    parser.add_argument("--quick", action="store_true", help="4 channels, 8 steps at 64 px: checks that it runs")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    if args.quick:
+        args.channels, args.steps, args.size = 4, 8, 64
 
     model = dc.load_model("efficientnet_lite0")
     model.module.to(args.device)
@@ -185,19 +193,22 @@ def main() -> None:
           f"({torch.get_num_threads()} threads), batch {auto_batch_size(model, args.layer, (args.size, args.size))}")
 
     render_objective(model, channel(args.layer, [0]), steps=2, size=args.size, progress=False)  # warm-up
-    with reused_heap() if args.lucent_heap else nullcontext():
+    with fast_cpu() if args.lucent_heap else nullcontext(), reused_heap():  # (reused_heap acts inside fast_cpu only)
         lucent_time, lucent_mem, lucent_act = run_lucent(model, args.layer, channels, args.steps, args.size)
     print(f"lucent done in {lucent_time:.1f} s", flush=True)
-    ours_time, ours_mem, ours_act, _ = run_ours(model, args.layer, channels, args.steps, args.size)
-    print(f"batched done in {ours_time:.1f} s", flush=True)
-    quality_steps = args.quality_steps or max(1, args.steps // 2)
-    fast = {"lr": args.quality_lr, "betas": tuple(float(b) for b in args.quality_betas.split(","))}
-    fast_time, _, fast_act, curve = run_ours(model, args.layer, channels, quality_steps, args.size,
-                                             max(1, quality_steps // 32), **fast)
+    print("ours " + ("without fast_cpu (a library call's default)" if args.plain else "inside dc.fast_cpu() (as the CLI runs)"))
+    with nullcontext() if args.plain else fast_cpu():
+        ours_time, ours_mem, ours_act, _ = run_ours(model, args.layer, channels,
+                                                    LUCID_SCHEDULE.replace(steps=args.steps, size=args.size))
+        print(f"batched done in {ours_time:.1f} s", flush=True)
+        quality_steps = args.quality_steps or max(1, args.steps // 2)
+        betas = tuple(float(b) for b in args.quality_betas.split(","))
+        fast = FAST_SCHEDULE.replace(steps=quality_steps, size=args.size, lr=args.quality_lr, betas=betas)
+        fast_time, _, fast_act, curve = run_ours(model, args.layer, channels, fast, max(1, quality_steps // 32))
 
     rows = [("lucent (one at a time)" + (", heap" if args.lucent_heap else ""), lucent_time, lucent_mem, lucent_act),
             ("diamond-cutter (batched)", ours_time, ours_mem, ours_act),
-            (f"diamond-cutter (lr {fast['lr']:g}, betas {fast['betas'][0]:g}/{fast['betas'][1]:g})", fast_time, None,
+            (f"diamond-cutter (lr {fast.lr:g}, betas {fast.betas[0]:g}/{fast.betas[1]:g})", fast_time, None,
              fast_act)]
     print(f"{'':36s} {'channels/s':>10s} {'peak memory':>13s} {'mean activation':>16s}")
     for name, t, mem, act in rows:

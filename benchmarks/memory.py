@@ -19,11 +19,11 @@ import sys
 RUN = r"""
 import json, resource, sys
 import diamond_cutter as dc
-from diamond_cutter.report.icons import IconSettings
+from diamond_cutter.report.icons import ICON_RENDER, IconSettings
 model = dc.load_model("efficientnet_lite0")
 images = dc.load_images(["chelsea", "coffee"], model)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-icons = IconSettings("featureviz", size=32, steps=2, limit=4) if sys.argv[1] == "quick" else IconSettings()
+icons = IconSettings("featureviz", ICON_RENDER.replace(size=32, steps=2), limit=4) if sys.argv[1] == "quick" else IconSettings()
 dc.report(model, images, "blocks.4", icons=icons, progress=False).save(sys.argv[2])
 print(json.dumps({"base": base, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """

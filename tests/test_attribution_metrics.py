@@ -15,7 +15,7 @@ from diamond_cutter.attribution.metrics.evaluate import random_maps
 from diamond_cutter.cli import main
 from diamond_cutter.attribution.metrics.perturb import gaussian_blur, noisy_linear_imputation, ranks
 from diamond_cutter.errors import DiamondCutterError, UnknownNameError
-from diamond_cutter.report.icons import IconSettings
+from diamond_cutter.report.icons import ICON_RENDER, IconSettings
 
 from helpers import assert_unchanged, snapshot
 
@@ -234,7 +234,7 @@ def test_evaluate_on_a_transferred_model_scores_its_new_classes(tmp_path, capsys
     table = dc.evaluate_methods(tuned, x, methods=["gradcam"], layer="head.conv", settings=settings)
     assert set(table.target_names) <= {"brick", "grass", "gravel"}
     assert table.results["gradcam"]["deletion"].curves.shape == (2, 4)
-    page = dc.report(tuned, x, "head.conv", groups=0, saliency=("gradcam",), icons=IconSettings("patches", size=16),
+    page = dc.report(tuned, x, "head.conv", groups=0, saliency=("gradcam",), icons=IconSettings("patches", ICON_RENDER.replace(size=16)),
                      scores=settings, progress=False)
     assert page.scores.cell("gradcam", 0)["passes"] in (True, False) and 'class="scores"' in page.html()
     image = next((tmp_path / "tex").rglob("*.png"))

@@ -11,7 +11,7 @@ from torch import nn
 
 import diamond_cutter as dc
 from diamond_cutter.cli import main
-from diamond_cutter.report.icons import IconSettings
+from diamond_cutter.report.icons import ICON_RENDER, IconSettings
 
 
 class TinyVGG(nn.Module):
@@ -51,7 +51,7 @@ def test_cams_and_blocks_default_to_it_and_log_it(embedded, samples, caplog):
 
 
 def test_report_without_a_layer(embedded, samples):
-    result = dc.report(embedded, samples[:1], groups=0, icons=IconSettings("patches", size=16), saliency=("gradcam",), tiles=2, progress=False)
+    result = dc.report(embedded, samples[:1], groups=0, icons=IconSettings("patches", ICON_RENDER.replace(size=16)), saliency=("gradcam",), tiles=2, progress=False)
     assert result.layer == "bn2" and result.settings["layer"].startswith("bn2 ")
 
 

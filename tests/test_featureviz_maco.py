@@ -8,7 +8,7 @@ from torch import nn
 
 import diamond_cutter as dc
 from diamond_cutter.featureviz import objectives as obj
-from diamond_cutter.featureviz.optimize import MACO_SCHEDULE, render_objective
+from diamond_cutter.featureviz.optimize import LUCID_SCHEDULE, MACO_SCHEDULE, render_objective
 from diamond_cutter.featureviz.param import MacoParam, item_generators
 from diamond_cutter.featureviz.transforms import MacoCrops, Randomness
 from diamond_cutter.render import faded_pictures
@@ -35,8 +35,7 @@ def test_magnitude_stays_fixed_and_only_the_phase_changes():
     assert [name for name, _ in param.named_parameters()] == ["phase"]
     magnitude, phase = param.magnitude.clone(), param.phase.detach().clone()
     before = amplitude_ratio(param)
-    schedule = {**MACO_SCHEDULE, "steps": 8, "param": param}  # a ready parameterization, to look at it after
-    render_objective(model, obj.channel("2", [0, 1]), progress=False, **schedule)
+    render_objective(model, obj.channel("2", [0, 1]), MACO_SCHEDULE, start=param, steps=8, progress=False)
     after = amplitude_ratio(param)
     assert torch.equal(param.magnitude, magnitude)
     assert (param.phase.detach() - phase).abs().mean() > 0.1  # NAdam at lr 1 moves the phase a lot
@@ -68,13 +67,12 @@ def test_transparency_is_non_negative_image_sized_and_where_the_gradient_is():
         return acts["2"][:, 0, :8, :8].flatten(1).mean(dim=1)
 
     objective = obj.Objective(top_left, ["2"], "channel 0 of 2 in the top-left quarter")
-    for schedule in ({"param": "fft"}, {**MACO_SCHEDULE}):
-        settings = {**schedule, "steps": 10, "transforms": "none"}
-        result = render_objective(model, objective, n=2, progress=False, **settings)
+    for schedule in (LUCID_SCHEDULE, MACO_SCHEDULE):
+        result = render_objective(model, objective, schedule, n=2, steps=10, transforms="none", progress=False)
         t = result.transparency
         assert t.shape == (2, 32, 32) and (t >= 0).all() and t.sum() > 0
         # Receptive field 5 px: every gradient lies within the top-left 10×10 pixels, none elsewhere.
-        assert t[:, :10, :10].sum() / t.sum() > 0.999, schedule["param"]
+        assert t[:, :10, :10].sum() / t.sum() > 0.999, schedule.param
 
 
 def test_faded_pictures_are_opaque_where_important():
@@ -90,10 +88,10 @@ def test_faded_pictures_are_opaque_where_important():
 
 
 def test_batched_equals_one_at_a_time_within_the_seed_to_seed_difference(embedded):
-    small = {**MACO_SCHEDULE, "steps": 6, "transforms": [MacoCrops(crops=2)]}
-    batched = dc.visualize(embedded, "blocks.2", [1, 5, 9], size=40, progress=False, **small)
-    alone = dc.visualize(embedded, "blocks.2", [5], size=40, progress=False, **small)
-    other_seed = dc.visualize(embedded, "blocks.2", [5], size=40, seed=1, progress=False, **small)
+    small = MACO_SCHEDULE.replace(steps=6, size=40, transforms=[MacoCrops(crops=2)])
+    batched = dc.visualize(embedded, "blocks.2", [1, 5, 9], small, progress=False)
+    alone = dc.visualize(embedded, "blocks.2", [5], small, progress=False)
+    other_seed = dc.visualize(embedded, "blocks.2", [5], small, seed=1, progress=False)
     same = (batched.tensor[1] - alone.tensor[0]).abs().mean()
     seeds = (other_seed.tensor[0] - alone.tensor[0]).abs().mean()
     assert seeds > 0.02 and same < 0.01 * seeds
@@ -124,9 +122,9 @@ def deep_plausibility(model: dc.Model, judge: dc.Model) -> tuple[torch.Tensor, t
     images = dc.load_images([*DEMO_SAMPLES, "brick", "grass", "gravel"], model)
     refs = {c: dataset_examples(model, images, DEEP_LAYER, c, k=3) for c in DEEP_CHANNELS}
     common = dict(size=DEEP_SIZE, references=refs, judge=judge, progress=False)
-    fft = dc.visualize(model, DEEP_LAYER, DEEP_CHANNELS, **common, **{**FAST_SCHEDULE, "steps": FFT_STEPS})
+    fft = dc.visualize(model, DEEP_LAYER, DEEP_CHANNELS, FAST_SCHEDULE, steps=FFT_STEPS, **common)
     crops = MacoCrops().crops
-    maco = dc.visualize(model, DEEP_LAYER, DEEP_CHANNELS, **common, **{**MACO_SCHEDULE, "steps": FFT_STEPS // crops})
+    maco = dc.visualize(model, DEEP_LAYER, DEEP_CHANNELS, MACO_SCHEDULE, steps=FFT_STEPS // crops, **common)
     return fft.plausibility, maco.plausibility
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import diamond_cutter as dc
-from diamond_cutter.report.icons import IconSettings
+from diamond_cutter.report.icons import ICON_RENDER, IconSettings
 from diamond_cutter.report.lens_links import lens_pages
 
 
@@ -18,7 +18,7 @@ def test_report_links_channels_to_the_lens_and_carries_their_conditional_heatmap
     (site / "data").mkdir(parents=True)
     (site / "data" / "lens.json").write_text(json.dumps({"layers": [{"name": "blocks.5"}]}))
     monkeypatch.chdir(tmp_path)
-    options = {"top_k": 2, "cell_k": 2, "groups": 0, "icons": IconSettings("patches", size=32), "saliency": (), "tiles": 2, "progress": False}
+    options = {"top_k": 2, "cell_k": 2, "groups": 0, "icons": IconSettings("patches", ICON_RENDER.replace(size=32)), "saliency": (), "tiles": 2, "progress": False}
     with pytest.raises(dc.DiamondCutterError, match="not a lens site"):
         dc.report(embedded, samples, "blocks.5", "auto", lens="elsewhere", **options)
     assert lens_pages("site", "blocks.4") is None  # a site without the layer gives no links

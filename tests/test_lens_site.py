@@ -117,8 +117,8 @@ def test_a_transferred_model_gets_its_own_classes_and_head_and_reuses_the_backbo
     train_head(lite0, load_labelled(data), "blocks.1", "conv", epochs=1, progress=False).save(str(tmp_path / "saved"))
     model = load_transferred(str(tmp_path / "saved"))
     store = tmp_path / "store"
-    atlas(lite0, "blocks.1", steps=QUICK.icon_steps, size=QUICK.icon_size, store=store, progress=False,
-          lr=FAST_SCHEDULE["lr"], betas=FAST_SCHEDULE["betas"])
+    atlas(lite0, "blocks.1", settings=FAST_SCHEDULE, steps=QUICK.icon_steps, size=QUICK.icon_size, store=store,
+          progress=False)
     folders = lambda: {k.split("/")[1] for k in dc.store.Store(store).list("atlas")}
     backbone = folders()
     images = sorted(str(p) for p in Path(data).rglob("*.png"))[::2]

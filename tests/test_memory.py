@@ -25,10 +25,10 @@ REPORT_PEAK_LIMIT = 1.5 * 2**30
 PEAK = r"""
 import json, resource, sys
 import diamond_cutter as dc
-from diamond_cutter.report.icons import IconSettings
+from diamond_cutter.report.icons import ICON_RENDER, IconSettings
 model = dc.load_model("efficientnet_lite0")
 images = dc.load_images(["chelsea", "coffee"], model)
-icons = IconSettings("featureviz", size=32, steps=2, limit=4)
+icons = IconSettings("featureviz", ICON_RENDER.replace(size=32, steps=2), limit=4)
 dc.report(model, images, "blocks.4", icons=icons, groups=2, progress=False)  # the default saliency methods, IG included
 print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """

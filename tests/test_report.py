@@ -11,7 +11,7 @@ from report_fixtures import EVIL, LAYER
 
 import diamond_cutter as dc
 from diamond_cutter.cli import main
-from diamond_cutter.report.icons import IconSettings
+from diamond_cutter.report.icons import ICON_RENDER, IconSettings
 
 
 def test_every_section_is_there(tiny_report):
@@ -89,12 +89,11 @@ def test_icon_budget_visualizes_the_most_important_channels(inplace_net, tmp_pat
     before = snapshot(inplace_net)
     model = dc.Model(inplace_net, "inplace", (3, 16, 16))
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))
-    settings = IconSettings("featureviz", size=16, steps=3, store=str(tmp_path), limit=2)
+    settings = IconSettings("featureviz", ICON_RENDER.replace(size=16, steps=3), store=str(tmp_path), limit=2)
     result = dc.report(model, x, "relu2", 0, top_k=2, groups=2, icons=settings, saliency=("gradcam",), tiles=2, progress=False)
     assert_unchanged(before, inplace_net)
     first = [c for c, _ in result.channels.top(2)]
-    stored = dc.atlas(model, "relu2", steps=3, size=16, store=str(tmp_path), fill=False, progress=False,
-                      **settings.optimizer)
+    stored = dc.atlas(model, "relu2", settings=settings.render, store=str(tmp_path), fill=False, progress=False)
     assert sorted(stored.manifest["done"]) == sorted(first)
     for c in first:
         assert np.array_equal(np.asarray(result.icons[c]), np.asarray(stored.icon(c)))

@@ -7,7 +7,7 @@ import re
 import torch
 
 import diamond_cutter as dc
-from diamond_cutter.report.icons import IconSettings
+from diamond_cutter.report.icons import ICON_RENDER, IconSettings
 from diamond_cutter.report.scores import GALLERY_METRICS
 
 
@@ -28,5 +28,5 @@ def test_gallery_scores_match_the_evaluation_of_the_shown_maps(tiny_report):
 def test_scores_can_be_turned_off(inplace_net):
     model = dc.Model(inplace_net.eval(), "inplace", (3, 32, 32))
     report = dc.report(model, torch.rand(2, 3, 32, 32), "relu2", 0, groups=0, saliency=("gradcam",), scores=None,
-                       icons=IconSettings("patches", size=16), progress=False)
+                       icons=IconSettings("patches", ICON_RENDER.replace(size=16)), progress=False)
     assert report.scores is None and 'class="scores"' not in report.html()

@@ -25,7 +25,7 @@ CHILD = textwrap.dedent(
     """
     import json, resource, sys
     import diamond_cutter as dc
-    from diamond_cutter.report.icons import IconSettings
+    from diamond_cutter.report.icons import ICON_RENDER, IconSettings
 
     peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     model = dc.load_model("efficientnet_lite0", input_size=(3, 64, 64))
@@ -34,7 +34,7 @@ CHILD = textwrap.dedent(
     out["predicted"] = len(dc.predict(model, sys.argv[1]).image_ids)
     out["predict"] = peak()
     images = dc.load_images(sys.argv[1], model)
-    dc.report(model, images, "blocks.5", "auto", top_k=2, cell_k=1, groups=0, icons=IconSettings("patches", size=16),
+    dc.report(model, images, "blocks.5", "auto", top_k=2, cell_k=1, groups=0, icons=IconSettings("patches", ICON_RENDER.replace(size=16)),
               saliency=(), tiles=1, progress=False)
     out["report"] = peak()
     out["original"] = list(images.originals[0].size)

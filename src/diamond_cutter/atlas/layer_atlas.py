@@ -21,7 +21,6 @@ import io
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from PIL import Image
@@ -29,12 +28,13 @@ from PIL import Image
 from ..errors import DiamondCutterError, StaleCacheWarning
 from ..html import image_tag
 from ..featureviz.fold import rendering_network
-from ..featureviz.optimize import Settings, Visualization, auto_batch_size, image_size, layer_channels, visualize
+from ..featureviz.optimize import LUCID_SCHEDULE, Settings, Visualization, auto_batch_size, layer_channels, visualize
 from ..progress import bar
 from ..store import Store
 from .fingerprint import layer_fingerprint, settings_digest
 
-#: Icons of an atlas default to this side: big enough to read, small enough for 1000-channel layers.
+#: Icons of an atlas default to this side (settings with size None): big enough to read, small enough
+#: for 1000-channel layers.
 DEFAULT_ICON = 128
 FORMAT_VERSION = 2
 
@@ -46,6 +46,7 @@ class Atlas:
         info = model.layer(layer)
         if not info.channels:
             raise DiamondCutterError(f"layer {layer!r} has no channels to put in an atlas")
+        settings = settings.replace(size=settings.size or DEFAULT_ICON).for_model(model)  # as the key must say
         self.model, self.layer, self.settings, self.store = model, layer, settings, store
         self.channels = info.channels
         self.grid = math.ceil(math.sqrt(self.channels))
@@ -231,41 +232,35 @@ def render_chunk(model: Any, layer: str, settings: Settings, chunk: Sequence[int
     """One chunk's channels rendered in one batch on ``network``
     (:func:`~diamond_cutter.featureviz.fold.rendering_network`'s copy of the model); with ``references``
     and a ``judge``, their plausibility too."""
-    s = settings
-    return visualize(model, layer, list(chunk), steps=s.steps, size=s.size, param=s.param, seed=s.seed,
-                     batch_size=len(chunk), progress=progress, lr=s.lr, betas=s.betas, transforms=s.transforms,
-                     blur=s.blur, redirect_steps=s.redirect_steps, param_options=s.param_options, network=network,
-                     optimizer=s.optimizer, references=references, judge=judge)
+    return visualize(model, layer, list(chunk), settings, batch_size=len(chunk), progress=progress,
+                     network=network, references=references, judge=judge)
 
 
 def atlas(
     model: Any,
     layer: str,
     channels: Sequence[int] | None = None,
+    settings: Settings = LUCID_SCHEDULE,
     *,
-    steps: int = 512,
-    size: int | Sequence[int] = DEFAULT_ICON,
-    param: str = "fft",
-    seed: int = 0,
     store: Store | str | None = None,
     batch_size: int | None = None,
     progress: bool = True,
     fill: bool = True,
     references: Mapping[int, Any] | None = None,
     judge: Any = None,
-    **options: Any,
+    **changes: Any,
 ) -> Atlas:
     """The atlas of ``layer``: loaded from the store, with ``channels`` (default all) rendered if missing.
 
+    ``settings`` (default Lucid's, with :data:`DEFAULT_ICON` px cells; ``changes``
+    to them by name) are the cache key together with the layer's content.
     ``store`` is a :class:`Store`, a folder or an fsspec URL (default: the user
-    cache). ``fill=False`` only loads what is there. ``steps=64, size=64``
-    gives a quick demo atlas; other ``options`` (``lr``, ``transforms``, ...)
-    are render settings and part of the cache key. ``references`` and a
-    ``judge`` give each channel rendered now a plausibility, stored with it.
+    cache). ``fill=False`` only loads what is there. ``steps=64, size=64`` gives
+    a quick demo atlas. ``references`` and a ``judge`` give each channel
+    rendered now a plausibility, stored with it.
     """
     store = store if isinstance(store, Store) else Store(store)
-    settings = replace(Settings(steps=steps, size=image_size(model, size), param=param, seed=seed), **options)
-    result = Atlas(model, model.layer(layer).name, settings, store)  # an alias (mixed4d) keys as its layer
+    result = Atlas(model, model.layer(layer).name, settings.replace(**changes), store)  # an alias keys as its layer
     if fill:
         result.fill(channels, batch_size=batch_size, progress=progress, references=references, judge=judge)
     return result

@@ -132,6 +132,6 @@ class FeatureVisualizationCallback(ExplanationCallback):
 
     def explain(self, model: Model) -> Pictures:
         channels = self.channels if self.channels is not None else range(min(8, model.layer(self.layer).channels or 0))
-        vis = visualize(model, self.layer, list(channels), steps=self.steps, size=self.size, progress=False,
-                        lr=FAST_SCHEDULE["lr"], betas=FAST_SCHEDULE["betas"])
+        vis = visualize(model, self.layer, list(channels), FAST_SCHEDULE, steps=self.steps, size=self.size,
+                        progress=False)
         return vis.images, [f"channel {c}" for c in vis.channels]

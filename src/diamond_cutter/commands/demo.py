@@ -19,7 +19,7 @@ import numpy as np
 
 from ..images import load_images
 from ..report import report, sweep_section
-from ..report.icons import IconSettings
+from ..report.icons import ICON_RENDER, IconSettings
 from ..transfer.data import load_labelled, make_texture_dataset
 from ..transfer.saved import load_transferred
 from ..transfer.sweep import sweep
@@ -28,6 +28,7 @@ from ..zoo import EMBEDDED_STAGES
 from . import add_command
 from .numbers import COUNT, OPTIONAL_COUNT, SIDE
 from .options import add_compute_options
+from .report import icon_render
 
 #: One-pass saliency methods (Integrated Gradients' many passes are left to `diamond-cutter report`).
 DEMO_SALIENCY = ("saliency", "gradcam", "gradcam++", "guided_gradcam")
@@ -41,8 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cuts", type=COUNT, default=6, help="cuts per model, spread by depth (default 6)")
     p.add_argument("--epochs", type=COUNT, default=20, help="head training epochs (default 20)")
     p.add_argument("--cache", help="feature/result cache (default: a temporary folder)")
-    p.add_argument("--icon-steps", type=COUNT, default=96, help="feature visualization steps per icon (few, for speed)")
-    p.add_argument("--icon-size", type=SIDE, default=64, help="icon side in pixels (small, for speed)")
+    p.add_argument("--icon-steps", type=COUNT, help=f"feature visualization steps per icon (default {ICON_RENDER.steps})")
+    p.add_argument("--icon-size", type=SIDE, help=f"icon side in pixels (default {ICON_RENDER.size[0]})")
     p.add_argument("--icon-limit", type=OPTIONAL_COUNT, default=32, help="channels to visualize; the rest get dataset patches")
     add_compute_options(p)
     p.set_defaults(run=run)
@@ -63,13 +64,13 @@ def run(args: argparse.Namespace) -> int:
         held_out = [int(data.test[np.flatnonzero(data.labels[data.test] == c)[0]]) for c in range(len(data.classes))]
         images = load_images([data.paths[i] for i in held_out], tuned)
         layer = f"backbone.net.{result.recommendation['cut']}"
-        icons = IconSettings("featureviz", size=args.icon_size, steps=args.icon_steps, limit=args.icon_limit)
+        icons = IconSettings("featureviz", icon_render(args), limit=args.icon_limit)
         analysis = report(tuned, images, layer, "auto", groups=3, icons=icons, saliency=DEMO_SALIENCY,
                           progress=True, batch_size=args.batch_size)
     analysis.before.append(sweep_section(result))
     analysis.settings["note"] = (
         f"demo settings, chosen for speed: {args.per_class} crops per class, {args.cuts} cuts per model, "
-        f"{args.epochs} epochs; icons of {args.icon_size} px after {args.icon_steps} steps, at most "
+        f"{args.epochs} epochs; icons of {icons.size} px after {icons.render.steps} steps, at most "
         f"{args.icon_limit} channels visualized"
     )
     path = analysis.save(out)

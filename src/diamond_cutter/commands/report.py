@@ -7,7 +7,8 @@ import argparse
 from ..images import load_images
 from ..report import report
 from ..report.build import SALIENCY_METHODS
-from ..report.icons import IconSettings
+from ..featureviz.optimize import Settings
+from ..report.icons import ICON_RENDER, IconSettings
 from ..report.scores import REPORT_SCORES
 from ..store import Store
 from . import add_command
@@ -40,13 +41,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def add_icon_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--icons", choices=("featureviz", "patches"), default="featureviz", help="how channel icons are made")
-    p.add_argument("--icon-size", type=SIDE, default=64, help="icon side in pixels (default 64)")
-    p.add_argument("--icon-steps", type=COUNT, default=128, help="feature visualization steps per icon (default 128)")
+    p.add_argument("--icon-size", type=SIDE, help=f"icon side in pixels (default {ICON_RENDER.size[0]})")
+    p.add_argument("--icon-steps", type=COUNT, help=f"feature visualization steps per icon (default {ICON_RENDER.steps})")
     p.add_argument("--store", default=None, help="where rendered icons are cached (a folder or fsspec URL)")
 
 
+def icon_render(args: argparse.Namespace) -> Settings:
+    """The icons' render settings: the defaults with ``--icon-size`` and ``--icon-steps`` where given."""
+    given = {"size": args.icon_size, "steps": args.icon_steps}
+    return ICON_RENDER.replace(**{k: v for k, v in given.items() if v is not None})
+
+
 def icon_settings(args: argparse.Namespace) -> IconSettings:
-    return IconSettings(args.icons, args.icon_size, args.icon_steps, Store(args.store) if args.store else None)
+    return IconSettings(args.icons, icon_render(args), Store(args.store) if args.store else None)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -140,8 +140,8 @@ class _Site:
 
     def _layer(self, layer: str) -> dict[str, Any]:
         labels = label_channels(self.model, self.refs, layer, store=self.store)
-        icons = layer_atlas(self.model, layer, steps=self.settings.icon_steps, size=self.settings.icon_size, store=self.store,
-                            progress=self.progress, lr=FAST_SCHEDULE["lr"], betas=FAST_SCHEDULE["betas"])
+        icons = layer_atlas(self.model, layer, settings=FAST_SCHEDULE, steps=self.settings.icon_steps,
+                            size=self.settings.icon_size, store=self.store, progress=self.progress)
         base = f"layer/{slug(layer)}"
         sprite = self.out.image(icons.spritemap, f"img/{slug(layer)}/atlas.png")
         geometry = layer_geometry(self.model, layer)
@@ -201,8 +201,8 @@ class _Site:
 
     def _variants(self, layer: str, c: int) -> list[str]:
         objective = objectives.channel(layer, [c] * self.settings.variants) + 10 * objectives.diversity(layer)
-        result = render_objective(self.model, objective, steps=self.settings.icon_steps, size=self.settings.icon_size * 2,
-                                  progress=False, lr=FAST_SCHEDULE["lr"], betas=FAST_SCHEDULE["betas"], seed=c)
+        result = render_objective(self.model, objective, FAST_SCHEDULE, steps=self.settings.icon_steps,
+                                  size=self.settings.icon_size * 2, progress=False, seed=c)
         return [self.out.image(img, f"img/{slug(layer)}/{c}-variant{i}.png") for i, img in enumerate(result.images)]
 
     def _picture(self, image: int) -> Image.Image:

@@ -17,27 +17,34 @@ from PIL import Image
 
 from ..atlas import atlas
 from ..featureviz import objectives
-from ..featureviz.optimize import FAST_SCHEDULE, render_objective
+from ..featureviz.optimize import FAST_SCHEDULE, Settings, render_objective
 from ..render import crop_cell
+
+#: How icons are rendered unless told otherwise: small, with the fast optimizer (a report has few steps to
+#: spare). With 48 such icons the whole demo takes about 22 s on an idle 2-core CPU.
+ICON_RENDER = FAST_SCHEDULE.replace(steps=96, size=64)
 
 
 @dataclass
 class IconSettings:
     """How icons are made: ``source`` is "featureviz" (feature visualizations) or "patches"
-    (dataset examples: fast); ``size`` in pixels, ``steps`` of optimization, ``store`` for the atlas cache,
-    ``limit`` the most channels to visualize (None: all that the report shows). Icons are rendered
-    with the fast optimizer settings (``FAST_SCHEDULE``'s lr and betas): a report has few steps to spare."""
+    (dataset examples: fast); ``render`` the feature visualization settings (their size is also the
+    patches' size), ``store`` for the atlas cache, ``limit`` the most channels to visualize (None: all
+    that the report shows)."""
 
     source: str = "featureviz"
-    size: int = 64
-    steps: int = 64
+    render: Settings = ICON_RENDER
     store: Any = None
     limit: int | None = None
     made_by: str = field(default="", init=False)
 
+    def __post_init__(self) -> None:
+        self.render = self.render.replace(size=self.render.size or ICON_RENDER.size)
+
     @property
-    def optimizer(self) -> dict[str, Any]:
-        return {"lr": FAST_SCHEDULE["lr"], "betas": FAST_SCHEDULE["betas"]}
+    def size(self) -> int:
+        """The icons' side in pixels."""
+        return self.render.size[0]  # type: ignore[index]
 
 
 def patch_icon(strength: torch.Tensor, pictures: list[Image.Image], size: int) -> Image.Image:
@@ -62,10 +69,9 @@ def channel_icons(model, layer: str, channels: Sequence[int], activations: torch
     icons = {c: patch_icon(activations[:, c], pictures, settings.size) for c in channels[len(rendered) :]}
     settings.made_by = "the patch of these images where the channel fires most"
     if rendered:
-        found = atlas(model, layer, channels=sorted(rendered), steps=settings.steps, size=settings.size,
-                      store=settings.store, progress=progress, **settings.optimizer)
+        found = atlas(model, layer, sorted(rendered), settings.render, store=settings.store, progress=progress)
         icons.update({c: found.icon(c) for c in rendered})
-        settings.made_by = f"feature visualizations ({settings.steps} steps, {settings.size} px, from the channel atlas)"
+        settings.made_by = f"feature visualizations ({settings.render.steps} steps, {settings.size} px, from the channel atlas)"
         if len(rendered) < len(channels):
             settings.made_by += f" of the {len(rendered)} most important channels; for the other {len(channels) - len(rendered)}, " + (
                 "the patch of these images where the channel fires most"
@@ -79,5 +85,4 @@ def group_icons(model, layer: str, directions: torch.Tensor, spatial: torch.Tens
     if settings.source == "patches":
         return [patch_icon(spatial[:, g], pictures, settings.size) for g in range(len(directions))]
     objective = objectives.batched([objectives.direction(layer, d) for d in directions])
-    return render_objective(model, objective, n=len(directions), steps=settings.steps, size=settings.size,
-                            progress=progress, **settings.optimizer).images
+    return render_objective(model, objective, settings.render, n=len(directions), progress=progress).images
