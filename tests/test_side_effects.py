@@ -116,3 +116,35 @@ def test_features_are_the_same_with_and_without_fast_cpu(resnet, tmp_path):
     with dc.fast_cpu():
         fast = extract_features(resnet, data, ["layer1"], batch_size=4, progress=False).features["layer1"]
     np.testing.assert_array_equal(plain, fast)
+
+
+
+def test_worker_processes_inherit_fast_cpu(monkeypatch):
+    """Spawned workers start with the parent's choice (checked at the boundary: spawning costs seconds)."""
+    from diamond_cutter.transfer import executor
+
+    made = []
+
+    class Pool:
+        def __init__(self, **kwargs):
+            made.append(kwargs)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def map(self, fn, jobs):
+            return map(fn, jobs)
+
+    monkeypatch.setattr(executor, "ProcessPoolExecutor", Pool)
+    with dc.fast_cpu():
+        list(executor.ProcessPool(workers=1).map(abs, [-1]))
+    list(executor.ProcessPool(workers=1).map(abs, [-1]))
+    assert [(m["initializer"], m["initargs"]) for m in made] == [(heap.worker_opt_in, (True,)), (heap.worker_opt_in, (False,))]
+    monkeypatch.setattr(heap, "_opted_in", 0)
+    heap.worker_opt_in(False)
+    assert not heap.opted_in()
+    heap.worker_opt_in(True)
+    assert heap.opted_in()

@@ -83,6 +83,14 @@ def opted_in() -> bool:
     return _opted_in > 0
 
 
+def worker_opt_in(on: bool) -> None:
+    """Initializer of a worker process the library spawns: opt it in for its life when its parent was."""
+    global _opted_in
+    if on:
+        with _lock:
+            _opted_in += 1
+
+
 @contextmanager
 def reused_heap() -> Iterator[None]:
     """Serve and keep large allocations on the heap inside the block, inside :func:`fast_cpu` only

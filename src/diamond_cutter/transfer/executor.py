@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 import torch
 
+from .. import heap
 from ..errors import UnknownNameError
 from ..executors import ray_executor
 
@@ -58,7 +59,8 @@ class ProcessPool:
     def map(self, fn: Callable[[J], R], jobs: Iterable[J]) -> Iterator[R]:
         jobs = [self._place(job, i) for i, job in enumerate(jobs)]
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=heap.worker_opt_in,
+                                 initargs=(heap.opted_in(),)) as pool:  # workers inherit fast_cpu
             yield from pool.map(fn, jobs)
 
     def _place(self, job: Any, i: int) -> Any:
