@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+
+import pytest
 import torch
 from torch import nn
+
+from diamond_cutter import heap
 
 
 class InplaceNet(nn.Module):
@@ -47,3 +52,31 @@ def assert_unchanged(before: dict, module: nn.Module) -> None:
     assert after["hooks"] == before["hooks"]
     for k, v in before["params"].items():
         assert torch.equal(v, after["params"][k]), f"parameter/buffer {k} changed"
+
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def mmapped_bytes_for(size: int) -> int:
+    """How much of a fresh ``size``-byte tensor glibc served with mmap (``hblkhd`` while it is alive)."""
+    libc = heap.glibc()
+    libc.mallinfo2.restype = MallInfo2
+    before = libc.mallinfo2().hblkhd
+    block = torch.empty(size, dtype=torch.uint8)
+    during = libc.mallinfo2().hblkhd
+    del block
+    return during - before
+
+
+def larger_than_free_heap() -> int:
+    """A size above glibc's largest mmap threshold (32 MiB) that no free heap memory can serve, so glibc maps
+    it unless mmap is turned off (left untouched: it costs address space, not memory)."""
+    libc = heap.glibc()
+    libc.mallinfo2.restype = MallInfo2
+    return max(2 << 30, libc.mallinfo2().fordblks + (64 << 20))
+
+
+needs_glibc = pytest.mark.skipif(heap.glibc() is None or not hasattr(heap.glibc(), "mallinfo2"),
+                                 reason="glibc >= 2.33 only")

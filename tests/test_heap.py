@@ -3,28 +3,12 @@ back to the system after it."""
 
 from __future__ import annotations
 
-import ctypes
-
 import pytest
 import torch
 
 from diamond_cutter import heap
 
-
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-
-def mmapped_bytes_for(size: int) -> int:
-    """How much of a fresh ``size``-byte tensor glibc served with mmap (``hblkhd`` while it is alive)."""
-    libc = heap.glibc()
-    libc.mallinfo2.restype = MallInfo2
-    before = libc.mallinfo2().hblkhd
-    block = torch.empty(size, dtype=torch.uint8)
-    during = libc.mallinfo2().hblkhd
-    del block
-    return during - before
+from helpers import larger_than_free_heap, mmapped_bytes_for, needs_glibc
 
 
 def resident_bytes() -> int:
@@ -32,15 +16,9 @@ def resident_bytes() -> int:
         return int(f.read().split()[1]) * 4096
 
 
-needs_glibc = pytest.mark.skipif(heap.glibc() is None or not hasattr(heap.glibc(), "mallinfo2"),
-                                 reason="glibc >= 2.33 only")
-
-
 @needs_glibc
 def test_large_blocks_come_from_the_heap_only_inside_the_block():
-    # Far above glibc's largest mmap threshold (32 MiB), so outside the block it is mapped unless a free
-    # chunk that large is left on the heap. Never touched: it costs address space, not memory.
-    size = 2 << 30
+    size = larger_than_free_heap()
     assert mmapped_bytes_for(size) >= size
     with heap.fast_cpu(), heap.reused_heap():
         assert mmapped_bytes_for(size) == 0
@@ -75,7 +53,7 @@ def test_can_be_turned_off(monkeypatch):
 
 @needs_glibc
 def test_without_fast_cpu_nothing_changes():
-    size = 2 << 30
+    size = larger_than_free_heap()
     with heap.reused_heap():
         assert mmapped_bytes_for(size) >= size
         assert heap._depth == 0
