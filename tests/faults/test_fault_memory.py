@@ -34,8 +34,9 @@ CHILD = textwrap.dedent(
     out["predicted"] = len(dc.predict(model, sys.argv[1]).image_ids)
     out["predict"] = peak()
     images = dc.load_images(sys.argv[1], model)
-    dc.report(model, images, "blocks.5", "auto", top_k=2, cell_k=1, groups=0, icons=IconSettings("patches", ICON_RENDER.replace(size=16)),
-              saliency=(), tiles=1, progress=False)
+    icons = IconSettings("patches", ICON_RENDER.replace(size=16))
+    dc.report(model, images, "blocks.5", "auto", top_k=2, cell_k=1, groups=0, icons=icons, saliency=(), tiles=1,
+              progress=False)
     out["report"] = peak()
     out["original"] = list(images.originals[0].size)
     print(json.dumps(out))
