@@ -38,6 +38,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa:
 import diamond_cutter as dc  # noqa: E402
 from diamond_cutter.heap import fast_cpu, reused_heap  # noqa: E402
 from diamond_cutter.images import SAMPLES  # noqa: E402
+
 from timing import images_per_second  # noqa: E402  (benchmarks/timing.py, beside this script)
 
 
@@ -51,7 +52,14 @@ def peers_heap(on: bool) -> Iterator[None]:
         yield
 
 
-def pytorch_grad_cam(cls: type, net: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, targets: list[int], batch_size: int | None = None) -> object:
+def pytorch_grad_cam(
+    cls: type,
+    net: torch.nn.Module,
+    layer: torch.nn.Module,
+    x: torch.Tensor,
+    targets: list[int],
+    batch_size: int | None = None,
+) -> object:
     with cls(net, [layer]) as cam:
         if batch_size:
             cam.batch_size = batch_size
@@ -83,13 +91,19 @@ def main() -> None:
         "gradcam": (
             lambda: dc.attribute(model, batch, "gradcam", target=targets, layer="bn2"),
             {
-                "captum": lambda: captum.LayerGradCam(net, modules["bn2"]).attribute(x, target=t, relu_attributions=True),
+                "captum": lambda: captum.LayerGradCam(net, modules["bn2"]).attribute(
+                    x, target=t, relu_attributions=True
+                ),
                 "pytorch-grad-cam": lambda: pytorch_grad_cam(GradCAM, net, modules["bn2"], x, targets),
             },
         ),
         "scorecam": (
             lambda: dc.attribute(model, batch, "scorecam", target=targets, layer="blocks.5", batch_size=32),
-            {"pytorch-grad-cam": lambda: pytorch_grad_cam(ScoreCAM, net, modules["blocks.5"], x, targets, batch_size=32)},
+            {
+                "pytorch-grad-cam": lambda: pytorch_grad_cam(
+                    ScoreCAM, net, modules["blocks.5"], x, targets, batch_size=32
+                )
+            },
         ),
         "layercam": (
             lambda: dc.attribute(model, batch, "layercam", target=targets, layer="bn2"),
@@ -97,14 +111,24 @@ def main() -> None:
         ),
         "integrated_gradients": (
             # the same internal batch on both sides: 16 path points, which measured fastest for both on 2 CPU cores
-            lambda: dc.attribute(model, batch, "integrated_gradients", target=targets, steps=50, baseline="zero", batch_size=16),
-            {"captum": lambda: captum.IntegratedGradients(net).attribute(x, target=t, n_steps=50, internal_batch_size=16)},
+            lambda: dc.attribute(
+                model, batch, "integrated_gradients", target=targets, steps=50, baseline="zero", batch_size=16
+            ),
+            {
+                "captum": lambda: captum.IntegratedGradients(net).attribute(
+                    x, target=t, n_steps=50, internal_batch_size=16
+                )
+            },
         ),
         "occlusion": (
             lambda: dc.attribute(model, batch, "occlusion", target=targets, window=32, stride=16, batch_size=32),
             {
                 "captum": lambda: captum.Occlusion(net).attribute(
-                    x, sliding_window_shapes=(3, 32, 32), strides=(3, 16, 16), baselines=0, target=t,
+                    x,
+                    sliding_window_shapes=(3, 32, 32),
+                    strides=(3, 16, 16),
+                    baselines=0,
+                    target=t,
                     perturbations_per_eval=max(1, 32 // n),
                 )
             },
@@ -113,7 +137,10 @@ def main() -> None:
     # warm-up outside the timings: the layer table (built once per model) and both memory layouts
     dc.attribute(model, batch, "gradcam", target=targets, layer="bn2")
     captum.LayerGradCam(net, modules["bn2"]).attribute(x, target=t)
-    print("ours " + ("without fast_cpu (a library call's default)" if args.plain else "inside dc.fast_cpu() (as the CLI runs)"))
+    print(
+        "ours "
+        + ("without fast_cpu (a library call's default)" if args.plain else "inside dc.fast_cpu() (as the CLI runs)")
+    )
     for name, (ours, peers) in pairs.items():
         with nullcontext() if args.plain else fast_cpu():
             speed = {"diamond-cutter": images_per_second(ours, n, args.repeat)}

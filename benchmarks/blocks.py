@@ -18,10 +18,11 @@ import argparse
 
 import torch
 from captum.attr import LayerGradientXActivation
-from timing import seconds
 
 import diamond_cutter as dc
 from diamond_cutter.images import DEMO_SAMPLES
+
+from timing import seconds
 
 LAYER = "blocks.4"
 

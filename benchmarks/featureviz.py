@@ -33,7 +33,6 @@ import ctypes
 import gc
 import threading
 import time
-from collections.abc import Callable
 from contextlib import ExitStack, nullcontext
 
 import numpy as np
@@ -43,7 +42,13 @@ import diamond_cutter as dc
 from diamond_cutter.capture import preserved
 from diamond_cutter.featureviz.objectives import channel
 from diamond_cutter.featureviz.optimize import (
-    FAST_SCHEDULE, LUCID_SCHEDULE, Settings, auto_batch_size, forward_fn, image_size, render_objective,
+    FAST_SCHEDULE,
+    LUCID_SCHEDULE,
+    Settings,
+    auto_batch_size,
+    forward_fn,
+    image_size,
+    render_objective,
 )
 from diamond_cutter.heap import fast_cpu, reused_heap
 
@@ -92,7 +97,9 @@ def activation(model: dc.Model, layer: str, pixels: torch.Tensor, channels: list
     with ExitStack() as stack, torch.no_grad():
         stack.enter_context(preserved(model.module))
         forward = forward_fn(model, [layer], stack)
-        acts = torch.cat([forward(model.normalize(pixels[i : i + 16].to(model.device)))[layer] for i in range(0, len(pixels), 16)])
+        acts = torch.cat(
+            [forward(model.normalize(pixels[i : i + 16].to(model.device)))[layer] for i in range(0, len(pixels), 16)]
+        )
     return acts[torch.arange(len(channels)), torch.tensor(channels)].mean(dim=(1, 2)).cpu()
 
 
@@ -101,7 +108,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def run_lucent(model: dc.Model, layer: str, channels: list[int], steps: int, size: int) -> tuple[float, int, torch.Tensor]:
+def run_lucent(
+    model: dc.Model, layer: str, channels: list[int], steps: int, size: int
+) -> tuple[float, int, torch.Tensor]:
     """Lucent's render_vis with its defaults, one channel at a time, on a private copy of the network."""
     from lucent.optvis import param, render, transform
 
@@ -148,7 +157,10 @@ def run_ours(model: dc.Model, layer: str, channels: list[int], settings: Setting
         for i in range(0, len(channels), batch):
             chunk = channels[i : i + batch]
             clock.update(start=time.perf_counter(), paused=0.0)
-            callback: Callable = lambda s, im, _sc, chunk=chunk: measure(s, im, chunk)
+
+            def callback(s: int, im: torch.Tensor, _sc: torch.Tensor, chunk: list[int] = chunk) -> None:
+                measure(s, im, chunk)
+
             results.append(render_objective(model, channel(layer, chunk), settings, keys=chunk, progress=False,
                                             callback=callback).tensor)
             paused_total += clock["paused"]
@@ -196,7 +208,10 @@ def main() -> None:
     with fast_cpu() if args.lucent_heap else nullcontext(), reused_heap():  # (reused_heap acts inside fast_cpu only)
         lucent_time, lucent_mem, lucent_act = run_lucent(model, args.layer, channels, args.steps, args.size)
     print(f"lucent done in {lucent_time:.1f} s", flush=True)
-    print("ours " + ("without fast_cpu (a library call's default)" if args.plain else "inside dc.fast_cpu() (as the CLI runs)"))
+    print(
+        "ours "
+        + ("without fast_cpu (a library call's default)" if args.plain else "inside dc.fast_cpu() (as the CLI runs)")
+    )
     with nullcontext() if args.plain else fast_cpu():
         ours_time, ours_mem, ours_act, _ = run_ours(model, args.layer, channels,
                                                     LUCID_SCHEDULE.replace(steps=args.steps, size=args.size))
@@ -212,7 +227,9 @@ def main() -> None:
              fast_act)]
     print(f"{'':36s} {'channels/s':>10s} {'peak memory':>13s} {'mean activation':>16s}")
     for name, t, mem, act in rows:
-        print(f"{name:36s} {args.channels / t:10.3f} {mib(mem) if mem is not None else '':>13s} {act.mean().item():16.3f}")
+        print(
+            f"{name:36s} {args.channels / t:10.3f} {mib(mem) if mem is not None else '':>13s} {act.mean().item():16.3f}"
+        )
     target = lucent_act.mean().item()
     reached = next(((s, t) for s, t, value in curve if value >= target), None)
     print(f"same-settings ratio: {lucent_time / ours_time:.1f}x")

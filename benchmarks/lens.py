@@ -26,13 +26,14 @@ import tempfile
 
 import torch
 import torchvision
-from timing import seconds
 
 import diamond_cutter as dc
 from diamond_cutter.capture import capture, preserved
 from diamond_cutter.images import DEMO_SAMPLES
 from diamond_cutter.lens import CRPSettings, Relevance, ScanSettings, scan_references
 from diamond_cutter.lens.crp import concept_weights
+
+from timing import seconds
 
 SCAN_LAYERS = ["blocks.3", "blocks.5"]
 CRP_LAYERS = {"resnet18": "layer3", "resnet50": "layer3"}
@@ -63,7 +64,9 @@ def streamed(args: argparse.Namespace) -> None:
     print(f"streamed pass vs forward+backward: {t_scan / t_plain:.1f}x")
 
 
-def per_concept_zennit(engine: Relevance, x: torch.Tensor, layer: str, weights: torch.Tensor, target: int) -> torch.Tensor:
+def per_concept_zennit(
+    engine: Relevance, x: torch.Tensor, layer: str, weights: torch.Tensor, target: int
+) -> torch.Tensor:
     """The per-concept loop on zennit: a whole forward and backward for each concept, the layer's
     relevance masked by a tensor hook (what zennit-crp does)."""
     maps = []
@@ -110,9 +113,15 @@ def crp_ratio(args: argparse.Namespace) -> None:
     try:
         import crp  # noqa: F401  (optional: only this benchmark uses zennit-crp)
 
-        baseline, name = (lambda: per_concept_crp(model, x, layer, channels, target, engine)), "zennit-crp CondAttribution"
+        baseline, name = (
+            (lambda: per_concept_crp(model, x, layer, channels, target, engine)),
+            "zennit-crp CondAttribution",
+        )
     except ImportError:
-        baseline, name = (lambda: per_concept_zennit(engine, x, layer, weights, target)), "a per-concept loop on zennit (zennit-crp not installed)"
+        baseline, name = (
+            (lambda: per_concept_zennit(engine, x, layer, weights, target)),
+            "a per-concept loop on zennit (zennit-crp not installed)",
+        )
     t_ours, a = seconds(ours, args.repeat)
     t_base, b = seconds(baseline, args.repeat)
     agree = torch.allclose(a, b.to(a), atol=1e-6 * float(b.abs().max()) + 1e-12, rtol=1e-3)

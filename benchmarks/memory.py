@@ -23,7 +23,8 @@ from diamond_cutter.report.icons import ICON_RENDER, IconSettings
 model = dc.load_model("efficientnet_lite0")
 images = dc.load_images(["chelsea", "coffee"], model)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-icons = IconSettings("featureviz", ICON_RENDER.replace(size=32, steps=2), limit=4) if sys.argv[1] == "quick" else IconSettings()
+quick = IconSettings("featureviz", ICON_RENDER.replace(size=32, steps=2), limit=4)
+icons = quick if sys.argv[1] == "quick" else IconSettings()
 dc.report(model, images, "blocks.4", icons=icons, progress=False).save(sys.argv[2])
 print(json.dumps({"base": base, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """
@@ -40,7 +41,9 @@ def main() -> None:
     if args.memory:
         env["DIAMOND_CUTTER_MEMORY"] = args.memory
     mode = "quick" if args.quick else "full"
-    done = subprocess.run([sys.executable, "-c", RUN, mode, args.out], capture_output=True, text=True, env=env, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", RUN, mode, args.out], capture_output=True, text=True, env=env, check=True
+    )
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     print(f"after imports and loading: {measured['base'] / 2**30:.2f} GiB")
     print(f"peak report memory: {measured['peak'] / 2**30:.2f} GiB (target 1.5 GB)")

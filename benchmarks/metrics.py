@@ -36,6 +36,7 @@ import diamond_cutter as dc
 from diamond_cutter.attribution import metrics as M
 from diamond_cutter.attribution.metrics.perturb import baseline_images
 from diamond_cutter.images import SAMPLES
+
 from timing import images_per_second  # benchmarks/timing.py, beside this script
 
 warnings.filterwarnings("ignore", module="quantus")
@@ -95,7 +96,9 @@ def main() -> None:
     pairs = {
         "deletion": (
             lambda: M.deletion(model, batch, cam, targets, steps=steps, baseline="mean"),
-            lambda: flipping(model=net, x_batch=x, y_batch=y, a_batch=channel_tied, device="cpu", softmax=True, batch_size=16),
+            lambda: flipping(
+                model=net, x_batch=x, y_batch=y, a_batch=channel_tied, device="cpu", softmax=True, batch_size=16
+            ),
         ),
         "road": (
             lambda: M.road(model, batch, cam, targets, fractions=tuple(p / 100 for p in percentages), noise=0.01),
@@ -104,7 +107,10 @@ def main() -> None:
     }
     M.deletion(model, batch[:1], heat[:1], targets[:1], steps=2)  # warm-up: the layer table, memory layouts
     for name, (ours, peer) in pairs.items():
-        speed = {"diamond-cutter": images_per_second(ours, n, args.repeat), "quantus": images_per_second(peer, n, args.repeat)}
+        speed = {
+            "diamond-cutter": images_per_second(ours, n, args.repeat),
+            "quantus": images_per_second(peer, n, args.repeat),
+        }
         print(f"{name}: " + ", ".join(f"{k} {v:.3f} img/s" for k, v in speed.items()), flush=True)
         print(f"ratio {name}: {speed['diamond-cutter'] / speed['quantus']:.1f}x", flush=True)
 

@@ -8,10 +8,10 @@ from torch import nn
 
 import diamond_cutter as dc
 from diamond_cutter.images import ImageBatch
+
 from helpers import InplaceNet
 from ray_fixtures import local_ray  # noqa: F401  (one local Ray for every test_ray*.py)
 from report_fixtures import tiny_report  # noqa: F401  (shared by test_report*.py)
-
 
 #: Modules whose tests compare numbers against a peer (captum, pytorch-grad-cam, zennit) or a
 #: threshold. ``.ci/run`` reruns them under another CPU kernel set and one thread (``-m numerical``),

@@ -61,7 +61,9 @@ def gated_net(labels: tuple[str, str] = ("red", "other")) -> dc.Model:
     return dc.load_model(net.eval(), input_size=(3, 32, 32), mean=(0.0,), std=(1.0,), labels=list(labels))
 
 
-def square(colour: tuple[float, float, float], top: int, left: int, side: int = 8, strength: float = 1.0, size: int = 32) -> torch.Tensor:
+def square(
+    colour: tuple[float, float, float], top: int, left: int, side: int = 8, strength: float = 1.0, size: int = 32
+) -> torch.Tensor:
     """A black 3×size×size image with one coloured square."""
     img = torch.zeros(3, size, size)
     img[:, top : top + side, left : left + side] = torch.tensor(colour).view(3, 1, 1) * strength

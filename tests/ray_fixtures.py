@@ -71,6 +71,7 @@ def tiny_model():
     import torch
 
     import diamond_cutter as dc
+
     from helpers import InplaceNet
 
     torch.manual_seed(0)

@@ -21,8 +21,17 @@ def tiny_report(embedded, tmp_path_factory):
     shutil.copy(sample_path("chelsea"), folder / EVIL)
     images = dc.load_images([str(folder / EVIL), "coffee"], embedded)
     result = dc.report(
-        embedded, images, LAYER, "auto", top_k=4, cell_k=3, groups=3, icons=IconSettings("patches", ICON_RENDER.replace(size=32)),
-        saliency=("saliency",), tiles=4, progress=False,
+        embedded,
+        images,
+        LAYER,
+        "auto",
+        top_k=4,
+        cell_k=3,
+        groups=3,
+        icons=IconSettings("patches", ICON_RENDER.replace(size=32)),
+        saliency=("saliency",),
+        tiles=4,
+        progress=False,
     )
     path = result.save(tmp_path_factory.mktemp("report") / "report.html")
     return result, path

@@ -60,7 +60,9 @@ def test_spritemap_grid_manifest_and_icons_on_demand(embedded, tmp_path):
 
 def test_transferred_backbone_reuses_the_atlas_and_new_layers_get_their_own(embedded, tmp_path):
     dc.atlas(embedded, "blocks.1", [0, 1], store=tmp_path, **QUICK)
-    transferred = dc.Model(Transferred(embedded.module), "transferred", embedded.input_size, embedded.mean, embedded.std)
+    transferred = dc.Model(
+        Transferred(embedded.module), "transferred", embedded.input_size, embedded.mean, embedded.std
+    )
     reused = dc.atlas(transferred, "backbone.blocks.1", store=tmp_path, fill=False, **QUICK)
     assert reused.done == [0, 1]
     own = dc.atlas(transferred, "new", store=tmp_path, fill=False, **QUICK)

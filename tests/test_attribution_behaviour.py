@@ -8,11 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from helpers import InplaceNet, assert_unchanged, snapshot
 from torch import nn
 
 import diamond_cutter as dc
 from diamond_cutter.attribution import LRP, METHODS, GradCAM
+
+from helpers import InplaceNet, assert_unchanged, snapshot
 
 SIZE = 32
 #: Options that keep every method cheap on a 32-pixel input.
@@ -44,7 +45,9 @@ def small() -> dc.Model:
 @pytest.fixture(scope="module")
 def resnet() -> dc.Model:
     torch.manual_seed(0)
-    return dc.load_model(_perturbed(torchvision.models.resnet18(weights=None, num_classes=7)), input_size=(3, SIZE, SIZE))
+    return dc.load_model(
+        _perturbed(torchvision.models.resnet18(weights=None, num_classes=7)), input_size=(3, SIZE, SIZE)
+    )
 
 
 def images(n: int = 3, seed: int = 0) -> torch.Tensor:
@@ -55,7 +58,12 @@ def images(n: int = 3, seed: int = 0) -> torch.Tensor:
 def test_a_batch_gives_the_same_maps_as_single_calls(small, method):
     x = images()
     batch = dc.attribute(small, x, method, target=[0, 2, 4], **FAST.get(method, {})).maps
-    singles = torch.cat([dc.attribute(small, x[i : i + 1], method, target=t, **FAST.get(method, {})).maps for i, t in enumerate([0, 2, 4])])
+    singles = torch.cat(
+        [
+            dc.attribute(small, x[i : i + 1], method, target=t, **FAST.get(method, {})).maps
+            for i, t in enumerate([0, 2, 4])
+        ]
+    )
     torch.testing.assert_close(batch, singles, rtol=1e-4, atol=1e-6)
 
 
@@ -90,7 +98,10 @@ def test_top1_callable_and_several_targets_per_image(small):
     top1 = dc.attribute(small, x, "gradcam")
     assert top1.targets == predicted
     custom = dc.attribute(small, x, "gradcam", target=lambda logits: logits[:, 2] - logits[:, 0])
-    direct = dc.attribute(small, x, "gradcam", target=2, relu=False).maps - dc.attribute(small, x, "gradcam", target=0, relu=False).maps
+    direct = (
+        dc.attribute(small, x, "gradcam", target=2, relu=False).maps
+        - dc.attribute(small, x, "gradcam", target=0, relu=False).maps
+    )
     torch.testing.assert_close(custom.maps, direct.clamp_min(0), rtol=1e-4, atol=1e-6)
     assert custom.targets is None
     pairs = dc.attribute(small, x, "saliency", target=[[1, 4]])
@@ -150,7 +161,9 @@ def test_bad_input_gets_clear_errors(small):
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++", "scorecam", "guided_gradcam"])
 def test_a_list_of_layers_for_a_one_layer_method(small, method):
     x = images(1)
-    with pytest.raises(dc.DiamondCutterError, match=re.escape(f"method {method!r} works at one layer, got 2; only layercam")):
+    with pytest.raises(
+        dc.DiamondCutterError, match=re.escape(f"method {method!r} works at one layer, got 2; only layercam")
+    ):
         dc.attribute(small, x, method, layer=["relu1", "relu2"])
     one = dc.attribute(small, x, method, layer=["relu2"]).maps
     torch.testing.assert_close(one, dc.attribute(small, x, method, layer="relu2").maps)
@@ -161,7 +174,9 @@ def test_a_list_of_layers_for_a_one_layer_method(small, method):
 
 
 def test_a_class_name_resolves_and_a_typo_suggests(small):
-    small_named = dc.load_model(small.module, input_size=(3, SIZE, SIZE), labels=["cat", "dog", "tabby cat", "car", "bus"])
+    small_named = dc.load_model(
+        small.module, input_size=(3, SIZE, SIZE), labels=["cat", "dog", "tabby cat", "car", "bus"]
+    )
     result = dc.attribute(small_named, images(1), "saliency", target="tabby cat")
     assert result.targets == [2] and result.target_names == ["tabby cat"]
     with pytest.raises(dc.UnknownNameError, match="did you mean 'tabby cat'"):

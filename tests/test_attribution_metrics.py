@@ -12,8 +12,8 @@ from torch import nn
 import diamond_cutter as dc
 from diamond_cutter.attribution import metrics as M
 from diamond_cutter.attribution.metrics.evaluate import random_maps
-from diamond_cutter.cli import main
 from diamond_cutter.attribution.metrics.perturb import gaussian_blur, noisy_linear_imputation, ranks
+from diamond_cutter.cli import main
 from diamond_cutter.errors import DiamondCutterError, UnknownNameError
 from diamond_cutter.report.icons import ICON_RENDER, IconSettings
 
@@ -40,7 +40,9 @@ class RegionNet(nn.Module):
 
 @pytest.fixture(scope="module")
 def region_model() -> dc.Model:
-    return dc.load_model(RegionNet(), input_size=(3, SIZE, SIZE), mean=(0, 0, 0), std=(1, 1, 1), labels=["region", "other"])
+    return dc.load_model(
+        RegionNet(), input_size=(3, SIZE, SIZE), mean=(0, 0, 0), std=(1, 1, 1), labels=["region", "other"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +94,11 @@ def test_curves_start_and_end_where_they_must(region_model, region_images):
     result = M.deletion(region_model, region_images, oracle(4), 0, steps=4, baseline="black")
     full = torch.softmax(region_model.module(region_images), 1)[:, 0].double()
     assert torch.allclose(result.curves[:, 0], full, atol=1e-6)
-    assert torch.allclose(result.curves[:, -1], torch.full((4,), 1 / (1 + torch.exp(torch.tensor(12.0)).item()), dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(
+        result.curves[:, -1],
+        torch.full((4,), 1 / (1 + torch.exp(torch.tensor(12.0)).item()), dtype=torch.float64),
+        atol=1e-6,
+    )
     assert result.fractions.tolist() == [0, 0.25, 0.5, 0.75, 1]
     assert torch.allclose(result.values, torch.trapezoid(result.curves, result.fractions))
 
@@ -118,10 +124,14 @@ def test_batch_equals_single_calls(region_model, region_images):
     for metric in (M.deletion, M.insertion, M.road):
         kwargs = {"baseline": "noise"} if metric is M.deletion else {}
         together = metric(region_model, region_images, maps, 0, batch_size=5, **kwargs).values
-        alone = torch.cat([metric(region_model, region_images[i : i + 1], maps[i : i + 1], 0, **kwargs).values for i in range(4)])
+        alone = torch.cat(
+            [metric(region_model, region_images[i : i + 1], maps[i : i + 1], 0, **kwargs).values for i in range(4)]
+        )
         assert torch.allclose(together, alone, atol=1e-5), metric.__name__
     together = M.max_sensitivity(region_model, region_images, "saliency", 0, samples=3).values
-    alone = torch.cat([M.max_sensitivity(region_model, region_images[i : i + 1], "saliency", 0, samples=3).values for i in range(4)])
+    alone = torch.cat(
+        [M.max_sensitivity(region_model, region_images[i : i + 1], "saliency", 0, samples=3).values for i in range(4)]
+    )
     assert torch.allclose(together, alone, rtol=1e-4)
 
 
@@ -204,7 +214,9 @@ def test_an_attribution_is_upsampled_and_explains_its_own_class(small_model):
 
 def test_evaluate_methods_table_and_verdicts(small_model):
     x = torch.randn(3, 3, 16, 16)
-    settings = M.MetricSettings(steps=4, road_fractions=(0.3, 0.6), randomization_steps=2, sensitivity_samples=2, bootstrap=50)
+    settings = M.MetricSettings(
+        steps=4, road_fractions=(0.3, 0.6), randomization_steps=2, sensitivity_samples=2, bootstrap=50
+    )
     table = dc.evaluate_methods(
         small_model, x, methods=["saliency", "gradcam"], metrics=list(M.METRICS), settings=settings,
         regions=[(0, 0, 8, 8)] * 3,
@@ -234,8 +246,16 @@ def test_evaluate_on_a_transferred_model_scores_its_new_classes(tmp_path, capsys
     table = dc.evaluate_methods(tuned, x, methods=["gradcam"], layer="head.conv", settings=settings)
     assert set(table.target_names) <= {"brick", "grass", "gravel"}
     assert table.results["gradcam"]["deletion"].curves.shape == (2, 4)
-    page = dc.report(tuned, x, "head.conv", groups=0, saliency=("gradcam",), icons=IconSettings("patches", ICON_RENDER.replace(size=16)),
-                     scores=settings, progress=False)
+    page = dc.report(
+        tuned,
+        x,
+        "head.conv",
+        groups=0,
+        saliency=("gradcam",),
+        icons=IconSettings("patches", ICON_RENDER.replace(size=16)),
+        scores=settings,
+        progress=False,
+    )
     assert page.scores.cell("gradcam", 0)["passes"] in (True, False) and 'class="scores"' in page.html()
     image = next((tmp_path / "tex").rglob("*.png"))
     assert main(["evaluate", str(tmp_path / "saved"), str(image), "--methods", "gradcam", "--metrics", "deletion",
@@ -249,8 +269,12 @@ def test_gradcam_deletes_better_than_random_maps_on_the_embedded_model(embedded)
     images = dc.load_images(["coffee", "astronaut", "rocket"], embedded)
     cam = dc.attribute(embedded, images, "gradcam", target="top1")
     ours = M.deletion(embedded, images, cam, steps=8).values.mean()
-    floor = torch.stack([M.deletion(embedded, images, random_maps(3, (224, 224), seed), cam.targets, steps=8).values.mean()
-                         for seed in range(3)]).mean()
+    floor = torch.stack(
+        [
+            M.deletion(embedded, images, random_maps(3, (224, 224), seed), cam.targets, steps=8).values.mean()
+            for seed in range(3)
+        ]
+    ).mean()
     assert ours < floor - 0.03, (ours, floor)
 
 

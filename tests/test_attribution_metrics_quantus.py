@@ -58,7 +58,9 @@ def _pixel_flipping(net, x, y, a, baseline, step):
         features_in_step=3 * step, normalise=False, abs=False, perturb_func=_from_array(baseline),
         disable_warnings=True,
     )
-    return np.array(metric(model=net.module.eval(), x_batch=x, y_batch=y.numpy(), a_batch=a, device="cpu", softmax=True))
+    return np.array(
+        metric(model=net.module.eval(), x_batch=x, y_batch=y.numpy(), a_batch=a, device="cpu", softmax=True)
+    )
 
 
 @pytest.mark.parametrize("baseline", ["mean", "blur"])
@@ -105,7 +107,9 @@ def test_road_accuracy_equals_quantus_without_noise():
     percentages = [10, 30, 50, 70, 90]
     ours = M.road(grey, x, maps, y, fractions=tuple(p / 100 for p in percentages), noise=0.0, iterations=2000)
     metric = quantus.ROAD(percentages=percentages, noise=0.0, normalise=False, disable_warnings=True)
-    theirs = metric(model=grey.module, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=maps[:, None].numpy(), device="cpu")
+    theirs = metric(
+        model=grey.module, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=maps[:, None].numpy(), device="cpu"
+    )
     assert list(theirs) == percentages
     np.testing.assert_allclose(ours.details["accuracy"].double().mean(0).numpy(), [theirs[p] for p in percentages])
 
@@ -133,10 +137,14 @@ def test_max_sensitivity_equals_quantus_on_the_same_noise(net, inputs):
 
     def explain(model, inputs, targets, **_):
         wrapped = dc.load_model(model, input_size=(3, SIDE, SIDE))
-        return dc.attribute(wrapped, torch.as_tensor(inputs), "saliency", target=list(targets)).heat(signed=False).numpy()
+        return (
+            dc.attribute(wrapped, torch.as_tensor(inputs), "saliency", target=list(targets)).heat(signed=False).numpy()
+        )
 
     metric = quantus.MaxSensitivity(nr_samples=samples, perturb_func=perturb, disable_warnings=True)
-    theirs = metric(model=net.module, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=None, explain_func=explain, device="cpu")
+    theirs = metric(
+        model=net.module, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=None, explain_func=explain, device="cpu"
+    )
     np.testing.assert_allclose(ours.values.numpy(), theirs, rtol=1e-4)
 
 
@@ -147,7 +155,13 @@ def test_pointing_games_equal_quantus(inputs):
     masks[1, :, :] = False
     masks[1, 5:, 5:] = True
     a, s = maps[:, None].numpy(), masks[:, None].numpy().astype(float)
-    kw = {"model": None, "x_batch": np.zeros((3, 3, SIDE, SIDE)), "y_batch": np.zeros(3, int), "a_batch": a, "s_batch": s}
+    kw = {
+        "model": None,
+        "x_batch": np.zeros((3, 3, SIDE, SIDE)),
+        "y_batch": np.zeros(3, int),
+        "a_batch": a,
+        "s_batch": s,
+    }
     theirs_pg = quantus.PointingGame(disable_warnings=True, normalise=False)(**kw)
     theirs_energy = quantus.RelevanceMassAccuracy(disable_warnings=True, normalise=False)(**kw)
     np.testing.assert_allclose(M.pointing_game(maps, masks).values.numpy(), np.array(theirs_pg, dtype=float))
@@ -160,10 +174,14 @@ def test_randomization_equals_quantus_mprt(net, inputs):
 
     def explain(model, inputs, targets, **_):
         wrapped = dc.load_model(model, input_size=(3, SIDE, SIDE))
-        return dc.attribute(wrapped, torch.as_tensor(inputs), "saliency", target=list(targets)).heat(signed=False).numpy()
+        return (
+            dc.attribute(wrapped, torch.as_tensor(inputs), "saliency", target=list(targets)).heat(signed=False).numpy()
+        )
 
     metric = quantus.MPRT(seed=42, disable_warnings=True, normalise=False, abs=False)
-    theirs = metric(model=net.module, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=None, explain_func=explain, device="cpu")
+    theirs = metric(
+        model=net.module, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=None, explain_func=explain, device="cpu"
+    )
     theirs = {k: v for k, v in theirs.items() if k != "original"}
     check = dc.sanity_check(net, x, ["saliency"], y, steps=None, seed=42, init="reset")
     assert check.steps == list(theirs)

@@ -14,7 +14,6 @@ import pytest
 import torch
 import torchvision
 from captum import attr as captum
-from helpers import InplaceNet
 from pytorch_grad_cam import GradCAM as PGGradCAM
 from pytorch_grad_cam import GradCAMPlusPlus as PGGradCAMPlusPlus
 from pytorch_grad_cam import LayerCAM as PGLayerCAM
@@ -23,6 +22,8 @@ from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import diamond_cutter as dc
+
+from helpers import InplaceNet
 
 SIZE = 64
 TARGETS = [1, 3]
@@ -53,7 +54,9 @@ def setup(request):
 
 
 def close(ours: torch.Tensor, theirs, rel: float = 1e-4) -> None:
-    theirs = torch.as_tensor(np.asarray(theirs.detach() if isinstance(theirs, torch.Tensor) else theirs), dtype=torch.float32)
+    theirs = torch.as_tensor(
+        np.asarray(theirs.detach() if isinstance(theirs, torch.Tensor) else theirs), dtype=torch.float32
+    )
     ours = ours.detach().float()
     assert ours.shape == theirs.shape
     scale = float(theirs.abs().max())
@@ -82,7 +85,9 @@ def test_integrated_gradients_matches_captum(setup, rule, captum_rule):
     net, model, _, x = setup
     baseline = torch.full_like(x, 0.2)
     steps = 12
-    ours = dc.attribute(model, x, "integrated_gradients", target=TARGETS, steps=steps, rule=rule, baseline=baseline).maps
+    ours = dc.attribute(
+        model, x, "integrated_gradients", target=TARGETS, steps=steps, rule=rule, baseline=baseline
+    ).maps
     theirs = captum.IntegratedGradients(net).attribute(
         x, baselines=baseline, target=torch.tensor(TARGETS), n_steps=steps, method=captum_rule
     )
@@ -125,7 +130,8 @@ def test_occlusion_matches_captum(setup):
 
 
 @pytest.mark.parametrize(
-    "method, peer", [("gradcam", PGGradCAM), ("gradcam++", PGGradCAMPlusPlus), ("layercam", PGLayerCAM), ("scorecam", PGScoreCAM)]
+    "method, peer",
+    [("gradcam", PGGradCAM), ("gradcam++", PGGradCAMPlusPlus), ("layercam", PGLayerCAM), ("scorecam", PGScoreCAM)],
 )
 def test_cams_match_pytorch_grad_cam(setup, method, peer):
     net, model, layer, x = setup

@@ -10,7 +10,6 @@ import json
 
 import pytest
 import torch
-from helpers import assert_unchanged, snapshot
 from PIL import Image
 
 import diamond_cutter as dc
@@ -18,6 +17,8 @@ from diamond_cutter import render
 from diamond_cutter.attribution import feature_grid, feature_maps, filter_guided_backprop, first_layer_kernels
 from diamond_cutter.cli import main
 from diamond_cutter.images import sample_path
+
+from helpers import assert_unchanged, snapshot
 
 SIDE = 160
 CAT_BOX = (0, 0, SIDE // 2, SIDE // 2)  # left, top, right, bottom: the cat fills the top-left quadrant
@@ -85,7 +86,9 @@ def test_integrated_gradients_completeness_and_gauss_legendre_beats_trapezoid():
         gap = float(model(images.tensor)[0, target] - model(black)[0, target])
 
     def error(steps: int, rule: str) -> float:
-        result = dc.attribute(model, images, "integrated_gradients", target=target, steps=steps, rule=rule, batch_size=64)
+        result = dc.attribute(
+            model, images, "integrated_gradients", target=target, steps=steps, rule=rule, batch_size=64
+        )
         return abs(float(result.maps.sum()) - gap) / abs(gap)
 
     assert error(512, "gausslegendre") < 0.01
@@ -161,7 +164,22 @@ def test_render_helpers():
 
 def test_cli_writes_overlays_and_reports_bad_input(tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["attribute", "efficientnet_lite0", "chelsea", "--method", "gradcam", "--layer", "blocks.5", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "attribute",
+                "efficientnet_lite0",
+                "chelsea",
+                "--method",
+                "gradcam",
+                "--layer",
+                "blocks.5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "chelsea → tiger cat" in capsys.readouterr().out
     assert len(list(out.glob("*.png"))) == 1 and (out / "maps.safetensors").exists()
     assert main(["attribute", "efficientnet_lite0", "chelsea", "--method", "gradcam", "--target", "tabby catt"]) == 2

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import diamond_cutter as dc
+
 from helpers import assert_unchanged, snapshot
 
 

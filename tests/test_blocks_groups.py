@@ -38,10 +38,14 @@ def test_group_attribution_is_the_attribution_of_the_reconstruction(embedded, sa
     groups = dc.neuron_groups(embedded, samples[1], "blocks.5", k=4, target="espresso")
     la = linear_attribution(embedded, samples[1], "blocks.5", "espresso")
     n, c, h, w = la.activations.shape
-    rebuilt = (groups.spatial.permute(0, 2, 3, 1).reshape(-1, 4) @ groups.directions).reshape(n, h, w, c).permute(0, 3, 1, 2)
+    rebuilt = (
+        (groups.spatial.permute(0, 2, 3, 1).reshape(-1, 4) @ groups.directions).reshape(n, h, w, c).permute(0, 3, 1, 2)
+    )
     expected = (rebuilt * la.gradients).sum()
     assert float(groups.attributions[:, 0].sum()) == pytest.approx(float(expected), rel=1e-3)
-    one = group_attribution(groups.spatial[:, :1].permute(0, 2, 3, 1).reshape(-1, 1), groups.directions[:1], la.gradients)
+    one = group_attribution(
+        groups.spatial[:, :1].permute(0, 2, 3, 1).reshape(-1, 1), groups.directions[:1], la.gradients
+    )
     assert float(one[0]) == pytest.approx(float(groups.attributions[0, 0]), rel=1e-4)
 
 

@@ -117,7 +117,10 @@ def test_train_head_takes_callbacks(tmp_path):
     trained = dc.train_head(model, data, "layer1", callbacks=callbacks, **settings)
     assert_unchanged(before, model.module)
     assert [(heading, len(stages)) for heading, stages in log.log.sections()] == [
-        ("Grad-CAM at head.conv", 2), ("Channel attribution at head.conv", 2), ("Feature visualization at head.conv", 1)]
+        ("Grad-CAM at head.conv", 2),
+        ("Channel attribution at head.conv", 2),
+        ("Feature visualization at head.conv", 1),
+    ]
     plain = dc.train_head(model, data, "layer1", **settings)
     for key, value in plain.net.head.state_dict().items():
         assert torch.equal(value, trained.net.head.state_dict()[key]), key

@@ -21,7 +21,9 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 BLUE = torch.tensor([0.1, 0.1, 0.9]).view(3, 1, 1)
 RED = torch.tensor([0.9, 0.1, 0.1]).view(3, 1, 1)
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
+)
 
 
 def scenes(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

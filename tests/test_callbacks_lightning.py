@@ -73,7 +73,11 @@ def fit(tmp_path, accelerator="cpu", inference_mode=True, watch=None, logger=Fal
                         num_sanity_val_steps=1, logger=logger, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, log_every_n_steps=1, default_root_dir=tmp_path, callbacks=extra,
                         deterministic=accelerator == "gpu")  # cuDNN's weight gradients vary from run to run otherwise
-    flags = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    flags = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     try:
         trainer.fit(lit, loader(1, True), loader(2, False))
     finally:  # Lightning sets these for the whole process

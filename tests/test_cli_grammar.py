@@ -60,8 +60,10 @@ def test_version(capsys):
 
 
 def test_top_level_help_lists_every_command_without_loading_pytorch():
-    code = ("import sys\nfrom diamond_cutter.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print('torch loaded' if 'torch' in sys.modules else 'no torch')")
+    code = (
+        "import sys\nfrom diamond_cutter.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('torch loaded' if 'torch' in sys.modules else 'no torch')"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip().endswith("no torch")
     assert all(name in done.stdout for name in COMMANDS)

@@ -1,4 +1,5 @@
-"""Without a layer, CAMs, the blocks, the report and the CLI use the last spatial layer before global pooling, and say so."""
+"""Without a layer, CAMs, the blocks, the report and the CLI use the last spatial layer before global pooling, and say
+so."""
 
 from __future__ import annotations
 
@@ -32,7 +33,10 @@ class TinyVGG(nn.Module):
     [
         (lambda: torchvision.models.resnet18(weights=None), "layer4"),
         (lambda: TinyVGG(), "features"),  # not the adaptive pool after it, although its map is 4×4
-        (lambda: torchvision.models.mobilenet_v3_small(weights=None), "features"),  # squeeze-excitation 1×1 maps skipped
+        (
+            lambda: torchvision.models.mobilenet_v3_small(weights=None),
+            "features",
+        ),  # squeeze-excitation 1×1 maps skipped
     ],
 )
 def test_the_last_spatial_layer_before_global_pooling(make, expected):
@@ -45,18 +49,31 @@ def test_cams_and_blocks_default_to_it_and_log_it(embedded, samples, caplog):
     with caplog.at_level(logging.INFO, logger="diamond_cutter"):
         default = dc.attribute(embedded, samples, "gradcam", target="tabby")
     assert default.layer == "bn2" and "layer: bn2 1280×7×7" in caplog.text
-    torch.testing.assert_close(default.maps, dc.attribute(embedded, samples, "gradcam", target="tabby", layer="bn2").maps)
+    torch.testing.assert_close(
+        default.maps, dc.attribute(embedded, samples, "gradcam", target="tabby", layer="bn2").maps
+    )
     channels = dc.channel_attribution(embedded, samples, target="tabby")
     assert channels.layer == "bn2" and channels.scores.shape == (1280,)
 
 
 def test_report_without_a_layer(embedded, samples):
-    result = dc.report(embedded, samples[:1], groups=0, icons=IconSettings("patches", ICON_RENDER.replace(size=16)), saliency=("gradcam",), tiles=2, progress=False)
+    result = dc.report(
+        embedded,
+        samples[:1],
+        groups=0,
+        icons=IconSettings("patches", ICON_RENDER.replace(size=16)),
+        saliency=("gradcam",),
+        tiles=2,
+        progress=False,
+    )
     assert result.layer == "bn2" and result.settings["layer"].startswith("bn2 ")
 
 
 def test_the_cli_says_which_layer_it_chose(tmp_path, capsys):
-    assert main(["attribute", "efficientnet_lite0", "chelsea", "--method", "gradcam", "--out", str(tmp_path / "maps")]) == 0
+    assert (
+        main(["attribute", "efficientnet_lite0", "chelsea", "--method", "gradcam", "--out", str(tmp_path / "maps")])
+        == 0
+    )
     err = capsys.readouterr().err
     assert "diamond-cutter: layer: bn2 1280×7×7 (the last spatial layer before global pooling" in err
     assert not logging.getLogger("diamond_cutter").handlers  # the CLI's handler is gone afterwards

@@ -8,11 +8,12 @@ import os
 
 import pytest
 import torch
-from helpers import InplaceNet
 
 import diamond_cutter as dc
 from diamond_cutter.devices import MEMORY_ENV, memory_budget, parse_size, resolve_device
 from diamond_cutter.errors import DiamondCutterError
+
+from helpers import InplaceNet
 
 #: Methods without a random generator (a generator cannot live on the meta device).
 META_METHODS = ("saliency", "input_x_gradient", "guided_backprop", "deconvnet", "gradcam", "gradcam++",
@@ -73,7 +74,13 @@ def test_load_model_takes_a_device():
 def test_attribution_runs_on_the_models_device(method, meta_copies_out_as_zeros):
     model = tiny_model()
     images = torch.rand(2, 3, 32, 32)
-    options = {"steps": 4} if method == "integrated_gradients" else {"window": 8, "stride": 8} if method == "occlusion" else {}
+    options = (
+        {"steps": 4}
+        if method == "integrated_gradients"
+        else {"window": 8, "stride": 8}
+        if method == "occlusion"
+        else {}
+    )
     result = dc.attribute(model.to("meta"), images, method, target=3, **options)
     assert result.maps.device.type == "cpu" and len(result.maps) == 2
     assert result.target_names == ["c3", "c3"]

@@ -92,4 +92,8 @@ def test_progress_labels_are_short_and_clean():
     assert label == "direction in blocks.4"
     assert clean_label("channel 3 of blocks.4; channel 4 of blocks.4") == "channel 3 of blocks.4 (+1 more)"
     assert len(clean_label("x" * 100)) == 40
-    assert (duration_text(30), duration_text(24 * 60), duration_text(2.5 * 3600)) == ("about 30 s", "about 24 min", "about 2.5 h")
+    assert (duration_text(30), duration_text(24 * 60), duration_text(2.5 * 3600)) == (
+        "about 30 s",
+        "about 24 min",
+        "about 2.5 h",
+    )

@@ -6,15 +6,16 @@ from contextlib import ExitStack
 
 import torch
 import torchvision
-from helpers import assert_unchanged, snapshot
 from torch import nn
 
 import diamond_cutter as dc
-from diamond_cutter.capture import capture, preserved
 from diamond_cutter import objectives as obj
-from diamond_cutter.featureviz.fold import conv_norm_pairs, folded_copy, rendering_network
+from diamond_cutter.capture import capture, preserved
 from diamond_cutter.featureviz import optimize
+from diamond_cutter.featureviz.fold import conv_norm_pairs, folded_copy, rendering_network
 from diamond_cutter.featureviz.optimize import forward_fn, render_objective
+
+from helpers import assert_unchanged, snapshot
 
 
 def batchnorms(module: nn.Module) -> list[str]:
@@ -66,7 +67,9 @@ def test_a_convolution_the_objective_reads_is_left_as_it_is():
     module = randomized_statistics(torchvision.models.resnet18(weights=None))
     x = torch.randn(1, 3, 64, 64)
     net = folded_copy(module, x, ["layer1.0.conv1"])
-    assert isinstance(net.layer1[0].bn1, nn.BatchNorm2d) and torch.equal(net.layer1[0].conv1.weight, module.layer1[0].conv1.weight)
+    assert isinstance(net.layer1[0].bn1, nn.BatchNorm2d) and torch.equal(
+        net.layer1[0].conv1.weight, module.layer1[0].conv1.weight
+    )
     assert isinstance(net.layer1[0].bn2, nn.Identity)
 
 
@@ -105,6 +108,8 @@ def test_render_scores_are_those_of_the_true_network(embedded):
 
 def test_visualize_folds_once_for_all_its_batches(embedded, monkeypatch):
     made = []
-    monkeypatch.setattr(optimize, "rendering_network", lambda model, keep: made.append(keep) or rendering_network(model, keep))
+    monkeypatch.setattr(
+        optimize, "rendering_network", lambda model, keep: made.append(keep) or rendering_network(model, keep)
+    )
     vis = dc.visualize(embedded, "blocks.1", range(6), batch_size=2, steps=1, size=32, progress=False)
     assert len(vis.channels) == 6 and made == [["blocks.1"]]

@@ -8,6 +8,7 @@ import torch
 import diamond_cutter as dc
 from diamond_cutter.featureviz import generators as gen
 from diamond_cutter.featureviz import objectives
+
 from helpers import assert_unchanged, snapshot
 
 

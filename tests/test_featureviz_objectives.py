@@ -18,7 +18,9 @@ def acts() -> dict[str, torch.Tensor]:
 def test_channel_neuron_and_layer_values(acts):
     a = acts["a"]
     assert torch.allclose(obj.channel("a", 2)(acts), a[:, 2].mean(dim=(1, 2)))
-    assert torch.allclose(obj.channel("a", [0, 3, 4])(acts), torch.stack([a[0, 0].mean(), a[1, 3].mean(), a[2, 4].mean()]))
+    assert torch.allclose(
+        obj.channel("a", [0, 3, 4])(acts), torch.stack([a[0, 0].mean(), a[1, 3].mean(), a[2, 4].mean()])
+    )
     assert torch.allclose(obj.neuron("a", 1)(acts), a[:, 1, 2, 2])
     assert torch.allclose(obj.neuron("a", 1, x=0, y=3)(acts), a[:, 1, 3, 0])
     assert torch.allclose(obj.layer_l2("a")(acts), a.pow(2).mean(dim=(1, 2, 3)))

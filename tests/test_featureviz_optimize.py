@@ -9,12 +9,13 @@ import torch
 from torch import nn
 
 import diamond_cutter as dc
-from diamond_cutter.capture import capture, preserved
-from diamond_cutter.images import SAMPLES
 from diamond_cutter import objectives as obj
+from diamond_cutter.capture import capture, preserved
 from diamond_cutter.featureviz import optimize
 from diamond_cutter.featureviz.fold import rendering_network
 from diamond_cutter.featureviz.optimize import FAST_SCHEDULE, forward_fn, render_objective
+from diamond_cutter.images import SAMPLES
+
 from helpers import assert_unchanged, snapshot
 
 FAST = dict(steps=40, size=64, progress=False)
@@ -44,7 +45,9 @@ def test_each_channel_fires_more_for_its_picture_than_for_photos_and_other_pictu
     assert torch.allclose(means.diagonal(), vis.scores, rtol=1e-3, atol=1e-3)
     for i, ch in enumerate(channels):
         others = torch.cat([means[:i, i], means[i + 1 :, i]])
-        assert means[i, i] > natural_max[layer][ch], f"channel {ch}: {means[i, i]:.2f} vs photos {natural_max[layer][ch]:.2f}"
+        assert means[i, i] > natural_max[layer][ch], (
+            f"channel {ch}: {means[i, i]:.2f} vs photos {natural_max[layer][ch]:.2f}"
+        )
         assert means[i, i] > others.max(), f"channel {ch} fires more for another channel's picture"
 
 

@@ -17,6 +17,7 @@ from diamond_cutter.featureviz.transforms import (
     redirected_relus,
     standard_transforms,
 )
+
 from helpers import assert_unchanged, snapshot
 
 

@@ -3,7 +3,6 @@ back to the system after it."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from diamond_cutter import heap

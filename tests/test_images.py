@@ -33,7 +33,7 @@ def test_odd_formats_decode_to_the_same_picture(tmp_path, model):
     rgba.putalpha(255)
     rgba.save(tmp_path / "rgba.png")
     rgb.quantize(64).save(tmp_path / "palette.png")
-    Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)).save(tmp_path / "gray16.png")
+    Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257).save(tmp_path / "gray16.png")
     batch = dc.load_images(sorted(tmp_path.iterdir()), model)
     assert batch.tensor.shape == (6, 3, 32, 48)
     ref = batch.pixels[batch.ids.index(str(tmp_path / "rgb.png"))]
@@ -84,7 +84,11 @@ def test_folders_globs_and_bad_files(tmp_path, model):
     (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 3])
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "notes.png").write_text("this is text, not a picture")
-    for bad, reason in (("truncated.jpg", "not a readable image"), ("empty.png", "empty"), ("notes.png", "not a readable")):
+    for bad, reason in (
+        ("truncated.jpg", "not a readable image"),
+        ("empty.png", "empty"),
+        ("notes.png", "not a readable"),
+    ):
         with pytest.raises(dc.ImageError, match=f"{bad}.*{reason}"):
             dc.load_images(tmp_path / bad, model)
     with pytest.raises(dc.ImageError, match="truncated.jpg|empty.png|notes.png"):

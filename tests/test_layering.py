@@ -51,7 +51,8 @@ def recording_import(name, globals=None, locals=None, fromlist=(), level=0):
 
 builtins.__import__ = recording_import
 spec = importlib.util.find_spec("diamond_cutter")
-modules = ["diamond_cutter"] + [m.name for m in pkgutil.walk_packages(spec.submodule_search_locations, "diamond_cutter.")]
+found = pkgutil.walk_packages(spec.submodule_search_locations, "diamond_cutter.")
+modules = ["diamond_cutter"] + [m.name for m in found]
 for name in modules:
     importlib.import_module(name)
 builtins.__import__ = plain_import
@@ -115,7 +116,9 @@ def imported_names(path: Path, tree: ast.Module) -> Iterator[str]:
             yield from ([f"{base}.{alias.name}" for alias in node.names] if node.module is None else [base])
 
 
-def deferred_imports(tree: ast.Module) -> Iterator[tuple[ast.FunctionDef | ast.AsyncFunctionDef, ast.Import | ast.ImportFrom]]:
+def deferred_imports(
+    tree: ast.Module,
+) -> Iterator[tuple[ast.FunctionDef | ast.AsyncFunctionDef, ast.Import | ast.ImportFrom]]:
     """(function, import) for every import statement inside a function body."""
     for fn in ast.walk(tree):
         if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):

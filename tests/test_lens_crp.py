@@ -6,12 +6,13 @@ import pytest
 import timm
 import torch
 import torchvision
-from helpers import assert_unchanged, snapshot
-from lens_nets import BLUE, RED, square, vgg_style, wired_net
 
 import diamond_cutter as dc
 from diamond_cutter.lens import CRPSettings, conditional_heatmaps
 from diamond_cutter.lens.crp import choose_method
+from lens_nets import BLUE, RED, square, vgg_style, wired_net
+
+from helpers import assert_unchanged, snapshot
 
 #: A layer's channel heatmaps must add up to the plain LRP map within this fraction of its largest value.
 CONSERVATION_TOLERANCE = 1e-4

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from lens_nets import BLUE, RED, gated_net, square
 from PIL import Image, ImageOps
 
 from diamond_cutter.images import sample_path
 from diamond_cutter.lens import ScanSettings, scan_references
 from diamond_cutter.lens import labels as lab
+from lens_nets import BLUE, RED, gated_net, square
 
 #: ImageNet's domestic cats: tabby, tiger cat, Persian cat, Siamese cat, Egyptian cat.
 CATS = range(281, 286)
@@ -42,8 +42,12 @@ def test_a_channel_whose_references_are_the_cat_photos_names_a_cat_class(embedde
         assert 0 < label.score <= 1 and label.text.startswith(label.classes[0][0])
     assert leads >= 0.75 * len(channels)
     # a channel whose best images are not cats is not called a cat
-    coffee = [c for c in range(found.channels("blocks.5")) if found.top("blocks.5", c)[0].image_id.endswith("coffee.png")
-              and not cats & {r.image for r in found.top("blocks.5", c)[:2]}]
+    coffee = [
+        c
+        for c in range(found.channels("blocks.5"))
+        if found.top("blocks.5", c)[0].image_id.endswith("coffee.png")
+        and not cats & {r.image for r in found.top("blocks.5", c)[:2]}
+    ]
     assert coffee and all(embedded.class_index(labels[c].classes[0][0]) not in CATS for c in coffee)
     assert labels.search("cat") and all("cat" in x.text.lower() for x in labels.search("CAT"))
 

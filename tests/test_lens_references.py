@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from lens_nets import BLUE, RED, gated_net, square
 from PIL import Image
 
 import diamond_cutter as dc
 from diamond_cutter.lens import references as refs
 from diamond_cutter.lens.geometry import layer_geometry
 from diamond_cutter.store import Store
+from lens_nets import BLUE, RED, gated_net, square
 
 
 def _write(folder, images: list[torch.Tensor]) -> list[str]:
@@ -49,10 +49,20 @@ def _same(a: refs.References, b: refs.References) -> None:
 def test_top_k_merged_from_shards_equals_a_single_pass(folder, tmp_path):
     model = gated_net()
     settings = refs.ScanSettings(k=3, target="red")
-    single = refs.scan_references(model, folder, ["1", "3"], refs.ScanSettings(k=3, target="red", batch_size=8, shard_size=8),
-                                  store=tmp_path / "a")
-    sharded = refs.scan_references(model, folder, ["1", "3"], refs.ScanSettings(k=3, target="red", batch_size=2, shard_size=3),
-                                   store=tmp_path / "b")
+    single = refs.scan_references(
+        model,
+        folder,
+        ["1", "3"],
+        refs.ScanSettings(k=3, target="red", batch_size=8, shard_size=8),
+        store=tmp_path / "a",
+    )
+    sharded = refs.scan_references(
+        model,
+        folder,
+        ["1", "3"],
+        refs.ScanSettings(k=3, target="red", batch_size=2, shard_size=3),
+        store=tmp_path / "b",
+    )
     _same(single, sharded)
     assert len(Store(tmp_path / "b").list("lens/references")) == 3
     # merging is order-free: shards computed anywhere (reversed here) give the same result
@@ -97,8 +107,13 @@ def test_relmax_and_actmax_differ_on_a_channel_with_an_irrelevant_pattern(folder
     assert {r.image for r in by_rel} == {0, 2, 4, 6}  # only the red ones reach the class
     assert all(r.score > 0 for r in by_rel)
     assert found.class_channels("3", 0)[0] > 0 and torch.equal(found.classes, torch.zeros(8, dtype=torch.long))
-    blue = [r for r in refs.scan_references(model, folder, ["3"], refs.ScanSettings(k=8, target="red"), store=tmp_path).top("3", 0, "relevance")
-            if r.image % 2 == 1]
+    blue = [
+        r
+        for r in refs.scan_references(model, folder, ["3"], refs.ScanSettings(k=8, target="red"), store=tmp_path).top(
+            "3", 0, "relevance"
+        )
+        if r.image % 2 == 1
+    ]
     assert max(abs(r.score) for r in blue) < 1e-6
     with pytest.raises(dc.DiamondCutterError, match="activation"):
         found.top("3", 0, "gradient")
@@ -106,7 +121,9 @@ def test_relmax_and_actmax_differ_on_a_channel_with_an_irrelevant_pattern(folder
 
 def test_references_peak_where_the_square_was_drawn(folder, tmp_path):
     model = gated_net()
-    found = refs.scan_references(model, str(folder / "*.png"), ["3"], refs.ScanSettings(k=1, target="red"), store=tmp_path)
+    found = refs.scan_references(
+        model, str(folder / "*.png"), ["3"], refs.ScanSettings(k=1, target="red"), store=tmp_path
+    )
     best = found.top("3", 0, "relevance")[0]
     pixels = found.load([best.image], model).pixels[0]
     assert pixels[0, best.cell[0], best.cell[1]] > 0.5  # the peak cell is inside the red square
@@ -116,6 +133,9 @@ def test_receptive_field_follows_the_layer_geometry():
     torch.manual_seed(0)
     model = dc.load_model(torchvision.models.resnet18(weights=None).eval(), input_size=(3, 96, 96))
     geometry = layer_geometry(model, "layer1")
-    assert geometry.grid == (24, 24) and geometry.field == (43, 43)  # 7×7/2 conv, 3×3/2 pool, four 3×3 convs at stride 4
+    assert geometry.grid == (24, 24) and geometry.field == (
+        43,
+        43,
+    )  # 7×7/2 conv, 3×3/2 pool, four 3×3 convs at stride 4
     assert layer_geometry(gated_net(), "3").field == (1, 1)
     assert geometry.box((0, 0)) == (0, 0, 43, 43)

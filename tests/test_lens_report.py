@@ -13,12 +13,22 @@ from diamond_cutter.report.icons import ICON_RENDER, IconSettings
 from diamond_cutter.report.lens_links import lens_pages
 
 
-def test_report_links_channels_to_the_lens_and_carries_their_conditional_heatmaps(embedded, samples, tmp_path, monkeypatch):
+def test_report_links_channels_to_the_lens_and_carries_their_conditional_heatmaps(
+    embedded, samples, tmp_path, monkeypatch
+):
     site = tmp_path / "site"
     (site / "data").mkdir(parents=True)
     (site / "data" / "lens.json").write_text(json.dumps({"layers": [{"name": "blocks.5"}]}))
     monkeypatch.chdir(tmp_path)
-    options = {"top_k": 2, "cell_k": 2, "groups": 0, "icons": IconSettings("patches", ICON_RENDER.replace(size=32)), "saliency": (), "tiles": 2, "progress": False}
+    options = {
+        "top_k": 2,
+        "cell_k": 2,
+        "groups": 0,
+        "icons": IconSettings("patches", ICON_RENDER.replace(size=32)),
+        "saliency": (),
+        "tiles": 2,
+        "progress": False,
+    }
     with pytest.raises(dc.DiamondCutterError, match="not a lens site"):
         dc.report(embedded, samples, "blocks.5", "auto", lens="elsewhere", **options)
     assert lens_pages("site", "blocks.4") is None  # a site without the layer gives no links
@@ -27,7 +37,9 @@ def test_report_links_channels_to_the_lens_and_carries_their_conditional_heatmap
     for section, heatmaps in zip(result.sections, result.conditional):
         listed = {c for cell in section.cells for kind in cell.values() for c, _ in kind}
         assert listed == set(heatmaps) and all(uri.startswith("data:image/png") for uri in heatmaps.values())
-    data = json.loads(re.search(r'<script type="application/json" id="dc-data">(.*?)</script>', result.html(), re.DOTALL).group(1))
+    data = json.loads(
+        re.search(r'<script type="application/json" id="dc-data">(.*?)</script>', result.html(), re.DOTALL).group(1)
+    )
     assert data["lens"] == "site/layer/blocks.5/" and len(data["conditional"]) == 1
     if CHROMIUM.exists():
         _hover_shows_heatmaps_and_links(result.save(tmp_path / "report.html"))

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from lens_nets import BLUE, RED, gated_net, square
 from PIL import Image
 
 from diamond_cutter.cli import main
 from diamond_cutter.lens import LensSettings, lens
+from lens_nets import BLUE, RED, gated_net, square
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -61,7 +61,9 @@ def test_cli_writes_a_site(tmp_path, monkeypatch, capsys):
     assert main(["lens", "gated", "--layers", "nope", "--images", str(folder), "--out", str(tmp_path / "x")]) == 2
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
+)
 def test_browse_index_layer_channel_class_and_search(site):
     from playwright.sync_api import sync_playwright
 
@@ -119,10 +121,15 @@ def test_a_transferred_model_gets_its_own_classes_and_head_and_reuses_the_backbo
     store = tmp_path / "store"
     atlas(lite0, "blocks.1", settings=FAST_SCHEDULE, steps=QUICK.icon_steps, size=QUICK.icon_size, store=store,
           progress=False)
-    folders = lambda: {k.split("/")[1] for k in dc.store.Store(store).list("atlas")}
+
+    def folders() -> set[str]:
+        return {k.split("/")[1] for k in dc.store.Store(store).list("atlas")}
+
     backbone = folders()
     images = sorted(str(p) for p in Path(data).rglob("*.png"))[::2]
-    index = lens(model, images, ["backbone.net.blocks.1", "head.conv"], tmp_path / "site", QUICK, store=store, progress=False)
+    index = lens(
+        model, images, ["backbone.net.blocks.1", "head.conv"], tmp_path / "site", QUICK, store=store, progress=False
+    )
     summary = json.loads((index.parent / "data" / "lens.json").read_text())
     assert summary["classes"] and {c["name"] for c in summary["classes"]} <= {"brick", "grass", "gravel"}
     assert (index.parent / "layer" / "head.conv" / "0.html").exists()

@@ -13,11 +13,12 @@ import sys
 
 import pytest
 import torch
-from helpers import InplaceNet
 
 import diamond_cutter as dc
 from diamond_cutter.attribution import IntegratedGradients, Occlusion
 from diamond_cutter.devices import MEMORY_ENV
+
+from helpers import InplaceNet
 
 #: The report of 2 images on the embedded model must peak below this (resident set, whole process).
 REPORT_PEAK_LIMIT = 1.5 * 2**30
@@ -60,7 +61,9 @@ def test_report_peak_memory_stays_under_budget(tmp_path):
     keep = ("PATH", "HOME", "LANG", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
     env = {k: os.environ[k] for k in keep if k in os.environ}
     env.update(OMP_NUM_THREADS="1", DIAMOND_CUTTER_CACHE=str(tmp_path / "cache"))
-    done = subprocess.run([sys.executable, "-c", PEAK], capture_output=True, text=True, timeout=600, env=env, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK], capture_output=True, text=True, timeout=600, env=env, check=False
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     peak = json.loads(done.stdout.strip().splitlines()[-1])["peak"]
     assert peak < REPORT_PEAK_LIMIT, f"the report peaked at {peak / 2**30:.2f} GiB"

@@ -11,8 +11,8 @@ from torch import nn
 import diamond_cutter as dc
 from diamond_cutter.model import Prediction
 from diamond_cutter.transfer.compare import Comparison
-from diamond_cutter.transfer.metrics import classification_metrics
 from diamond_cutter.transfer.data import load_labelled, make_colour_dataset
+from diamond_cutter.transfer.metrics import classification_metrics
 from diamond_cutter.transfer.train import TrainConfig, TrainedHead
 
 EVIL = "<script>alert(1)</script>"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import assert_unchanged, snapshot
 
 import diamond_cutter as dc
 from diamond_cutter.capture import capture, probe, read_layers
+
+from helpers import assert_unchanged, snapshot
 
 
 def plain(net, x, names):
@@ -83,5 +84,7 @@ def test_linear_attribution_records_no_history_below_its_layer(embedded, samples
     finally:
         handle.remove()
     assert recorded and not any(recorded) and result.per_image.shape == (2, 112)
-    singles = [dc.channel_attribution(embedded, samples, "blocks.4", target=t).per_image for t in ("tabby", "tiger cat")]
+    singles = [
+        dc.channel_attribution(embedded, samples, "blocks.4", target=t).per_image for t in ("tabby", "tiger cat")
+    ]
     torch.testing.assert_close(result.per_image, singles[0] - singles[1], rtol=1e-4, atol=1e-4)

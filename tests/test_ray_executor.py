@@ -15,7 +15,6 @@ from diamond_cutter.executors import Ray, check_reachable, endpoint, wants_gpu
 from diamond_cutter.transfer.executor import executor_for
 
 
-
 def square_dying_once(job: tuple[Path, int]) -> int:
     """Squares ``n``; the first attempt at 3 kills its own worker process mid-job."""
     marker, n = job
@@ -91,5 +90,5 @@ def test_a_failing_run_still_shuts_its_local_ray_down(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     with pytest.raises(ZeroDivisionError):
         with Ray(workers=2).session():
-            1 / 0
+            _ = 1 / 0
     assert stub.calls == [("init", 2), ("shutdown", None)]

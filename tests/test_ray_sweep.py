@@ -13,7 +13,6 @@ from diamond_cutter.executors import Ray
 from diamond_cutter.transfer.data import load_labelled, make_colour_dataset
 from diamond_cutter.transfer.train import TrainConfig
 
-
 TINY = dict(weights=None, input_size=(3, 32, 32), progress=False, cuts=4, train=TrainConfig(epochs=8))
 COMPARED = ("model", "cut", "knn", "ridge", "linear_val_acc", "linear_acc", "linear_balanced_acc")
 

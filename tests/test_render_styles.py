@@ -69,7 +69,22 @@ def test_defaults_overlay_layer_maps_and_show_pixel_maps_as_magnitude(embedded, 
 
 def test_cli_attribute_style(tmp_path, capsys):
     out = tmp_path / "maps"
-    assert main(["attribute", "efficientnet_lite0", "coffee", "--method", "saliency", "--style", "signed", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "attribute",
+                "efficientnet_lite0",
+                "coffee",
+                "--method",
+                "saliency",
+                "--style",
+                "signed",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     (png,) = out.glob("*.png")
     arr = np.asarray(Image.open(png).convert("RGB"), dtype=int)
     assert np.abs(arr[..., 0] - arr[..., 2]).max() > 100  # red and blue evidence
@@ -85,7 +100,9 @@ def captum_default_picture(attr: torch.Tensor, pixels: torch.Tensor) -> Image.Im
     import matplotlib.pyplot as plt
     from captum.attr import visualization as viz
 
-    figure, _ = viz.visualize_image_attr(attr.permute(1, 2, 0).numpy(), pixels.permute(1, 2, 0).numpy(), use_pyplot=False)
+    figure, _ = viz.visualize_image_attr(
+        attr.permute(1, 2, 0).numpy(), pixels.permute(1, 2, 0).numpy(), use_pyplot=False
+    )
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0)
     plt.close(figure)

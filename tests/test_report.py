@@ -6,12 +6,13 @@ import re
 
 import numpy as np
 import torch
-from helpers import assert_unchanged, snapshot
-from report_fixtures import EVIL, LAYER
 
 import diamond_cutter as dc
 from diamond_cutter.cli import main
 from diamond_cutter.report.icons import ICON_RENDER, IconSettings
+
+from helpers import assert_unchanged, snapshot
+from report_fixtures import EVIL, LAYER
 
 
 def test_every_section_is_there(tiny_report):
@@ -64,7 +65,10 @@ def test_cli_writes_a_report_and_rejects_bad_classes(tmp_path, capsys):
     assert code == 0 and out.exists()
     html = out.read_text()
     assert "tabby − tiger cat" in html and ">gradcam</figcaption>" in html and "guided_gradcam" not in html
-    assert main(["report", "efficientnet_lite0", "chelsea", "--layer", LAYER, "--classes", "tabbby", "--out", str(out)]) == 2
+    assert (
+        main(["report", "efficientnet_lite0", "chelsea", "--layer", LAYER, "--classes", "tabbby", "--out", str(out)])
+        == 2
+    )
     assert "did you mean 'tabby'" in capsys.readouterr().err
 
 
@@ -90,7 +94,9 @@ def test_icon_budget_visualizes_the_most_important_channels(inplace_net, tmp_pat
     model = dc.Model(inplace_net, "inplace", (3, 16, 16))
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))
     settings = IconSettings("featureviz", ICON_RENDER.replace(size=16, steps=3), store=str(tmp_path), limit=2)
-    result = dc.report(model, x, "relu2", 0, top_k=2, groups=2, icons=settings, saliency=("gradcam",), tiles=2, progress=False)
+    result = dc.report(
+        model, x, "relu2", 0, top_k=2, groups=2, icons=settings, saliency=("gradcam",), tiles=2, progress=False
+    )
     assert_unchanged(before, inplace_net)
     first = [c for c, _ in result.channels.top(2)]
     stored = dc.atlas(model, "relu2", settings=settings.render, store=str(tmp_path), fill=False, progress=False)

@@ -9,6 +9,7 @@ from PIL import Image
 
 import diamond_cutter as dc
 from diamond_cutter import render, visuallog
+
 from helpers import snapshot
 
 
@@ -61,7 +62,9 @@ def test_monitor_logs_every_n_epochs_in_a_plain_loop(inplace_net):
     assert [s.name for s in inputs] == ["validation images"]
     assert (cam_heading, act_heading) == ("Grad-CAM at relu2", "Activations at relu2")
     assert [s.step for s in cams] == [s.step for s in acts] == [2, 4]
-    assert not np.array_equal(np.asarray(cams[0].images[0]), np.asarray(cams[1].images[0]))  # the network learned in between
+    assert not np.array_equal(
+        np.asarray(cams[0].images[0]), np.asarray(cams[1].images[0])
+    )  # the network learned in between
     assert len(acts[0].images) == 2 * 2
 
 

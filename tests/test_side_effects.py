@@ -142,7 +142,10 @@ def test_worker_processes_inherit_fast_cpu(monkeypatch):
     with dc.fast_cpu():
         list(executor.ProcessPool(workers=1).map(abs, [-1]))
     list(executor.ProcessPool(workers=1).map(abs, [-1]))
-    assert [(m["initializer"], m["initargs"]) for m in made] == [(heap.worker_opt_in, (True,)), (heap.worker_opt_in, (False,))]
+    assert [(m["initializer"], m["initargs"]) for m in made] == [
+        (heap.worker_opt_in, (True,)),
+        (heap.worker_opt_in, (False,)),
+    ]
     monkeypatch.setattr(heap, "_opted_in", 0)
     heap.worker_opt_in(False)
     assert not heap.opted_in()

@@ -61,7 +61,9 @@ def test_auto_is_top1_minus_top2_everywhere(small):
     assert auto.targets == top2[:, 0].tolist()
     blocks = dc.channel_attribution(small, x, "relu2", target="auto")
     assert blocks.positive == top2[:, 0].tolist() and blocks.negative == top2[:, 1].tolist()
-    torch.testing.assert_close(blocks.per_image, dc.channel_attribution(small, x, "relu2", target=("top1", "top2")).per_image)
+    torch.testing.assert_close(
+        blocks.per_image, dc.channel_attribution(small, x, "relu2", target=("top1", "top2")).per_image
+    )
 
 
 def test_several_targets_per_image_in_blocks_and_attribution(small):
@@ -69,13 +71,18 @@ def test_several_targets_per_image_in_blocks_and_attribution(small):
     pairs = dc.channel_attribution(small, x, "relu2", target=[[(1, 3), (2, 0)]])
     assert pairs.image_ids == ["image 0", "image 0", "image 1", "image 1"]
     assert pairs.positive == [1, 2, 1, 2] and pairs.negative == [3, 0, 3, 0]
-    torch.testing.assert_close(pairs.per_image[1::2], dc.channel_attribution(small, x, "relu2", target=(2, 0)).per_image)
+    torch.testing.assert_close(
+        pairs.per_image[1::2], dc.channel_attribution(small, x, "relu2", target=(2, 0)).per_image
+    )
     singles = dc.attribute(small, x, "gradcam", target=[[4], [1, 2]])
     assert singles.image_ids == ["image 0", "image 1", "image 1"] and singles.targets == [4, 1, 2]
     lrp = dc.attribute(small, x, "lrp", target=(2, 0), rule="epsilon")
     torch.testing.assert_close(
-        lrp.maps, dc.attribute(small, x, "lrp", target=2, rule="epsilon").maps - dc.attribute(small, x, "lrp", target=0, rule="epsilon").maps,
-        rtol=1e-4, atol=1e-6,
+        lrp.maps,
+        dc.attribute(small, x, "lrp", target=2, rule="epsilon").maps
+        - dc.attribute(small, x, "lrp", target=0, rule="epsilon").maps,
+        rtol=1e-4,
+        atol=1e-6,
     )
 
 
@@ -110,6 +117,8 @@ def test_the_cli_parses_targets_one_way(caplog):
     assert target_of(report) == ("tabby", "tiger cat") and report.layer is None
     assert "--classes is deprecated" in caplog.text
     assert target_of(parser.parse_args(["report", "resnet18", "chelsea"])) == "auto"
-    attribute = parser.parse_args(["attribute", "resnet18", "chelsea", "coffee", "--target", "auto", "--target", "5,top1"])
+    attribute = parser.parse_args(
+        ["attribute", "resnet18", "chelsea", "coffee", "--target", "auto", "--target", "5,top1"]
+    )
     assert target_of(attribute) == ["auto", (5, "top1")]
     assert target_of(parser.parse_args(["attribute", "resnet18", "chelsea"])) == "top1"

@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 import diamond_cutter as dc
-from diamond_cutter.capture import capture
 from diamond_cutter import DiamondCutterError, UnknownNameError
+from diamond_cutter.capture import capture
+from diamond_cutter.store import Store
 from diamond_cutter.transfer.cuts import CutBackbone, candidate_cuts, list_cuts
 from diamond_cutter.transfer.data import load_labelled, make_colour_dataset
 from diamond_cutter.transfer.features import extract_features
-from diamond_cutter.store import Store
 
 from helpers import assert_unchanged, snapshot
 

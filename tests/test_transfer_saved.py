@@ -10,10 +10,9 @@ import pytest
 import torch
 
 import diamond_cutter as dc
-from diamond_cutter.capture import capture
-from diamond_cutter.transfer import TrainedHead
 from diamond_cutter import CheckpointError, DiamondCutterError
-from diamond_cutter.transfer import compare_predictions, load_transferred, train_head
+from diamond_cutter.capture import capture
+from diamond_cutter.transfer import TrainedHead, compare_predictions, load_transferred, train_head
 from diamond_cutter.transfer.data import load_labelled, make_texture_dataset
 
 from helpers import assert_unchanged, snapshot

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 import diamond_cutter as dc
-from diamond_cutter.transfer import SweepResult
 from diamond_cutter.cli import main
-from diamond_cutter.transfer import Selection, TrainConfig, features, train_head
+from diamond_cutter.transfer import Selection, SweepResult, TrainConfig, features, train_head
 from diamond_cutter.transfer.data import load_labelled, make_colour_dataset, make_digits_dataset, make_texture_dataset
 
 from helpers import assert_unchanged, snapshot
@@ -141,9 +140,31 @@ def test_bad_sweep_input(colours, tmp_path):
 
 def test_cli_sweep(tmp_path):
     data = make_colour_dataset(tmp_path / "c", per_class=4, size=16)
-    args = ["sweep", "--models", "resnet18", "--weights", "none", "--input-size", "32", "--data", str(data), "--folds", "3",
-            "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--n-cuts", "3", "--epochs", "3",
-            "--save-best", str(tmp_path / "best"), "--report", str(tmp_path / "sweep.html")]
+    args = [
+        "sweep",
+        "--models",
+        "resnet18",
+        "--weights",
+        "none",
+        "--input-size",
+        "32",
+        "--data",
+        str(data),
+        "--folds",
+        "3",
+        "--out",
+        str(tmp_path / "out"),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--n-cuts",
+        "3",
+        "--epochs",
+        "3",
+        "--save-best",
+        str(tmp_path / "best"),
+        "--report",
+        str(tmp_path / "sweep.html"),
+    ]
     assert main(args) == 0
     assert (tmp_path / "out" / "results.csv").is_file() and (tmp_path / "best" / "manifest.json").is_file()
     page = (tmp_path / "sweep.html").read_text()

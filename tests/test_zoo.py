@@ -183,7 +183,9 @@ def test_user_module_gets_defaults(inplace_net):
     model = dc.load_model(inplace_net, input_size=(3, 32, 32))
     assert model.mean == dc.model.IMAGENET_MEAN and len(model.labels) == 5
     assert model.layers.output == "fc" and model.layers.pre_output == "pool"
-    gray = dc.load_model(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(3)).eval(), input_size=(1, 28, 28))
+    gray = dc.load_model(
+        nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(3)).eval(), input_size=(1, 28, 28)
+    )
     assert gray.mean == (0.5,) and gray.input_size == (1, 28, 28)
 
 

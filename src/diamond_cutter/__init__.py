@@ -25,12 +25,32 @@ from .version import __version__ as __version__
 #: Public name -> the module it lives in. Imported on first use, so ``import diamond_cutter`` (and the
 #: ``diamond-cutter`` command's ``--help``) does not load PyTorch until something needs it.
 _EXPORTS = {
-    "atlas": "atlas", "attribute": "attribution", "evaluate_methods": "attribution", "sanity_check": "attribution",
-    "channel_attribution": "blocks", "dataset_examples": "blocks", "heatmap": "blocks", "neuron_groups": "blocks",
-    "semantic_map": "blocks", "objectives": "featureviz", "render_objective": "featureviz", "visualize": "featureviz",
-    "conditional_heatmaps": "lens", "fast_cpu": "heap", "lens": "lens", "load_images": "images", "Model": "model", "predict": "model", "report": "report",
-    "compare_predictions": "transfer", "load_transferred": "transfer", "sweep": "transfer", "train_head": "transfer",
-    "VisualLog": "visuallog", "list_models": "zoo", "load_model": "zoo",
+    "atlas": "atlas",
+    "attribute": "attribution",
+    "evaluate_methods": "attribution",
+    "sanity_check": "attribution",
+    "channel_attribution": "blocks",
+    "dataset_examples": "blocks",
+    "heatmap": "blocks",
+    "neuron_groups": "blocks",
+    "semantic_map": "blocks",
+    "objectives": "featureviz",
+    "render_objective": "featureviz",
+    "visualize": "featureviz",
+    "conditional_heatmaps": "lens",
+    "fast_cpu": "heap",
+    "lens": "lens",
+    "load_images": "images",
+    "Model": "model",
+    "predict": "model",
+    "report": "report",
+    "compare_predictions": "transfer",
+    "load_transferred": "transfer",
+    "sweep": "transfer",
+    "train_head": "transfer",
+    "VisualLog": "visuallog",
+    "list_models": "zoo",
+    "load_model": "zoo",
 }
 
 
@@ -60,8 +80,12 @@ class _Package(types.ModuleType):
     property that always gives the function, as the eager ``from .atlas import atlas`` did."""
 
 
+def _function_property(name: str) -> property:
+    return property(lambda _self: _export(name), lambda _self, _value: None)
+
+
 for _name in ("atlas", "lens", "report"):
-    setattr(_Package, _name, property(lambda _self, n=_name: _export(n), lambda _self, _value: None))
+    setattr(_Package, _name, _function_property(_name))
 sys.modules[__name__].__class__ = _Package
 
 

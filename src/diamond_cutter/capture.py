@@ -126,14 +126,17 @@ class Capture:
             )
         return self.activations[name]
 
-    def gradients(self, score: torch.Tensor, names: Sequence[str] | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:
+    def gradients(
+        self, score: torch.Tensor, names: Sequence[str] | None = None, **kwargs: Any
+    ) -> dict[str, torch.Tensor]:
         """d(score.sum())/d(activation) for each named layer, without touching parameter grads."""
         names = list(names or self.names)
         tensors = [self[name] for name in names]
         for name, t in zip(names, tensors):
             if not t.requires_grad:
                 raise DiamondCutterError(
-                    f"layer {name!r} carries no gradient: probe it with grad='layers', or run the forward on an input that requires grad"
+                    f"layer {name!r} carries no gradient: probe it with grad='layers', or run the forward on an input "
+                    "that requires grad"
                 )
         grads = torch.autograd.grad(score.sum(), tensors, **kwargs)
         return dict(zip(names, grads))
@@ -208,7 +211,9 @@ class Probe(Capture):
     respect to the layers.
     """
 
-    def __init__(self, module: nn.Module, names: Sequence[str], grad: GradMode, stop: bool, head: Callable[[Any], Any] | None):
+    def __init__(
+        self, module: nn.Module, names: Sequence[str], grad: GradMode, stop: bool, head: Callable[[Any], Any] | None
+    ):
         if grad not in GRAD_MODES:
             raise DiamondCutterError(f"grad must be one of {', '.join(GRAD_MODES)}; got {grad!r}")
         if stop and not names:

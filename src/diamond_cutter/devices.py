@@ -44,7 +44,9 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
         raise DiamondCutterError(f"unknown device {spec!r}: use auto, cpu, cuda, cuda:N or mps")
     device = torch.device(text)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise DiamondCutterError(f"device {spec!r} asked for, but this PyTorch sees no CUDA GPU; use --device cpu or auto")
+        raise DiamondCutterError(
+            f"device {spec!r} asked for, but this PyTorch sees no CUDA GPU; use --device cpu or auto"
+        )
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise DiamondCutterError(f"device {spec!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) exist")
     if device.type == "mps" and not torch.backends.mps.is_available():
@@ -69,7 +71,8 @@ def parse_size(text: str | int) -> int:
 def free_memory(device: torch.device) -> int:
     """Free bytes on ``device``: the GPU's free memory, or the free RAM (4 GiB when unknown)."""
     if device.type == "cuda":
-        import torch  # deferred: PyTorch takes seconds to import, and the CLI reads MEMORY_ENV and parse_size for --help
+        # deferred: PyTorch takes seconds to import, and the CLI reads MEMORY_ENV and parse_size for --help
+        import torch
 
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)

@@ -162,6 +162,6 @@ def _opener(watchdog: _Watchdog) -> urllib.request.OpenerDirector:
 
     class SecureHandler(urllib.request.HTTPSHandler):
         def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-            return self.do_open(SecureConnection, req, context=self._context)
+            return self.do_open(SecureConnection, req, context=self._context)  # type: ignore[attr-defined]
 
     return urllib.request.build_opener(Handler, SecureHandler)

@@ -75,7 +75,11 @@ def table_html(columns: Sequence[str], rows: Iterable[Sequence[Any]], caption: s
         Markup("<tr>{}</tr>").format(Markup("").join(Markup("<td>{}</td>").format(_cell(v)) for v in row))
         for row in rows[:limit]
     )
-    more = Markup('<tr><td colspan="{}">… {} more rows</td></tr>').format(len(columns), len(rows) - limit) if len(rows) > limit else ""
+    more = (
+        Markup('<tr><td colspan="{}">… {} more rows</td></tr>').format(len(columns), len(rows) - limit)
+        if len(rows) > limit
+        else ""
+    )
     title = Markup("<caption>{}</caption>").format(caption) if caption else ""
     return str(Markup('<table class="diamond-cutter">{}<tr>{}</tr>{}{}</table>').format(title, head, body, more))
 
@@ -88,8 +92,10 @@ def details_html(summary: str, inner_html: str) -> str:
 def images_html(images: Sequence[Image.Image], captions: Sequence[str], title: str = "", width: int = 160) -> str:
     """Pictures side by side with escaped captions, each shown ``width`` pixels wide."""
     figures = Markup("").join(
-        Markup('<figure style="display:inline-block;margin:4px"><img src="{}" width="{}" alt="{}"><figcaption>{}</figcaption></figure>')
-        .format(image_uri(im), width, caption, caption)
+        Markup(
+            '<figure style="display:inline-block;margin:4px"><img src="{}" width="{}" alt="{}">'
+            "<figcaption>{}</figcaption></figure>"
+        ).format(image_uri(im), width, caption, caption)
         for im, caption in zip(images, captions)
     )
     heading = Markup("<b>{}</b><br>").format(title) if title else ""
@@ -110,7 +116,11 @@ def _short(value: Any) -> str:
         return repr(value if len(value) <= REPR_TEXT else value[: REPR_TEXT - 1] + "…")
     if isinstance(value, (int, float, bool, type(None))):
         return repr(value)
-    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float, str)) for v in value) and len(repr(value)) <= REPR_TEXT:
+    if (
+        isinstance(value, (list, tuple))
+        and all(isinstance(v, (int, float, str)) for v in value)
+        and len(repr(value)) <= REPR_TEXT
+    ):
         return repr(value)
     if isinstance(value, (list, tuple, dict, set)):
         return f"<{len(value)} {type(value).__name__} items>"

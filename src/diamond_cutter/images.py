@@ -174,7 +174,9 @@ def _chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def _decode(pairs: list[tuple[str, Any]], model: Any, size: tuple[int, int] | int | None, skip_bad: bool) -> ImageBatch | None:
+def _decode(
+    pairs: list[tuple[str, Any]], model: Any, size: tuple[int, int] | int | None, skip_bad: bool
+) -> ImageBatch | None:
     """The batch of the ``(id, opener)`` pairs (None when every one was skipped as unreadable)."""
     channels, height, width = _target(model, size)
     pictures: list[Image.Image] = []
@@ -313,13 +315,13 @@ def decode_image(data: bytes, name: str, max_side: int | None = None) -> Image.I
         picture.load()
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
         raise ImageError(f"{name} is not a readable image: {err}") from None
-    if picture.width * picture.height > Image.MAX_IMAGE_PIXELS:
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and picture.width * picture.height > limit:
         warnings.warn(f"{name} was decoded at its full {picture.width}x{picture.height} pixels "
                       f"(only JPEGs decode at a reduced scale)", Image.DecompressionBombWarning, stacklevel=3)
-    picture = ImageOps.exif_transpose(picture)
-    picture = _shrunk(_normalise_mode(picture), max_side)
-    picture.filename = name  # type: ignore[attr-defined]
-    return picture
+    shown = _shrunk(_normalise_mode(ImageOps.exif_transpose(picture)), max_side)
+    shown.filename = name  # type: ignore[attr-defined]
+    return shown
 
 
 def _draft(picture: Image.Image, side: int) -> None:

@@ -205,13 +205,27 @@ class LayerTable(Sequence[Layer]):
 
     def _repr_html_(self) -> str:
         """The blocks as a table, and every layer folded behind a ``<details>``."""
-        blocks = [[b.name, b.type, b.channels, f"{b.height}×{b.width}", f"{b.macs / 1e6:.1f}M", f"{b.parameters / 1e6:.2f}M"]
-                  for b in self.blocks()]
-        rows = [[layer.index, layer.name, layer.type, layer.channels if layer.channels is not None else "-",
-                 f"{layer.height}×{layer.width}" if layer.spatial else "-", layer.parameters, layer.note] for layer in self]
-        return (table_html(["block", "type", "channels", "H×W", "MACs to here", "parameters to here"], blocks, caption=repr(self))
-                + details_html(f"all {len(self)} layers",
-                               table_html(["#", "name", "type", "channels", "H×W", "parameters", "note"], rows)))
+        blocks = [
+            [b.name, b.type, b.channels, f"{b.height}×{b.width}", f"{b.macs / 1e6:.1f}M", f"{b.parameters / 1e6:.2f}M"]
+            for b in self.blocks()
+        ]
+        rows = [
+            [
+                layer.index,
+                layer.name,
+                layer.type,
+                layer.channels if layer.channels is not None else "-",
+                f"{layer.height}×{layer.width}" if layer.spatial else "-",
+                layer.parameters,
+                layer.note,
+            ]
+            for layer in self
+        ]
+        return table_html(
+            ["block", "type", "channels", "H×W", "MACs to here", "parameters to here"], blocks, caption=repr(self)
+        ) + details_html(
+            f"all {len(self)} layers", table_html(["#", "name", "type", "channels", "H×W", "parameters", "note"], rows)
+        )
 
     def __str__(self) -> str:
         rows = [("#", "name", "type", "channels", "H×W", "grid", "note")]
@@ -220,7 +234,9 @@ class LayerTable(Sequence[Layer]):
             shape = layer.channels if layer.channels is not None else "-"
             rows.append((str(layer.index), layer.name, layer.type, str(shape), hw, str(layer.grid or "-"), layer.note))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + ("  " + r[-1] if r[-1] else "") for r in rows)
+        return "\n".join(
+            "  ".join(c.ljust(w) for c, w in zip(r, widths)) + ("  " + r[-1] if r[-1] else "") for r in rows
+        )
 
 
 @dataclass(frozen=True)

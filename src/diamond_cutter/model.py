@@ -41,7 +41,7 @@ def batch_for(model: Model, batch_size: int | None, backward: bool = True) -> in
     return int(batch_size) if batch_size is not None else model.fitting_batch(backward)
 
 
-def tensor_digest(h: "hashlib._Hash", name: str, t: torch.Tensor) -> None:
+def tensor_digest(h: hashlib._Hash, name: str, t: torch.Tensor) -> None:
     """Feed a tensor's name, dtype, shape and bytes to ``h`` (exact: any changed weight changes the digest)."""
     t = t.detach().cpu().contiguous()
     h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
@@ -69,7 +69,8 @@ def default_logits(output: Any) -> torch.Tensor:
             if key in output:
                 return output[key]
         raise DiamondCutterError(
-            f"the network returns a dict with keys {sorted(output)}; pass output=lambda out: out[KEY] to pick the logits"
+            f"the network returns a dict with keys {sorted(output)}; pass output=lambda out: out[KEY] to pick the "
+            "logits"
         )
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
         return output[0]
@@ -214,7 +215,9 @@ class Model:
         if isinstance(target, int) or (hasattr(target, "__index__") and not isinstance(target, str)):
             index = int(target)
             if not 0 <= index < self.num_classes:
-                raise DiamondCutterError(f"class index {index} is out of range: the model has {self.num_classes} classes")
+                raise DiamondCutterError(
+                    f"class index {index} is out of range: the model has {self.num_classes} classes"
+                )
             return index
         if isinstance(target, str):
             lowered = [label.lower() for label in self.labels]
@@ -264,7 +267,10 @@ class Prediction:
 
     def as_dicts(self) -> list[dict[str, Any]]:
         return [
-            {"image": image_id, "top": [{"index": i, "name": n, "probability": p} for i, n, p in zip(idx, names, probs)]}
+            {
+                "image": image_id,
+                "top": [{"index": i, "name": n, "probability": p} for i, n, p in zip(idx, names, probs)],
+            }
             for image_id, idx, names, probs in zip(
                 self.image_ids, self.indices.tolist(), self.names, self.probabilities.tolist()
             )
@@ -293,7 +299,9 @@ def predict(model: Model, images: Any, k: int = 5, batch_size: int = 32, progres
     if isinstance(images, (ImageBatch, torch.Tensor)):
         return _predict_batch(model, as_batch(images, model), k, batch_size, progress)
     batches = load_batches(images, model, batch_size=batch_size)
-    return Prediction.join([_predict_batch(model, b, k, batch_size, False) for b in bar(batches, "predict", enabled=progress)])
+    return Prediction.join(
+        [_predict_batch(model, b, k, batch_size, False) for b in bar(batches, "predict", enabled=progress)]
+    )
 
 
 def _predict_batch(model: Model, batch: Any, k: int, batch_size: int, progress: bool) -> Prediction:

@@ -49,7 +49,9 @@ def pictures(images: Any) -> list[Image.Image]:
     if isinstance(images, torch.Tensor):
         batch = images[None] if images.ndim == 3 else images
         if batch.ndim != 4 or batch.shape[1] not in (1, 3):
-            raise DiamondCutterError(f"images must be N×C×H×W or C×H×W tensors in [0, 1] (C = 1 or 3), got {tuple(images.shape)}")
+            raise DiamondCutterError(
+                f"images must be N×C×H×W or C×H×W tensors in [0, 1] (C = 1 or 3), got {tuple(images.shape)}"
+            )
         return [to_pil(x) for x in batch]
     if isinstance(images, (list, tuple)):
         return [p for item in images for p in pictures(item)]
@@ -150,7 +152,7 @@ def attribution_picture(
     signed_sum, magnitude = maps.sum(0), maps.abs().sum(0)
     heat = signed_sum if len(maps) == 1 and style in ("overlay", "heatmap") else magnitude
     picture = to_pil(image).convert("RGB") if image is not None else None
-    size = (picture.height, picture.width) if picture is not None else tuple(maps.shape[-2:])
+    size = (picture.height, picture.width) if picture is not None else (int(maps.shape[-2]), int(maps.shape[-1]))
     if style == "overlay" and picture is not None:
         return heatmap_overlay(picture, heat, cmap, alpha, percentile=percentile)
     if style in ("overlay", "heatmap"):
@@ -185,7 +187,9 @@ def positive_negative_saliency(grad: torch.Tensor) -> tuple[Image.Image, Image.I
     )
 
 
-def grid(images: Sequence[Image.Image], cols: int | None = None, pad: int = 2, background: str = "white") -> Image.Image:
+def grid(
+    images: Sequence[Image.Image], cols: int | None = None, pad: int = 2, background: str = "white"
+) -> Image.Image:
     """Images laid out in rows of ``cols`` (default: a near-square grid), each cell the largest image's size."""
     if not images:
         raise DiamondCutterError("grid needs at least one image")
@@ -206,7 +210,9 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], width: int = 320, 
     """Horizontal bars from a shared zero (green for positive, red for negative values), one row per
     label, each value printed at its bar: scores that a sequence of pictures can compare at a glance."""
     if len(labels) != len(values) or not labels:
-        raise DiamondCutterError(f"a bar chart needs as many labels as values (at least one), got {len(labels)} and {len(values)}")
+        raise DiamondCutterError(
+            f"a bar chart needs as many labels as values (at least one), got {len(labels)} and {len(values)}"
+        )
     label_w, value_w = 80, 56
     span = max(max(abs(float(v)) for v in values), 1e-12)
     lo, hi = min(0.0, min(values)) / span, max(0.0, max(values)) / span
@@ -217,7 +223,9 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], width: int = 320, 
     for i, (label, value) in enumerate(zip(labels, values)):
         y = 2 + i * row
         end = zero + plot_w * float(value) / span / ((hi - lo) or 1.0)
-        draw.rectangle([min(zero, end), y + 3, max(zero, end), y + row - 3], fill="#2a9d4b" if value >= 0 else "#d1493f")
+        draw.rectangle(
+            [min(zero, end), y + 3, max(zero, end), y + row - 3], fill="#2a9d4b" if value >= 0 else "#d1493f"
+        )
         draw.text((4, y + 3), str(label)[:14], fill="black")
         draw.text((width - value_w + 4, y + 3), f"{float(value):+.3g}", fill="black")
     draw.line([zero, 0, zero, picture.height], fill="#888888")
@@ -231,7 +239,9 @@ def tint(image: Image.Image, values: torch.Tensor, alpha: float = 0.75) -> Image
     return _blend(image, np.abs(up) * alpha, colour)
 
 
-def tint_colour(image: Image.Image, values: torch.Tensor, rgb: tuple[int, int, int], alpha: float = 0.75) -> Image.Image:
+def tint_colour(
+    image: Image.Image, values: torch.Tensor, rgb: tuple[int, int, int], alpha: float = 0.75
+) -> Image.Image:
     """Blend one colour over ``image`` with opacity ∝ value (non-negative values, bilinear)."""
     return _blend(image, _unit_map(values.clamp(min=0), image.size) * alpha, np.array(rgb))
 
@@ -242,10 +252,15 @@ def activation_tiles(acts: torch.Tensor, size: tuple[int, int], count: int) -> l
     means = acts.mean(dim=(1, 2))
     top = means.topk(min(count, len(means)))
     side = (max(1, size[1] // 3), max(1, size[0] // 3))
-    return [(c, v, to_pil(resize_map(scale(acts[c]), side)[None])) for c, v in zip(top.indices.tolist(), top.values.tolist())]
+    return [
+        (c, v, to_pil(resize_map(scale(acts[c]), side)[None]))
+        for c, v in zip(top.indices.tolist(), top.values.tolist())
+    ]
 
 
-def crop_cell(picture: Image.Image, cell: tuple[int, int], grid: tuple[int, int], cells: float, size: int = 96) -> Image.Image:
+def crop_cell(
+    picture: Image.Image, cell: tuple[int, int], grid: tuple[int, int], cells: float, size: int = 96
+) -> Image.Image:
     """The square patch ``cells`` cells wide centred on ``cell`` of a ``grid`` laid over ``picture``
     (clamped to the image), resized to ``size``."""
     width, height = picture.size

@@ -63,7 +63,7 @@ class Store:
         self.local = "://" not in root or root.startswith("file://")
         if self.local:
             self._path = Path(root.removeprefix("file://")).expanduser()
-            self._fs = None
+            self._fs: Any = None
         else:
             try:  # only remote stores need fsspec, and its import is not free
                 import fsspec
@@ -153,7 +153,7 @@ class Store:
         problem = _seal_problem(seal, key, data)
         if problem is None:
             try:
-                return parse(data)
+                return parse(data)  # type: ignore[arg-type]  # _seal_problem rules out None
             except Exception as err:  # noqa: BLE001  any parse failure means: recompute
                 problem = f"does not parse ({type(err).__name__}: {err})"
         warnings.warn(f"cached {self.path(key)} {problem}; recomputing it", StaleCacheWarning, stacklevel=2)

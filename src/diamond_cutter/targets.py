@@ -55,7 +55,11 @@ def is_index(target: object) -> bool:
         return False
     if isinstance(target, numbers.Integral):
         return True
-    return isinstance(target, torch.Tensor) and target.numel() == 1 and not (target.is_floating_point() or target.dtype == torch.bool)
+    return (
+        isinstance(target, torch.Tensor)
+        and target.numel() == 1
+        and not (target.is_floating_point() or target.dtype == torch.bool)
+    )
 
 
 def _single(target: object) -> bool:
@@ -89,16 +93,21 @@ def split(target: TargetSpec) -> tuple[TargetSpec, TargetSpec | None]:
     if isinstance(target, tuple):
         if len(target) != 2:
             raise DiamondCutterError(
-                f"a contrast is a (positive, negative) pair, got {len(target)} items; give one target per image as a list"
+                f"a contrast is a (positive, negative) pair, got {len(target)} items; give one target per image as a "
+                "list"
             )
         for side in target:
             if callable(side) or isinstance(side, tuple) or _is_auto(side):
-                raise DiamondCutterError(f"each side of a contrast is a class, 'topK' or a per-image list of those; got {side!r}")
+                raise DiamondCutterError(
+                    f"each side of a contrast is a class, 'topK' or a per-image list of those; got {side!r}"
+                )
         return target[0], target[1]
     if isinstance(target, list) and any(_is_auto(t) or isinstance(t, tuple) for t in target):
         pairs = [split(t) for t in target]
         if any(negative is None for _, negative in pairs):
-            raise DiamondCutterError("a per-image list mixes contrasts and single targets: give every image a contrast, or none")
+            raise DiamondCutterError(
+                "a per-image list mixes contrasts and single targets: give every image a contrast, or none"
+            )
         return [p for p, _ in pairs], [n for _, n in pairs]
     return target, None
 
@@ -112,7 +121,9 @@ def _items(side: TargetSpec, n: int) -> list[Any]:
     elif isinstance(side, Sequence) and not isinstance(side, str):
         items = list(side)
     else:
-        raise DiamondCutterError(f"a target is a class index or name, 'topK', 'auto', a contrast, a list or a callable; got {side!r}")
+        raise DiamondCutterError(
+            f"a target is a class index or name, 'topK', 'auto', a contrast, a list or a callable; got {side!r}"
+        )
     if len(items) == 1:
         items = items * n
     if len(items) != n:
@@ -253,7 +264,9 @@ class Selector:
     def weights(self, logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """∂score/∂logits for class targets: +1 at the positive class, −1 at the negative one."""
         if self.fn is not None:
-            raise DiamondCutterError("this method needs class targets (an index, a name, 'topK' or a contrast), not a callable")
+            raise DiamondCutterError(
+                "this method needs class targets (an index, a name, 'topK' or a contrast), not a callable"
+            )
         self.resolve(logits, rows)
         out = torch.zeros_like(logits)
         for sign, side in zip((1.0, -1.0), self.sides):

@@ -120,12 +120,16 @@ class TensorBoardSink:
     def _writer(self) -> Any:
         if self.writer is None:
             if self.log_dir is None:
-                raise DiamondCutterError("TensorBoardSink needs a log_dir or a writer (or Lightning's TensorBoardLogger)")
+                raise DiamondCutterError(
+                    "TensorBoardSink needs a log_dir or a writer (or Lightning's TensorBoardLogger)"
+                )
             # TensorBoard is optional: torch.utils.tensorboard needs the tensorboard package.
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise DiamondCutterError("TensorBoard logging needs the tensorboard package: pip install tensorboard") from None
+                raise DiamondCutterError(
+                    "TensorBoard logging needs the tensorboard package: pip install tensorboard"
+                ) from None
             self.writer = SummaryWriter(str(self.log_dir))
         return self.writer
 
@@ -164,7 +168,10 @@ class TrainingMonitor:
                  log: VisualLog | None = None, tiles: int = 4):
         self.log = log or VisualLog(title=f"Training of {model.name}: {layer}")
         common = {"sinks": [VisualLogSink(self.log)], "model": model, "every": every, "target": target}
-        self.callbacks = [GradCAMCallback(images, layer=layer, **common), ActivationsCallback(images, layer, tiles=tiles, **common)]
+        self.callbacks = [
+            GradCAMCallback(images, layer=layer, **common),
+            ActivationsCallback(images, layer, tiles=tiles, **common),
+        ]
         batch = as_batch(images, model)
         self.log.add("validation images", batch.pixels, list(batch.ids))
 

@@ -173,9 +173,11 @@ def load_model(
         source, arch = resolve(name_or_module)
         builder = {"embedded": _embedded, "torchvision": _torchvision, "timm": _timm}[source]
         model = builder(arch, weights, labels)
-        overrides = {"input_size": input_size, "mean": mean, "std": std}
-        changed = {k: tuple(v) for k, v in overrides.items() if v is not None}
-        model = replace(model, **changed, output=output or model.output)  # __post_init__ checks them again
+        model = replace(  # __post_init__ checks the overrides again
+            model, input_size=tuple(input_size) if input_size is not None else model.input_size,  # type: ignore[arg-type]
+            mean=tuple(mean) if mean is not None else model.mean, std=tuple(std) if std is not None else model.std,
+            output=output or model.output,
+        )
     model.module.eval()
     if device is not None:
         model.to(device)
@@ -322,18 +324,19 @@ def _torchvision_cached(url: str) -> bool:
 def _timm(arch: str, weights: Any, labels: Sequence[str] | None) -> Model:
     import timm  # deferred: timm is slow to import, and only the models it builds need it
 
-    kwargs = {"num_classes": len(labels)} if labels else {}
+    kwargs: dict[str, Any] = {"num_classes": len(labels)} if labels else {}
     if weights == "imagenet":
-        cfg = timm.models.get_pretrained_cfg(arch)
-        _check_label_count(arch, weights, labels, getattr(cfg, "num_classes", None) or 1000)
-        _check_online("timm", arch, cached=_timm_cached(cfg))
+        pretrained = timm.models.get_pretrained_cfg(arch)
+        _check_label_count(arch, weights, labels, getattr(pretrained, "num_classes", None) or 1000)
+        _check_online("timm", arch, cached=_timm_cached(pretrained))
         module = _download(lambda: timm.create_model(arch, pretrained=True, **kwargs), arch)
     else:
         module = timm.create_model(arch, pretrained=False, **kwargs)
         if weights is not None:
             load_checkpoint(module, weights)
-    cfg = module.pretrained_cfg
-    num_classes = module.num_classes
+    net: Any = module  # timm's attributes, which nn.Module's typing does not know
+    cfg: dict[str, Any] = net.pretrained_cfg
+    num_classes = int(net.num_classes)
     return Model(module, arch, tuple(cfg.get("input_size", (3, 224, 224))), tuple(cfg.get("mean", IMAGENET_MEAN)),
                  tuple(cfg.get("std", IMAGENET_STD)), _labels_for(num_classes, labels),
                  weights=str(weights) if weights is not None else None, **_timm_preprocessing(module))

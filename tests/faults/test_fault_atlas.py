@@ -159,7 +159,7 @@ def test_two_processes_writing_one_atlas_both_survive(embedded, tmp_path):
 def test_sigkill_mid_write_leaves_a_consistent_atlas(embedded, tmp_path):
     rng = random.Random(0)
     store = tmp_path / "store"
-    for attempt in range(2):
+    for _attempt in range(2):
         child = writer(store, list(range(16)), 1000, tmp_path / "w.py")
         assert child.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.05, 0.6))  # each _add writes the manifest twice and the PNG once: kill anywhere

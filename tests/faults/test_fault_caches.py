@@ -1,4 +1,5 @@
-"""Cache faults: swapped, edited and structurally broken sweep cache files are recomputed with a warning, never trusted."""
+"""Cache faults: swapped, edited and structurally broken sweep cache files are recomputed with a warning, never
+trusted."""
 
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ import textwrap
 from test_fault_inputs import photo
 
 PHOTOS = 64
-#: Above the child's baseline (torch and the model loaded): one batch of display-sized originals and the decoder's buffers.
+#: Above the child's baseline (torch and the model loaded): one batch of display-sized originals and the decoder's
+#: buffers.
 PREDICT_MB = 350
 #: All 64 display-sized originals (2.3 MB each) plus the report's own work.
 REPORT_MB = 600

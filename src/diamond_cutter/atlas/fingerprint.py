@@ -39,7 +39,11 @@ def upstream_modules(model: Any, layer: str) -> list[torch.nn.Module]:
 
     leaves = {name: m for name, m in model.module.named_modules() if name and not any(True for _ in m.children())}
     x = torch.zeros(1, *model.input_size, device=model.device)
-    with preserved(model.module), torch.no_grad(), forward_hooks(model.module, {n: hook_for(m) for n, m in leaves.items()}):
+    with (
+        preserved(model.module),
+        torch.no_grad(),
+        forward_hooks(model.module, {n: hook_for(m) for n, m in leaves.items()}),
+    ):
         with truncated(model.module, layer) as run:
             run(x)
     return order
@@ -54,7 +58,9 @@ def layer_fingerprint(model: Any, layer: str) -> str:
     for module in upstream_modules(model, layer):
         h.update(type(module).__name__.encode())
         h.update(re.sub(r",?\s*inplace=\w+", "", module.extra_repr()).encode())
-        for name, tensor in sorted(list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))):
+        for name, tensor in sorted(
+            list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))
+        ):
             if tensor is not None:
                 tensor_digest(h, name, tensor)
     return h.hexdigest()

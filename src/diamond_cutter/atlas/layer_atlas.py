@@ -26,9 +26,17 @@ from typing import Any
 from PIL import Image
 
 from ..errors import DiamondCutterError, StaleCacheWarning
-from ..html import image_tag
 from ..featureviz.fold import rendering_network
-from ..featureviz.optimize import LUCID_SCHEDULE, Settings, Visualization, auto_batch_size, layer_channels, visualize
+from ..featureviz.optimize import (
+    LUCID_SCHEDULE,
+    Settings,
+    Visualization,
+    auto_batch_size,
+    image_size,
+    layer_channels,
+    visualize,
+)
+from ..html import image_tag
 from ..progress import bar
 from ..store import Store
 from .fingerprint import layer_fingerprint, settings_digest
@@ -50,7 +58,7 @@ class Atlas:
         self.model, self.layer, self.settings, self.store = model, layer, settings, store
         self.channels = info.channels
         self.grid = math.ceil(math.sqrt(self.channels))
-        self.cell = settings.size
+        self.cell = image_size(model, settings.size)  # the resolved size, as a pair
         self.fingerprint = layer_fingerprint(model, layer)
         self.key = f"atlas/{self.fingerprint[:24]}-{settings_digest(settings.describe())[:12]}"
         self.manifest, self._sprites = self._load()
@@ -104,7 +112,7 @@ class Atlas:
             warnings.warn(f"atlas {self.store.path(key)}: {problem}; its cells will be rendered again",
                           StaleCacheWarning, stacklevel=3)
             return self._fresh(), self._blank()
-        return manifest, sprites
+        return manifest, sprites  # type: ignore[return-value]  # a missing spritemap returned above
 
     def _manifest_problem(self, m: Any) -> str | None:
         """What is wrong with a saved manifest for this atlas, or ``None``."""

@@ -65,12 +65,15 @@ def attribute(
 def _layer_option(method: str, layer: Any) -> Any:
     """``layer`` as the method takes it: one name, or a list for methods that fuse layers."""
     if method not in LAYER_METHODS:
-        raise DiamondCutterError(f"method {method!r} works on the input, not at a layer; layer methods: {', '.join(LAYER_METHODS)}")
+        raise DiamondCutterError(
+            f"method {method!r} works on the input, not at a layer; layer methods: {', '.join(LAYER_METHODS)}"
+        )
     if isinstance(layer, str) or method in MULTI_LAYER_METHODS:
         return layer
     names = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     if len(names) != 1:
         raise DiamondCutterError(
-            f"method {method!r} works at one layer, got {len(names)}; only {', '.join(MULTI_LAYER_METHODS)} fuses several layers"
+            f"method {method!r} works at one layer, got {len(names)}; only {', '.join(MULTI_LAYER_METHODS)} fuses "
+            "several layers"
         )
     return names[0]

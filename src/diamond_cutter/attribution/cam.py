@@ -29,14 +29,18 @@ class GradientCAM(Method):
 
     def __init__(self, model: Model, *, layer: str | None = None, relu: bool = True, batch_size: int | None = None):
         super().__init__(model, batch_size=batch_size)
-        self.layer = model.spatial_layer(layer).name
+        self.layer: str = model.spatial_layer(layer).name
         self.relu = relu
 
     def compute(self, x: torch.Tensor, selector: Selector) -> torch.Tensor:
         rows = torch.arange(len(x))
-        return torch.cat([self.layer_maps(x[s], selector, rows[s], [self.layer])[0] for s in chunks(len(x), self.batch_size)])
+        return torch.cat(
+            [self.layer_maps(x[s], selector, rows[s], [self.layer])[0] for s in chunks(len(x), self.batch_size)]
+        )
 
-    def layer_maps(self, x: torch.Tensor, selector: Selector, rows: torch.Tensor, layers: Sequence[str]) -> list[torch.Tensor]:
+    def layer_maps(
+        self, x: torch.Tensor, selector: Selector, rows: torch.Tensor, layers: Sequence[str]
+    ) -> list[torch.Tensor]:
         """One N×1×h×w map per layer from a single forward and backward."""
         reading = read_layers(self.model.module, x, layers, grad="layers", head=self.model.output)
         grads = reading.gradients(selector.score(reading.logits, rows), list(layers))
@@ -86,7 +90,12 @@ class LayerCAM(GradientCAM):
     name = "layercam"
 
     def __init__(
-        self, model: Model, *, layer: str | Sequence[str] | None = None, gamma: float = 2.0, batch_size: int | None = None
+        self,
+        model: Model,
+        *,
+        layer: str | Sequence[str] | None = None,
+        gamma: float = 2.0,
+        batch_size: int | None = None,
     ):
         names = [layer] if layer is None or isinstance(layer, str) else list(layer)
         if not names:
@@ -133,7 +142,7 @@ class ScoreCAM(Method):
 
     def __init__(self, model: Model, *, layer: str | None = None, batch_size: int | None = None):
         super().__init__(model, batch_size=batch_size)
-        self.layer = model.spatial_layer(layer).name
+        self.layer: str = model.spatial_layer(layer).name
 
     def compute(self, x: torch.Tensor, selector: Selector) -> torch.Tensor:
         activations = self.layer_activations(x)
@@ -184,7 +193,9 @@ class GuidedGradCAM(Method):
 
     name = "guided_gradcam"
 
-    def __init__(self, model: Model, *, layer: str | None = None, interpolate: str = "bilinear", batch_size: int | None = None):
+    def __init__(
+        self, model: Model, *, layer: str | None = None, interpolate: str = "bilinear", batch_size: int | None = None
+    ):
         super().__init__(model, batch_size=batch_size)
         self.gradcam = GradCAM(model, layer=layer, batch_size=self.batch_size)
         self.guided = GuidedBackprop(model, batch_size=self.batch_size)

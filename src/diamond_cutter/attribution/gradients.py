@@ -196,7 +196,13 @@ class SmoothGrad(GradientMethod):
             raise DiamondCutterError(f"SmoothGrad needs samples >= 1 and noise >= 0, got {samples} and {noise}")
         self.base_method = GRADIENT_BASES[base](model, batch_size=self.batch_size)
         samples = small(samples, 2)
-        self.base, self.samples, self.noise, self.seed, self.squared = base, int(samples), float(noise), int(seed), squared
+        self.base, self.samples, self.noise, self.seed, self.squared = (
+            base,
+            int(samples),
+            float(noise),
+            int(seed),
+            squared,
+        )
 
     def context(self) -> AbstractContextManager:
         return self.base_method.context()
@@ -256,8 +262,14 @@ class IntegratedGradients(Method):
     multipass = True
 
     def __init__(
-        self, model: Model, *, steps: int = 32, rule: str = "gausslegendre",
-        baseline: str | torch.Tensor | Sequence[str | torch.Tensor] = "black", seed: int = 0, batch_size: int | None = None,
+        self,
+        model: Model,
+        *,
+        steps: int = 32,
+        rule: str = "gausslegendre",
+        baseline: str | torch.Tensor | Sequence[str | torch.Tensor] = "black",
+        seed: int = 0,
+        batch_size: int | None = None,
     ):
         super().__init__(model, batch_size=batch_size)
         steps = small(steps, 4)
@@ -281,7 +293,9 @@ class IntegratedGradients(Method):
             b = spec.to(x.device, x.dtype)
             b = b.unsqueeze(0) if b.ndim == 3 else b
             if b.shape[1:] != x.shape[1:] or len(b) not in (1, len(x)):
-                raise DiamondCutterError(f"a baseline must be C×H×W or N×C×H×W like the input {tuple(x.shape)}, got {tuple(b.shape)}")
+                raise DiamondCutterError(
+                    f"a baseline must be C×H×W or N×C×H×W like the input {tuple(x.shape)}, got {tuple(b.shape)}"
+                )
             return b.expand_as(x)
         if spec == "zero":
             return torch.zeros_like(x)

@@ -39,7 +39,13 @@ RULES: dict[str, Callable[[], Any]] = {
     "alpha_beta": lambda: rules.AlphaBeta(alpha=2.0, beta=1.0),
 }
 #: zennit's composites: different rules for the first, convolutional and dense layers.
-COMPOSITES = ("epsilon_plus", "epsilon_plus_flat", "epsilon_alpha2_beta1", "epsilon_alpha2_beta1_flat", "epsilon_gamma_box")
+COMPOSITES = (
+    "epsilon_plus",
+    "epsilon_plus_flat",
+    "epsilon_alpha2_beta1",
+    "epsilon_alpha2_beta1_flat",
+    "epsilon_gamma_box",
+)
 CANONIZERS = ("auto", "resnet", "vgg", "merge_batchnorm", "none")
 
 
@@ -64,7 +70,9 @@ class LRP(Method):
 
     name = "lrp"
 
-    def __init__(self, model: Model, *, rule: str = "epsilon_plus_flat", canonizer: str = "auto", batch_size: int | None = None):
+    def __init__(
+        self, model: Model, *, rule: str = "epsilon_plus_flat", canonizer: str = "auto", batch_size: int | None = None
+    ):
         super().__init__(model, batch_size=batch_size)
         if rule not in RULES and rule not in COMPOSITES:
             raise UnknownNameError("LRP rule", rule, [*RULES, *COMPOSITES])
@@ -75,8 +83,19 @@ class LRP(Method):
     def canonizers(self) -> list[Canonizer]:
         kind = self.canonizer
         if kind == "auto":
-            kind = "resnet" if isinstance(self.model.module, ResNet) else "vgg" if isinstance(self.model.module, VGG) else "merge_batchnorm"
-        return {"resnet": [ResNetCanonizer()], "vgg": [VGGCanonizer()], "merge_batchnorm": [SequentialMergeBatchNorm()], "none": []}[kind]
+            kind = (
+                "resnet"
+                if isinstance(self.model.module, ResNet)
+                else "vgg"
+                if isinstance(self.model.module, VGG)
+                else "merge_batchnorm"
+            )
+        return {
+            "resnet": [ResNetCanonizer()],
+            "vgg": [VGGCanonizer()],
+            "merge_batchnorm": [SequentialMergeBatchNorm()],
+            "none": [],
+        }[kind]
 
     def composite(self, x: torch.Tensor) -> composites.Composite:
         canonizers = self.canonizers()

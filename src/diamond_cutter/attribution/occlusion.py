@@ -33,7 +33,9 @@ class Occlusion(Method):
     backward = False
     multipass = True
 
-    def __init__(self, model: Model, *, window: int = 32, stride: int = 16, fill: float = 0.0, batch_size: int | None = None):
+    def __init__(
+        self, model: Model, *, window: int = 32, stride: int = 16, fill: float = 0.0, batch_size: int | None = None
+    ):
         super().__init__(model, batch_size=batch_size)
         if window < 1 or stride < 1:
             raise DiamondCutterError(f"occlusion needs window >= 1 and stride >= 1, got {window} and {stride}")
@@ -57,7 +59,12 @@ class Occlusion(Method):
         patch = torch.arange(positions).repeat(len(x))
         drops = torch.empty(len(rows), device=x.device)
         with torch.inference_mode():
-            clean = torch.cat([selector.score(self.model(fast_layout(x[s])), torch.arange(len(x))[s]) for s in chunks(len(x), self.batch_size)])
+            clean = torch.cat(
+                [
+                    selector.score(self.model(fast_layout(x[s])), torch.arange(len(x))[s])
+                    for s in chunks(len(x), self.batch_size)
+                ]
+            )
             for s in chunks(len(rows), self.batch_size):
                 m = masks[patch[s]].unsqueeze(1)
                 occluded = torch.where(m, torch.full_like(x[:1], self.fill), x[rows[s]])

@@ -58,7 +58,7 @@ class Attribution:
         if size is None:
             if self.pixels is None:
                 return self.maps
-            size = tuple(self.pixels.shape[-2:])
+            size = (int(self.pixels.shape[-2]), int(self.pixels.shape[-1]))
         if tuple(self.maps.shape[-2:]) == tuple(size):
             return self.maps
         return F.interpolate(self.maps.float(), size=size, mode="bilinear", align_corners=False)
@@ -101,7 +101,9 @@ class Attribution:
             picture.save(buffer, format="PNG")
             store.write_bytes(key, buffer.getvalue())
             keys.append(key)
-        store.write_bytes("maps.safetensors", safetensors_bytes({"maps": self.maps.detach().float().contiguous().cpu()}))
+        store.write_bytes(
+            "maps.safetensors", safetensors_bytes({"maps": self.maps.detach().float().contiguous().cpu()})
+        )
         store.write_json(
             "attribution.json",
             {
@@ -111,7 +113,9 @@ class Attribution:
                 "target_names": self.target_names,
                 "image_ids": self.image_ids,
                 "shape": list(self.maps.shape),
-                "options": {k: v for k, v in self.options.items() if isinstance(v, (int, float, str, bool, type(None)))},
+                "options": {
+                    k: v for k, v in self.options.items() if isinstance(v, (int, float, str, bool, type(None)))
+                },
                 "overlays": keys,
             },
         )

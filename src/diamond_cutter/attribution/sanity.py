@@ -28,7 +28,6 @@ from ..targets import Selector, TargetSpec
 from .api import LAYER_METHODS, attribute, method_class
 from .result import Attribution
 
-
 #: How sanity_check re-draws a layer: at the trained scale, or by the layer's own initialisation.
 INITS = ("scaled", "reset")
 
@@ -64,7 +63,11 @@ class SanityResult:
             "steps": self.steps,
             "threshold": self.threshold,
             "methods": {
-                m: {"repeat": self.repeat[m], "correlations": self.correlations[m], "depends_on_weights": self.depends_on_weights(m)}
+                m: {
+                    "repeat": self.repeat[m],
+                    "correlations": self.correlations[m],
+                    "depends_on_weights": self.depends_on_weights(m),
+                }
                 for m in self.methods
             },
         }
@@ -122,7 +125,9 @@ def sanity_check(
         for m in names:
             per_image[m].append(_correlations(original[m], run(m)))
     correlations = {m: [float(np.mean(step)) for step in per_image[m]] for m in names}
-    return SanityResult(names, [group[-1][0] for group in groups], correlations, repeat, threshold, per_image, list(batch.ids))
+    return SanityResult(
+        names, [group[-1][0] for group in groups], correlations, repeat, threshold, per_image, list(batch.ids)
+    )
 
 
 def _heat(result: Attribution) -> torch.Tensor:
@@ -155,7 +160,7 @@ def _cascade(model: Model, steps: int | None) -> list[list[tuple[str, nn.Module]
     return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _reset(module: nn.Module, seed: int) -> None:
+def _reset(module: Any, seed: int) -> None:
     """The layer's own initialisation (``reset_parameters``), seeded, without touching the global RNG afterwards."""
     if not hasattr(module, "reset_parameters"):
         raise DiamondCutterError(f"{type(module).__name__} has no reset_parameters(); use init='scaled'")

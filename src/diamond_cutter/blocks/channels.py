@@ -94,4 +94,6 @@ def channel_attribution(
     is the deprecated name of ``target=``.
     """
     target = legacy_classes(target, classes, "channel_attribution")
-    return from_layer_gradients(model, linear_attribution(model, images, layer, target, batch_size=batch_size, progress=progress))
+    return from_layer_gradients(
+        model, linear_attribution(model, images, layer, target, batch_size=batch_size, progress=progress)
+    )

@@ -106,7 +106,8 @@ def shared_position_examples(model, query: Any, cell: tuple[int, int], images: A
 
     def score(acts: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         vectors = acts[:, :, cell[0], cell[1]]
-        return torch.nn.functional.cosine_similarity(vectors, target[None], dim=1), [tuple(cell)] * len(acts)
+        where = (int(cell[0]), int(cell[1]))
+        return torch.nn.functional.cosine_similarity(vectors, target[None], dim=1), [where] * len(acts)
 
     return _search(model, images, layer, f"cell {tuple(cell)} of the query image", score, k, ScanOptions(**options))
 
@@ -125,7 +126,9 @@ def _search(model, images: Any, layer: str, query: str, score: Scorer, k: int, o
     return DatasetExamples(layer, query, parts[0].grid, ranked[:k])
 
 
-def _scan_shard(model, layer: str, query: str, score: Scorer, k: int, options: ScanOptions, shard: list[str]) -> DatasetExamples:
+def _scan_shard(
+    model, layer: str, query: str, score: Scorer, k: int, options: ScanOptions, shard: list[str]
+) -> DatasetExamples:
     return _scan(model, shard, layer, query, score, k, options)
 
 

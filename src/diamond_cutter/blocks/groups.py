@@ -32,7 +32,16 @@ from ..targets import UNSET, TargetSpec, legacy_classes
 from .linear import LayerGradients, linear_attribution
 
 #: Distinct colours for group maps (ColorBrewer Set1), cycled for more groups.
-GROUP_COLOURS = [(228, 26, 28), (55, 126, 184), (77, 175, 74), (152, 78, 163), (255, 127, 0), (255, 255, 51), (166, 86, 40), (247, 129, 191)]
+GROUP_COLOURS = [
+    (228, 26, 28),
+    (55, 126, 184),
+    (77, 175, 74),
+    (152, 78, 163),
+    (255, 127, 0),
+    (255, 255, 51),
+    (166, 86, 40),
+    (247, 129, 191),
+]
 
 
 @dataclass
@@ -68,7 +77,9 @@ class NeuronGroups:
 
     def overlay(self, group: int, image: int = 0, alpha: float = 0.8) -> Image.Image:
         """One group's spatial map over image ``image``, in the group's colour."""
-        return tint_colour(self.images[image], self.spatial[image, group], GROUP_COLOURS[group % len(GROUP_COLOURS)], alpha)
+        return tint_colour(
+            self.images[image], self.spatial[image, group], GROUP_COLOURS[group % len(GROUP_COLOURS)], alpha
+        )
 
     def _repr_html_(self) -> str:
         return from_template("groups_fragment.html.j2", groups=self, overlays=self.overlays(0), icons={})
@@ -78,7 +89,9 @@ class NeuronGroups:
         return [self.overlay(g, image) for g in range(self.k)]
 
 
-def factorize(activations: torch.Tensor, k: int, seed: int = 0, max_iter: int = 400) -> tuple[np.ndarray, np.ndarray, float]:
+def factorize(
+    activations: torch.Tensor, k: int, seed: int = 0, max_iter: int = 400
+) -> tuple[np.ndarray, np.ndarray, float]:
     """NMF of N×C×H×W activations (clipped at 0) into cell strengths (N·H·W × k) and directions (k × C)."""
     from sklearn.decomposition import NMF  # deferred: scikit-learn is slow to import and only NMF needs it
 

@@ -76,7 +76,9 @@ def linear_attribution(
     """
     target = legacy_classes(target, classes, "linear_attribution")
     if callable(target):
-        raise DiamondCutterError("building blocks attribute class scores: give a class, 'topK', 'auto' or a contrast, not a callable")
+        raise DiamondCutterError(
+            "building blocks attribute class scores: give a class, 'topK', 'auto' or a contrast, not a callable"
+        )
     batch_size = batch_for(model, batch_size)
     if batch_size < 1:
         raise DiamondCutterError(f"batch_size must be at least 1, got {batch_size}")
@@ -92,8 +94,12 @@ def linear_attribution(
             part = slice(start, start + batch_size)
             reading = read(batch.tensor[part].to(model.device))
             (grad,) = reading.gradients(selector.score(reading.logits, index[part]), [name]).values()
-            parts.append((reading[name].detach().float().cpu(), grad.float().cpu(), reading.logits.detach().float().cpu()))
+            parts.append(
+                (reading[name].detach().float().cpu(), grad.float().cpu(), reading.logits.detach().float().cpu())
+            )
     acts, grads, logits = (torch.cat(p) for p in zip(*parts))
     assert selector.positive is not None  # class targets: a callable was refused above
     negative = None if selector.negative is None else selector.negative.tolist()
-    return LayerGradients(name, acts, grads, acts * grads, logits, selector.positive.tolist(), negative, list(batch.ids))
+    return LayerGradients(
+        name, acts, grads, acts * grads, logits, selector.positive.tolist(), negative, list(batch.ids)
+    )

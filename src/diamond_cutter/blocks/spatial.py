@@ -134,7 +134,9 @@ def semantic_map(
     return from_layer_gradients(model, la, 0, batch.images()[0], with_attribution=target is not None)
 
 
-def heatmap(model, image: Any, layer: str | None = None, target: TargetSpec = "top1", *, classes: TargetSpec = UNSET) -> Heatmap:
+def heatmap(
+    model, image: Any, layer: str | None = None, target: TargetSpec = "top1", *, classes: TargetSpec = UNSET
+) -> Heatmap:
     """Per-cell attribution of one class (``target="tabby"``) or of two (``("tabby", "tiger cat")``):
     positive cells (orange) are evidence for the first, negative (blue) for the second."""
     target = legacy_classes(target, classes, "heatmap")

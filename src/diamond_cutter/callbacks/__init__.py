@@ -16,8 +16,14 @@ for epoch in range(epochs):
 from .base import ExplanationCallback, Panel, Sink, explaining, is_rank_zero
 from .lightning import lightning_callback
 from .methods import (
-    ActivationsCallback, AttributionCallback, ChannelAttributionCallback, FeatureVisualizationCallback,
-    GradCAMCallback, IntegratedGradientsCallback, OcclusionSensitivityCallback, SmoothGradCallback,
+    ActivationsCallback,
+    AttributionCallback,
+    ChannelAttributionCallback,
+    FeatureVisualizationCallback,
+    GradCAMCallback,
+    IntegratedGradientsCallback,
+    OcclusionSensitivityCallback,
+    SmoothGradCallback,
     VanillaGradientsCallback,
 )
 

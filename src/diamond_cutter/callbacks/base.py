@@ -102,7 +102,9 @@ class ExplanationCallback:
             return False
         model = model or self.model
         if model is None:
-            raise DiamondCutterError(f"{type(self).__name__} has no model: pass model= when creating it or to on_epoch_end")
+            raise DiamondCutterError(
+                f"{type(self).__name__} has no model: pass model= when creating it or to on_epoch_end"
+            )
         with explaining(model):
             images, captions = self.explain(model)
         panel = Panel(self.tag, self.title, epoch + 1, images, captions)

@@ -19,29 +19,68 @@ from ..devices import MEMORY_ENV, parse_size
 #: command -> (module under diamond_cutter.commands, one-line help, examples), in --help order.
 COMMANDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "models": ("inventory", "list the models you can load (embedded first)", ("diamond-cutter models --all",)),
-    "layers": ("inventory", "print a model's layer table, or the blocks you cut at",
-               ("diamond-cutter layers efficientnet_lite0 --blocks", "diamond-cutter layers resnet50 --spatial --json")),
-    "predict": ("predict", "classify images: top-k class names and probabilities",
-                ("diamond-cutter predict efficientnet_lite0 chelsea coffee --top 3",
-                 "diamond-cutter predict efficientnet_lite0 photos/ --json --device cuda")),
-    "attribute": ("attribute", "saliency maps, CAMs, occlusion or LRP for images, saved as pictures",
-                  ("diamond-cutter attribute efficientnet_lite0 chelsea --method gradcam --layer blocks.6 --out maps/",
-                   "diamond-cutter attribute efficientnet_lite0 coffee --method integrated_gradients --style signed")),
-    "lens": ("lens", "write a static site: every channel's references, heatmaps, labels and icons",
-             ("diamond-cutter lens efficientnet_lite0 --layers blocks.3,blocks.4 --images photos/ --out site/",
-              "diamond-cutter lens runs/best --layers backbone.net.blocks.4,head.conv --images photos/")),
-    "evaluate": ("evaluate", "score attribution methods by faithfulness metrics: a methods × metrics table",
-                 ("diamond-cutter evaluate efficientnet_lite0 chelsea coffee --target top1 --methods gradcam,saliency",
-                  "diamond-cutter evaluate runs/tuned chelsea --metrics deletion,insertion --json")),
-    "visualize": ("visualize", "render feature visualizations of channels of a layer",
-                  ("diamond-cutter visualize efficientnet_lite0 --layer blocks.4 --channels 0-15 --schedule fast --out vis/",)),
-    "atlas": ("visualize", "build (or resume) cached spritemaps of every channel of layers",
-              ("diamond-cutter atlas efficientnet_lite0 --layer blocks.3,blocks.4 --steps 64 --size 64 --out atlas/",)),
-    "report": ("report", "write a self-contained HTML report: channels, semantic map, groups, saliency",
-               ("diamond-cutter report efficientnet_lite0 chelsea coffee --layer blocks.4 --out report.html",)),
-    "sweep": ("sweep", "find the model and layer to cut at for your labelled images",
-              ("diamond-cutter sweep efficientnet_lite0 --data textures/ --out runs/sweep --heads linear,conv",)),
-    "demo": ("demo", "the main job, offline: where to cut on three real models, train, keep, reload, explain", ("diamond-cutter demo",)),
+    "layers": (
+        "inventory",
+        "print a model's layer table, or the blocks you cut at",
+        ("diamond-cutter layers efficientnet_lite0 --blocks", "diamond-cutter layers resnet50 --spatial --json"),
+    ),
+    "predict": (
+        "predict",
+        "classify images: top-k class names and probabilities",
+        (
+            "diamond-cutter predict efficientnet_lite0 chelsea coffee --top 3",
+            "diamond-cutter predict efficientnet_lite0 photos/ --json --device cuda",
+        ),
+    ),
+    "attribute": (
+        "attribute",
+        "saliency maps, CAMs, occlusion or LRP for images, saved as pictures",
+        (
+            "diamond-cutter attribute efficientnet_lite0 chelsea --method gradcam --layer blocks.6 --out maps/",
+            "diamond-cutter attribute efficientnet_lite0 coffee --method integrated_gradients --style signed",
+        ),
+    ),
+    "lens": (
+        "lens",
+        "write a static site: every channel's references, heatmaps, labels and icons",
+        (
+            "diamond-cutter lens efficientnet_lite0 --layers blocks.3,blocks.4 --images photos/ --out site/",
+            "diamond-cutter lens runs/best --layers backbone.net.blocks.4,head.conv --images photos/",
+        ),
+    ),
+    "evaluate": (
+        "evaluate",
+        "score attribution methods by faithfulness metrics: a methods × metrics table",
+        (
+            "diamond-cutter evaluate efficientnet_lite0 chelsea coffee --target top1 --methods gradcam,saliency",
+            "diamond-cutter evaluate runs/tuned chelsea --metrics deletion,insertion --json",
+        ),
+    ),
+    "visualize": (
+        "visualize",
+        "render feature visualizations of channels of a layer",
+        ("diamond-cutter visualize efficientnet_lite0 --layer blocks.4 --channels 0-15 --schedule fast --out vis/",),
+    ),
+    "atlas": (
+        "visualize",
+        "build (or resume) cached spritemaps of every channel of layers",
+        ("diamond-cutter atlas efficientnet_lite0 --layer blocks.3,blocks.4 --steps 64 --size 64 --out atlas/",),
+    ),
+    "report": (
+        "report",
+        "write a self-contained HTML report: channels, semantic map, groups, saliency",
+        ("diamond-cutter report efficientnet_lite0 chelsea coffee --layer blocks.4 --out report.html",),
+    ),
+    "sweep": (
+        "sweep",
+        "find the model and layer to cut at for your labelled images",
+        ("diamond-cutter sweep efficientnet_lite0 --data textures/ --out runs/sweep --heads linear,conv",),
+    ),
+    "demo": (
+        "demo",
+        "the main job, offline: where to cut on three real models, train, keep, reload, explain",
+        ("diamond-cutter demo",),
+    ),
 }
 
 

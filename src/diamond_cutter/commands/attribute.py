@@ -10,7 +10,13 @@ from ..render import STYLES
 from . import add_command
 from .numbers import FRACTION
 from .options import (
-    add_compute_options, add_layer_option, add_target_option, add_weights_option, layers_of, load_model_from, target_of,
+    add_compute_options,
+    add_layer_option,
+    add_target_option,
+    add_weights_option,
+    layers_of,
+    load_model_from,
+    target_of,
 )
 
 
@@ -19,8 +25,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="model name (see `diamond-cutter models`)")
     p.add_argument("images", nargs="+", help="files, folders, globs, URLs or sample names (chelsea, coffee, ...)")
     p.add_argument("--method", default="gradcam", help=f"one of: {', '.join(METHODS)} (default gradcam)")
-    add_layer_option(p, "layer for CAM methods, several for layercam (default: the last spatial layer before global pooling)")
-    add_target_option(p, "top1", "class index or name, top1/top2/..., auto (top-1 minus top-2) or POSITIVE,NEGATIVE; repeat for one per image (default top1)")
+    add_layer_option(
+        p, "layer for CAM methods, several for layercam (default: the last spatial layer before global pooling)"
+    )
+    add_target_option(
+        p,
+        "top1",
+        "class index or name, top1/top2/..., auto (top-1 minus top-2) or POSITIVE,NEGATIVE; repeat for one per image "
+        "(default top1)",
+    )
     p.add_argument("--out", default="attributions", help="output folder or fsspec URL (default ./attributions)")
     add_weights_option(p)
     p.add_argument("--style", choices=("auto", *STYLES), default="auto",
@@ -36,7 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     model = load_model_from(args)
     images = load_images(args.images, model)
-    result = attribute(model, images, method=args.method, target=target_of(args), layer=_layer_argument(args), batch_size=args.batch_size)
+    result = attribute(
+        model,
+        images,
+        method=args.method,
+        target=target_of(args),
+        layer=_layer_argument(args),
+        batch_size=args.batch_size,
+    )
     keys = result.save(args.out, cmap=args.cmap, alpha=args.alpha, style=args.style)
     for caption, key in zip(result.captions(), keys):
         print(f"{caption}: {args.out.rstrip('/')}/{key}")

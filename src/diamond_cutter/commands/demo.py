@@ -36,15 +36,21 @@ DEMO_SALIENCY = ("saliency", "gradcam", "gradcam++", "guided_gradcam")
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "demo")
-    p.add_argument("--out", default="diamond-cutter-demo.html", help="the report to write (default diamond-cutter-demo.html)")
+    p.add_argument(
+        "--out", default="diamond-cutter-demo.html", help="the report to write (default diamond-cutter-demo.html)"
+    )
     p.add_argument("--per-class", type=COUNT, default=24, help="texture crops per class (default 24)")
     p.add_argument("--crop", type=SIDE, default=112, help="crop side in pixels (default 112)")
     p.add_argument("--cuts", type=COUNT, default=6, help="cuts per model, spread by depth (default 6)")
     p.add_argument("--epochs", type=COUNT, default=20, help="head training epochs (default 20)")
     p.add_argument("--cache", help="feature/result cache (default: a temporary folder)")
-    p.add_argument("--icon-steps", type=COUNT, help=f"feature visualization steps per icon (default {ICON_RENDER.steps})")
-    p.add_argument("--icon-size", type=SIDE, help=f"icon side in pixels (default {ICON_RENDER.size[0]})")
-    p.add_argument("--icon-limit", type=OPTIONAL_COUNT, default=32, help="channels to visualize; the rest get dataset patches")
+    p.add_argument(
+        "--icon-steps", type=COUNT, help=f"feature visualization steps per icon (default {ICON_RENDER.steps})"
+    )
+    p.add_argument("--icon-size", type=SIDE, help=f"icon side in pixels (default {IconSettings().size})")
+    p.add_argument(
+        "--icon-limit", type=OPTIONAL_COUNT, default=32, help="channels to visualize; the rest get dataset patches"
+    )
     add_compute_options(p)
     p.set_defaults(run=run)
 
@@ -55,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         data = load_labelled(make_texture_dataset(Path(tmp) / "textures", per_class=args.per_class, size=args.crop))
         result = sweep(list(EMBEDDED_STAGES), data, cuts=args.cuts, train=TrainConfig(epochs=args.epochs),
-                       store=args.cache or Path(tmp) / "cache", progress=True, device=args.device)
+                       store=args.cache or str(Path(tmp) / "cache"), progress=True, device=args.device)
         print(result)
         folder = out.parent / f"{out.stem}-model"
         result.train_best().save(str(folder))

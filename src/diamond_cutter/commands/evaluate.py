@@ -15,7 +15,13 @@ from ..transfer import load_transferred
 from . import add_command
 from .numbers import COUNT
 from .options import (
-    add_compute_options, add_layer_option, add_target_option, add_weights_option, load_model_from, one_layer, target_of,
+    add_compute_options,
+    add_layer_option,
+    add_target_option,
+    add_weights_option,
+    load_model_from,
+    one_layer,
+    target_of,
 )
 
 
@@ -60,10 +66,19 @@ def run(args: argparse.Namespace) -> int:
     images = load_images(args.images, model)
     methods = "all" if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     table = evaluate_methods(
-        model, images, target=target_of(args), methods=methods,
-        metrics=[m.strip() for m in args.metrics.split(",") if m.strip()], layer=one_layer(args), regions=_boxes(args.boxes),
-        settings=MetricSettings(steps=args.steps, deletion_baseline=args.deletion_baseline,
-                                insertion_baseline=args.insertion_baseline, batch_size=args.batch_size),
+        model,
+        images,
+        target=target_of(args),
+        methods=methods,
+        metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
+        layer=one_layer(args),
+        regions=_boxes(args.boxes),
+        settings=MetricSettings(
+            steps=args.steps,
+            deletion_baseline=args.deletion_baseline,
+            insertion_baseline=args.insertion_baseline,
+            batch_size=args.batch_size,
+        ),
         progress=not args.json,
     )
     print(json.dumps(table.as_dict(), indent=2) if args.json else table)

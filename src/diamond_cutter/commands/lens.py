@@ -19,9 +19,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", required=True, nargs="+", help="folders, globs, files or sample names to scan")
     p.add_argument("--out", default="lens", help="the folder to write (default lens/)")
     p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none', or a checkpoint path")
-    p.add_argument("--method", default="auto", choices=("auto", "lrp", "gradient"), help="relevance: LRP rules or gradient × activation")
+    p.add_argument(
+        "--method",
+        default="auto",
+        choices=("auto", "lrp", "gradient"),
+        help="relevance: LRP rules or gradient × activation",
+    )
     p.add_argument("-k", type=int, default=8, help="references per channel and ranking (default 8)")
-    p.add_argument("--heatmaps", type=int, default=3, help="references per ranking with a conditional heatmap (default 3)")
+    p.add_argument(
+        "--heatmaps", type=int, default=3, help="references per ranking with a conditional heatmap (default 3)"
+    )
     p.add_argument("--detail", type=int, default=8, help="channels per layer with diversity variants (default 8)")
     p.add_argument("--icon-size", type=int, default=48, help="atlas icon side in pixels (default 48)")
     p.add_argument("--icon-steps", type=int, default=64, help="feature visualization steps per icon (default 64)")

@@ -31,7 +31,9 @@ def integer(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def real(low: float, high: float | None = None, *, open_low: bool = False, open_high: bool = False) -> Callable[[str], float]:
+def real(
+    low: float, high: float | None = None, *, open_low: bool = False, open_high: bool = False
+) -> Callable[[str], float]:
     """An argparse type: a finite number between ``low`` and ``high`` (bounds excluded where asked)."""
 
     def parse(text: str) -> float:

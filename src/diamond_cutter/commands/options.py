@@ -46,8 +46,14 @@ def add_compute_options(p: argparse.ArgumentParser, batch_size: str | bool | Non
     """``--device``, ``--memory`` and ``--batch-size`` (``batch_size`` is its help where the command
     already means something particular by it; by default: images per pass, from the budget; False: none)."""
     if batch_size is not False:
-        p.add_argument("--batch-size", type=COUNT, default=None, metavar="N",
-                       help=batch_size or "images (or perturbed copies) per pass (default: what fits the memory budget)")
+        p.add_argument(
+            "--batch-size",
+            type=COUNT,
+            default=None,
+            metavar="N",
+            help=batch_size if isinstance(batch_size, str) else
+            "images (or perturbed copies) per pass (default: what fits the memory budget)",
+        )
     p.add_argument("--device", default="auto", metavar="DEVICE",
                    help="auto (CUDA if available, else the CPU), cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--memory", default=None, metavar="SIZE",

@@ -31,17 +31,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="folder (or fsspec URL) for results.csv, results.json, sweep.png")
     add_split_arguments(p)
     p.add_argument("--cuts", default="auto", help="'auto' (default) or comma-separated layer names")
-    p.add_argument("--n-cuts", type=COUNT, default=DEFAULT_CUTS, help=f"cuts per model with --cuts auto ({DEFAULT_CUTS})")
+    p.add_argument(
+        "--n-cuts", type=COUNT, default=DEFAULT_CUTS, help=f"cuts per model with --cuts auto ({DEFAULT_CUTS})"
+    )
     p.add_argument("--heads", default="linear", help="comma-separated heads: linear, conv (default linear)")
     p.add_argument("--shortlist", type=COUNT, default=SELECT.shortlist, help="pairs that get the slower heads")
     p.add_argument("--weights", default="imagenet", help="'imagenet' (default) or 'none' for random weights")
     p.add_argument("--input-size", type=SIDE, help="square input side in pixels (default: the model's)")
     p.add_argument("--pooling", choices=("avg", "avgmax"), default=TRAIN.pooling)
     p.add_argument("--epochs", type=COUNT, default=TRAIN.epochs)
-    p.add_argument("--lr", type=real(0.0, open_low=True), default=TRAIN.lr, help=f"head learning rate (default {TRAIN.lr:g})")
+    p.add_argument(
+        "--lr", type=real(0.0, open_low=True), default=TRAIN.lr, help=f"head learning rate (default {TRAIN.lr:g})"
+    )
     p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=TRAIN.optimizer)
     p.add_argument("--augment", action="store_true", help="random flips and shifts while training heads")
-    p.add_argument("--unfreeze", type=OPTIONAL_COUNT, default=TRAIN.unfreeze, help="fine-tune this many blocks before the cut")
+    p.add_argument(
+        "--unfreeze", type=OPTIONAL_COUNT, default=TRAIN.unfreeze, help="fine-tune this many blocks before the cut"
+    )
     p.add_argument("--tolerance", type=FRACTION, default=SELECT.tolerance,
                    help=f"validation accuracy a cheaper cut may give up (default {SELECT.tolerance})")
     p.add_argument("--store", "--cache", dest="store", help="feature/result cache (default: ~/.cache/diamond_cutter)")
@@ -52,7 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-best", metavar="DIR", help="train the recommended head again and save it here")
     p.add_argument("--profile", action="store_true",
                    help="also fine-tune the recommended pair one block at a time (the fine-tuning profile; slow)")
-    p.add_argument("--report", metavar="FILE", help="also write the sweep section (table, plot, recommendation) as HTML")
+    p.add_argument(
+        "--report", metavar="FILE", help="also write the sweep section (table, plot, recommendation) as HTML"
+    )
     add_compute_options(p, batch_size=f"images per training step of a head (default {TRAIN.batch_size})")
     p.set_defaults(run=run)
 
@@ -85,8 +93,16 @@ def labelled_from(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     data = labelled_from(args)
     size = (3, args.input_size, args.input_size) if args.input_size else None
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size or TRAIN.batch_size, lr=args.lr, optimizer=args.optimizer,
-                        augment=args.augment, unfreeze=args.unfreeze, pooling=args.pooling, seed=args.seed)
+    train = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size or TRAIN.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        augment=args.augment,
+        unfreeze=args.unfreeze,
+        pooling=args.pooling,
+        seed=args.seed,
+    )
     result = sweep(
         models_of(args), data,
         cuts=args.n_cuts if args.cuts == "auto" else [c.strip() for c in args.cuts.split(",")],
@@ -111,5 +127,7 @@ def models_of(args: argparse.Namespace) -> list[str]:
     texts = (args.model or []) + (args.models_option or [])
     names = [name.strip() for text in texts for name in text.split(",") if name.strip()]
     if not names:
-        raise DiamondCutterError("sweep needs at least one model, e.g. `diamond-cutter sweep efficientnet_lite0 --data DIR`")
+        raise DiamondCutterError(
+            "sweep needs at least one model, e.g. `diamond-cutter sweep efficientnet_lite0 --data DIR`"
+        )
     return names

@@ -13,7 +13,13 @@ from ..errors import DiamondCutterError
 from ..executors import ray_executor
 from ..featureviz import visualize
 from ..featureviz.optimize import (
-    FAST_SCHEDULE, LUCID_SCHEDULE, PRECISIONS, Settings, estimate_seconds, image_size, layer_channels,
+    FAST_SCHEDULE,
+    LUCID_SCHEDULE,
+    PRECISIONS,
+    Settings,
+    estimate_seconds,
+    image_size,
+    layer_channels,
 )
 from ..featureviz.param import PARAMS
 from ..progress import duration_text
@@ -41,7 +47,13 @@ SCHEDULES = {"lucid": LUCID_SCHEDULE, "fast": FAST_SCHEDULE}
 
 def render_settings(args: argparse.Namespace) -> Settings:
     """The ``--schedule``'s settings, with the options given on the command line replacing its values."""
-    given = {"steps": args.steps, "size": args.size, "param": args.param, "seed": args.seed, "precision": args.precision}
+    given = {
+        "steps": args.steps,
+        "size": args.size,
+        "param": args.param,
+        "seed": args.seed,
+        "precision": args.precision,
+    }
     return SCHEDULES[args.schedule].replace(**{k: v for k, v in given.items() if v is not None})
 
 
@@ -107,6 +119,7 @@ def announce(model, layer: str, channels: list[int] | None, args: argparse.Names
 def run_visualize(args: argparse.Namespace) -> int:
     model = load_model_from(args)
     layer = one_layer(args)
+    assert layer is not None  # --layer is required
     settings = render_settings(args)
     announce(model, layer, parse_channels(args.channels), args, settings)
     vis = visualize(model, layer, parse_channels(args.channels), settings, batch_size=args.batch_size)

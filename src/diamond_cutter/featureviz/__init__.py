@@ -12,7 +12,14 @@ network, :func:`visualize` also scores how natural each picture is
 
 from . import objectives, plausibility
 from .optimize import (
-    FAST_SCHEDULE, LUCID_SCHEDULE, MACO_SCHEDULE, RenderResult, Settings, Visualization, render_objective, visualize,
+    FAST_SCHEDULE,
+    LUCID_SCHEDULE,
+    MACO_SCHEDULE,
+    RenderResult,
+    Settings,
+    Visualization,
+    render_objective,
+    visualize,
 )
 from .param import FFTParam, MacoParam, PixelParam, estimate_color_matrix, estimate_magnitude
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -73,6 +74,7 @@ def foldable(norm: nn.BatchNorm2d) -> bool:
 @torch.no_grad()
 def fold_pair(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> nn.Module:
     """Fold ``norm`` into ``conv`` in place and return the module that replaces ``norm``."""
+    assert norm.running_var is not None and norm.running_mean is not None  # foldable() checked
     scale = (norm.running_var + norm.eps).rsqrt()
     if norm.weight is not None:
         scale = scale * norm.weight
@@ -85,7 +87,7 @@ def fold_pair(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> nn.Module:
     conv.bias.copy_(conv.bias * scale + shift)
     if type(norm) is nn.BatchNorm2d:
         return nn.Identity()
-    return AfterNorm(norm.drop, norm.act)
+    return AfterNorm(cast(nn.Module, norm.drop), cast(nn.Module, norm.act))
 
 
 def replace(module: nn.Module, name: str, new: nn.Module) -> None:
@@ -107,10 +109,11 @@ def folded_copy(module: nn.Module, probe: torch.Tensor, keep: Sequence[str]) -> 
             return module
         convs, norms = resolve_modules(net, [c for c, _ in pairs]), resolve_modules(net, [n for _, n in pairs])
         for conv_name, norm_name in pairs:
-            replace(net, norm_name, fold_pair(convs[conv_name], norms[norm_name]))
+            conv, norm = cast(nn.Conv2d, convs[conv_name]), cast(nn.BatchNorm2d, norms[norm_name])
+            replace(net, norm_name, fold_pair(conv, norm))
         for sub in net.modules():  # in-place clamps cost an extra copy per activation, and nothing here needs them
             if getattr(sub, "inplace", False) is True:
-                sub.inplace = False
+                sub.inplace = False  # type: ignore[assignment]
         net.eval().requires_grad_(False)
         return net if same_activations(module, net, probe, keep) else module
 

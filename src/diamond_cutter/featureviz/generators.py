@@ -35,8 +35,18 @@ LossFn = Callable[[dict[str, torch.Tensor], torch.Tensor, int], torch.Tensor]
 UpdateFn = Callable[[torch.Tensor, torch.Tensor, int], None]
 
 
-def optimize_pixels(model: Any, layers: Sequence[str], x: torch.Tensor, steps: int, loss_fn: LossFn,
-                    update: UpdateFn, *, jitter: int = 0, progress: bool = False, desc: str = "generate") -> torch.Tensor:
+def optimize_pixels(
+    model: Any,
+    layers: Sequence[str],
+    x: torch.Tensor,
+    steps: int,
+    loss_fn: LossFn,
+    update: UpdateFn,
+    *,
+    jitter: int = 0,
+    progress: bool = False,
+    desc: str = "generate",
+) -> torch.Tensor:
     """Shared loop: loss per image from activations (forward stops at the deepest layer), then ``update`` in place.
 
     ``x`` holds ``[0, 1]`` pixels; ``jitter`` rolls the image by up to that many
@@ -160,7 +170,9 @@ def invert(model: Any, image: Any, layer: str, *, steps: int = 200, lr: float = 
 
     def loss(acts: dict[str, torch.Tensor], y: torch.Tensor, _step: int) -> torch.Tensor:
         error = (acts[layer] - target).flatten(1).pow(2).sum(dim=1) / norm
-        prior = alpha_weight * (y - 0.5).abs().pow(alpha).flatten(1).sum(dim=1) + tv_weight * total_variation(y) / pixels
+        prior = (
+            alpha_weight * (y - 0.5).abs().pow(alpha).flatten(1).sum(dim=1) + tv_weight * total_variation(y) / pixels
+        )
         return error + prior
 
     def update(y: torch.Tensor, grad: torch.Tensor, _step: int) -> None:

@@ -73,7 +73,9 @@ class Objective:
     def __mul__(self, factor: float) -> Objective:
         if isinstance(factor, Objective):
             raise DiamondCutterError("objectives can be multiplied by numbers, not by other objectives")
-        return Objective(lambda a, m: factor * self(a, m), self.layers, f"{factor:g} * ({self.description})", self.batch)
+        return Objective(
+            lambda a, m: factor * self(a, m), self.layers, f"{factor:g} * ({self.description})", self.batch
+        )
 
     __rmul__ = __mul__
 
@@ -92,8 +94,9 @@ def per_item(values: int | Sequence[int]) -> tuple[torch.Tensor | int, int | Non
     if isinstance(values, torch.Tensor):
         values = values.tolist()
     if isinstance(values, int) or not hasattr(values, "__iter__"):
-        check_range(int(values), None)
-        return int(values), None
+        value = int(values)  # type: ignore[arg-type]  # numpy integers too
+        check_range(value, None)
+        return value, None
     values = [int(v) for v in values]
     if not values:
         raise DiamondCutterError("an objective needs at least one channel or class")
@@ -137,7 +140,9 @@ def describe(values: int | Sequence[int]) -> str:
 def channel(layer: str, channels: int | Sequence[int]) -> Objective:
     """Mean activation of a channel over all positions (Lucid's ``channel``); a list gives one channel per image."""
     index, batch = per_item(channels)
-    return Objective(lambda a, m: spatial_mean(pick(a[layer], index)), [layer], f"channel {describe(channels)} of {layer}", batch)
+    return Objective(
+        lambda a, m: spatial_mean(pick(a[layer], index)), [layer], f"channel {describe(channels)} of {layer}", batch
+    )
 
 
 def neuron(layer: str, channels: int | Sequence[int], x: int | None = None, y: int | None = None) -> Objective:

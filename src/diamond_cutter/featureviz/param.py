@@ -102,6 +102,8 @@ def mix_channels(matrix: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
 class Parameterization(nn.Module):
     """Base: ``forward()`` returns the batch of images (N×C×H×W in ``[0, 1]``)."""
 
+    color: torch.Tensor  # a buffer (declared for the type checker)
+
     def __init__(self, channels: int, height: int, width: int, color: torch.Tensor | None):
         super().__init__()
         if channels < 1 or height < 2 or width < 2:
@@ -144,6 +146,8 @@ class PixelParam(Parameterization):
 class FFTParam(Parameterization):
     """Lucid's Fourier parameterization: a 1/f-scaled spectrum, decorrelated colour, sigmoid."""
 
+    scale: torch.Tensor  # a buffer
+
     def __init__(self, seeds: Sequence[int], channels: int, height: int, width: int, *, sd: float = 0.01,
                  decay_power: float = 1.0, color: torch.Tensor | None = None):
         super().__init__(channels, height, width, color)
@@ -177,6 +181,8 @@ class MacoParam(Parameterization):
     around, which keeps deep-layer visualizations natural. ``contrast`` scales
     the standardised image (1 as published).
     """
+
+    magnitude: torch.Tensor  # a buffer
 
     def __init__(self, seeds: Sequence[int], channels: int, height: int, width: int, *,
                  magnitude: torch.Tensor | None = None, color: torch.Tensor | None = None, contrast: float = 1.0):

@@ -217,7 +217,9 @@ def channel_heatmaps(engine: Relevance, x: torch.Tensor, layer: str, classes: Se
     return dict(zip(map(tuple, rows), maps))
 
 
-def concept_weights(channels: Sequence[int] | None, directions: torch.Tensor | None, n_channels: int) -> tuple[torch.Tensor, list[str]]:
+def concept_weights(
+    channels: Sequence[int] | None, directions: torch.Tensor | None, n_channels: int
+) -> tuple[torch.Tensor, list[str]]:
     """M×C weights and names: one-hot rows for channels, given rows for neuron-group directions."""
     if directions is not None:
         directions = torch.as_tensor(directions, dtype=torch.float32)
@@ -255,12 +257,23 @@ def conditional_heatmaps(
         sig = engine.signal(x, [layer], target)
         acts, signal = sig.activations[layer], sig.signals[layer]
         if acts.ndim != 4:
-            raise DiamondCutterError(f"layer {layer!r} has no spatial map (output {tuple(acts.shape)}); pick a convolutional layer")
+            raise DiamondCutterError(
+                f"layer {layer!r} has no spatial map (output {tuple(acts.shape)}); pick a convolutional layer"
+            )
         relevance = engine.contribution(acts, signal).sum((2, 3)).float().cpu()
         if isinstance(channels, int) and not isinstance(channels, bool):
             channels = relevance.sum(0).topk(min(channels, relevance.shape[1])).indices.tolist()
         weights, names = concept_weights(channels, directions, relevance.shape[1])
         maps = engine.heatmaps(x, layer, signal, weights).view(len(x), len(weights), *x.shape[2:])
     classes = sig.classes
-    return ConditionalHeatmaps(layer, engine.method, names, classes.tolist(), [model.labels[c] for c in classes.tolist()],
-                               list(batch.ids), maps, relevance, batch.pixels.cpu())
+    return ConditionalHeatmaps(
+        layer,
+        engine.method,
+        names,
+        classes.tolist(),
+        [model.labels[c] for c in classes.tolist()],
+        list(batch.ids),
+        maps,
+        relevance,
+        batch.pixels.cpu(),
+    )

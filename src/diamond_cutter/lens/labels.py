@@ -129,7 +129,9 @@ class ClassLabeler:
                     out[rows[:, None], torch.arange(share.shape[1])[None], classes[:, p : p + 1]] = share
         return out
 
-    def _label(self, model, channel: int, rows: list[int], image_ids: list[int], drive: torch.Tensor, votes: torch.Tensor) -> ChannelLabel:
+    def _label(
+        self, model, channel: int, rows: list[int], image_ids: list[int], drive: torch.Tensor, votes: torch.Tensor
+    ) -> ChannelLabel:
         if not rows:
             return ChannelLabel(channel, "", 0.0)
         mean_drive = drive[rows, channel].mean(0)
@@ -140,7 +142,10 @@ class ClassLabeler:
         words = min(self.words, len(score))
         best = score.topk(words)
         names = [model.labels[i] for i in best.indices.tolist()]
-        top = lambda t: [(model.labels[i], round(float(t[i]), 4)) for i in t.topk(words).indices.tolist()]
+
+        def top(t: torch.Tensor) -> list[tuple[str, float]]:
+            return [(model.labels[i], round(float(t[i]), 4)) for i in t.topk(words).indices.tolist()]
+
         return ChannelLabel(channel, ", ".join(names), round(float(best.values[0]), 4),
                             list(zip(names, (round(float(v), 4) for v in best.values))), top(mean_drive), top(vote))
 
@@ -159,7 +164,9 @@ def label_channels(model, references: References, layer: str, labeler: Labeler |
                       for d in saved["labels"]]
             return LayerLabels(layer, labeler.name, key, labels)
     result = LayerLabels(layer, labeler.name, key, labeler.describe(model, references, layer))
-    store.write_json(path, {"key": key, "layer": layer, "labeler": labeler.name, "labels": [asdict(lab) for lab in result.labels]})
+    store.write_json(
+        path, {"key": key, "layer": layer, "labeler": labeler.name, "labels": [asdict(lab) for lab in result.labels]}
+    )
     return result
 
 

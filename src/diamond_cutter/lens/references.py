@@ -119,7 +119,14 @@ class Shard(Tables):
         tensors["seen"] = seen
         for layer, sums in self.class_relevance.items():
             tensors[f"{layer}|classes"] = sums[seen]
-        meta = {"key": key, "classes": len(next(iter(self.class_relevance.values()))), "start": self.start, "ids": self.ids, "layers": list(self.tops), "version": FORMAT_VERSION}
+        meta = {
+            "key": key,
+            "classes": len(next(iter(self.class_relevance.values()))),
+            "start": self.start,
+            "ids": self.ids,
+            "layers": list(self.tops),
+            "version": FORMAT_VERSION,
+        }
         buffer = io.BytesIO()
         torch.save({"meta": json.dumps(meta), "tensors": tensors}, buffer)
         return buffer.getvalue()
@@ -172,7 +179,9 @@ class References(Tables):
             raise DiamondCutterError(f"rank references by 'activation' or 'relevance', not {by!r}")
         if layer not in self.tops:
             raise DiamondCutterError(f"layer {layer!r} was not scanned (scanned: {', '.join(self.layers)})")
-        return [Reference(i, self.ids[i], s, c, int(self.classes[i])) for i, s, c in self.tops[layer][by].column(channel)]
+        return [
+            Reference(i, self.ids[i], s, c, int(self.classes[i])) for i, s, c in self.tops[layer][by].column(channel)
+        ]
 
     def class_channels(self, layer: str, target: int) -> torch.Tensor:
         """Mean relevance of each channel of ``layer`` over the images whose target is class ``target``."""
@@ -213,10 +222,19 @@ def scan_references(
             shard = compute_shard(model, engine, part, start, layers, settings)
             store.write_bytes(path, shard.to_bytes(key))
         shards.append(shard)
-    return merge_shards(shards, layers, engine.method, sources, settings.k, key=hashlib.sha256("".join([base, *digests]).encode()).hexdigest())
+    return merge_shards(
+        shards,
+        layers,
+        engine.method,
+        sources,
+        settings.k,
+        key=hashlib.sha256("".join([base, *digests]).encode()).hexdigest(),
+    )
 
 
-def compute_shard(model, engine: Relevance, sources: Any, start: int, layers: list[str], settings: ScanSettings) -> Shard:
+def compute_shard(
+    model, engine: Relevance, sources: Any, start: int, layers: list[str], settings: ScanSettings
+) -> Shard:
     """One shard: batches of ``sources`` through one forward and one backward each."""
     ids, preds, probs, classes = [], [], [], []
     tops: dict[str, dict[str, TopK]] = {}
@@ -236,15 +254,21 @@ def compute_shard(model, engine: Relevance, sources: Any, start: int, layers: li
                     raise DiamondCutterError(f"layer {layer!r} has no spatial map (output {tuple(acts.shape)})")
                 contribution = engine.contribution(acts, sig.signals[layer])
                 per_image = contribution.sum((2, 3)).float().cpu()
-                sums.setdefault(layer, torch.zeros(model.num_classes, acts.shape[1])).index_add_(0, sig.classes, per_image)
+                sums.setdefault(layer, torch.zeros(model.num_classes, acts.shape[1])).index_add_(
+                    0, sig.classes, per_image
+                )
                 found = {"activation": TopK.of_batch(acts, acts.flatten(2).amax(2), first, settings.k),
                          "relevance": TopK.of_batch(contribution, per_image, first, settings.k)}
-                tops[layer] = {r: tops[layer][r].merge(found[r], settings.k) for r in RANKINGS} if layer in tops else found
+                tops[layer] = (
+                    {r: tops[layer][r].merge(found[r], settings.k) for r in RANKINGS} if layer in tops else found
+                )
             first += len(batch)
     return Shard(ids, torch.cat(preds), torch.cat(probs), torch.cat(classes), tops, sums, start=start)
 
 
-def merge_shards(shards: list[Shard], layers: list[str], method: str, sources: Any, k: int, key: str = "") -> References:
+def merge_shards(
+    shards: list[Shard], layers: list[str], method: str, sources: Any, k: int, key: str = ""
+) -> References:
     """Shards (any order) merged into the references of all their images."""
     shards = sorted(shards, key=lambda s: s.start)
     tops = dict(shards[0].tops)

@@ -119,7 +119,14 @@ class _Site:
     """Builds every page of one site from one scan."""
 
     def __init__(self, model, refs: References, settings: LensSettings, store: Store, writer: _Writer, progress: bool):
-        self.model, self.refs, self.settings, self.store, self.out, self.progress = model, refs, settings, store, writer, progress
+        self.model, self.refs, self.settings, self.store, self.out, self.progress = (
+            model,
+            refs,
+            settings,
+            store,
+            writer,
+            progress,
+        )
         self.engine = Relevance(model, settings.crp)
         self.pictures: dict[int, Image.Image] = {}
         self.class_pages = {int(c): f"class/{slug(model.labels[int(c)])}-{int(c)}.html" for c in refs.classes.unique()}
@@ -127,9 +134,15 @@ class _Site:
     def write(self) -> Path:
         layers = [self._layer(layer) for layer in self.refs.layers]
         classes = [self._class(c, path) for c, path in sorted(self.class_pages.items())]
-        summary = {"model": self.model.name, "method": METHOD_LABELS[self.refs.method], "images": self.refs.ids,
-                   "layers": [{k: v for k, v in layer.items() if k in ("name", "channels", "coverage", "page")} for layer in layers],
-                   "classes": [{"name": c["name"], "page": c["page"]} for c in classes]}
+        summary = {
+            "model": self.model.name,
+            "method": METHOD_LABELS[self.refs.method],
+            "images": self.refs.ids,
+            "layers": [
+                {k: v for k, v in layer.items() if k in ("name", "channels", "coverage", "page")} for layer in layers
+            ],
+            "classes": [{"name": c["name"], "page": c["page"]} for c in classes],
+        }
         (self.out.root / "data").mkdir(parents=True, exist_ok=True)
         (self.out.root / "data" / "lens.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
         self.out.page("index.html", "lens/index.html.j2", model=self.model, method=METHOD_LABELS[self.refs.method],
@@ -140,33 +153,69 @@ class _Site:
 
     def _layer(self, layer: str) -> dict[str, Any]:
         labels = label_channels(self.model, self.refs, layer, store=self.store)
-        icons = layer_atlas(self.model, layer, settings=FAST_SCHEDULE, steps=self.settings.icon_steps,
-                            size=self.settings.icon_size, store=self.store, progress=self.progress)
+        icons = layer_atlas(
+            self.model,
+            layer,
+            settings=FAST_SCHEDULE,
+            steps=self.settings.icon_steps,
+            size=self.settings.icon_size,
+            store=self.store,
+            progress=self.progress,
+        )
         base = f"layer/{slug(layer)}"
         sprite = self.out.image(icons.spritemap, f"img/{slug(layer)}/atlas.png")
         geometry = layer_geometry(self.model, layer)
         channels = self.refs.channels(layer)
         relevance = self.refs.class_relevance[layer].sum(0)
-        detailed = relevance.topk(min(self.settings.detail, channels)).indices.tolist() if self.settings.variants else []
+        detailed = (
+            relevance.topk(min(self.settings.detail, channels)).indices.tolist() if self.settings.variants else []
+        )
         heat = self._reference_heatmaps(layer)
         cells = []
         for c in bar(range(channels), f"lens {layer}", enabled=self.progress):
-            cell = {"channel": c, "label": labels[c], "page": f"{base}/{c}.html", "box": icons.box(c), "relevance": float(relevance[c])}
+            cell = {
+                "channel": c,
+                "label": labels[c],
+                "page": f"{base}/{c}.html",
+                "box": icons.box(c),
+                "relevance": float(relevance[c]),
+            }
             cells.append(cell)
             self._channel(layer, c, cell, labels, sprite, geometry, heat, c in detailed)
-        info = {"name": layer, "channels": channels, "coverage": len(icons.done) / channels, "page": f"{base}/index.html"}
+        info = {
+            "name": layer,
+            "channels": channels,
+            "coverage": len(icons.done) / channels,
+            "page": f"{base}/index.html",
+        }
         self.out.page(info["page"], "lens/layer.html.j2", model=self.model, layer=info, cells=cells, sprite=sprite,
                       icon=icons.cell, labeler=labels.labeler)
         return info
 
     def _channel(self, layer: str, c: int, cell: dict, labels: LayerLabels, sprite: str, geometry: Geometry,
                  heat: dict[tuple[int, int], torch.Tensor], detailed: bool) -> None:
-        refs = {by: [self._reference(layer, c, r, geometry, heat) for r in self.refs.top(layer, c, by)] for by in ("activation", "relevance")}
+        refs = {
+            by: [self._reference(layer, c, r, geometry, heat) for r in self.refs.top(layer, c, by)]
+            for by in ("activation", "relevance")
+        }
         variants = self._variants(layer, c) if detailed else []
         drives = [{"name": n, "value": v, "page": self._class_page(n)} for n, v in labels[c].drives]
-        self.out.page(cell["page"], "lens/channel.html.j2", model=self.model, layer=layer, channel=c, label=labels[c],
-                      sprite=sprite, box=cell["box"], refs=refs, variants=variants, drives=drives,
-                      method=METHOD_LABELS[self.refs.method], labeler=labels.labeler, channels=self.refs.channels(layer))
+        self.out.page(
+            cell["page"],
+            "lens/channel.html.j2",
+            model=self.model,
+            layer=layer,
+            channel=c,
+            label=labels[c],
+            sprite=sprite,
+            box=cell["box"],
+            refs=refs,
+            variants=variants,
+            drives=drives,
+            method=METHOD_LABELS[self.refs.method],
+            labeler=labels.labeler,
+            channels=self.refs.channels(layer),
+        )
 
     def _reference(self, layer: str, c: int, ref, geometry: Geometry, heat: dict) -> dict[str, Any]:
         picture = self._picture(ref.image)
@@ -178,8 +227,15 @@ class _Site:
             full = heatmap_overlay(picture, heat[(ref.image, c)], cmap="bwr", signed=True, alpha=0.6)
             overlay = self.out.image(full.crop(box).resize((PATCH, PATCH), Image.Resampling.BICUBIC), f"{name}-crp.jpg")
         target = self.model.labels[ref.target]
-        return {"id": ref.image_id, "name": Path(ref.image_id).name, "score": ref.score, "patch": patch, "heatmap": overlay, "target": target,
-                "target_page": self.class_pages.get(ref.target)}
+        return {
+            "id": ref.image_id,
+            "name": Path(ref.image_id).name,
+            "score": ref.score,
+            "patch": patch,
+            "heatmap": overlay,
+            "target": target,
+            "target_page": self.class_pages.get(ref.target),
+        }
 
     def _reference_heatmaps(self, layer: str) -> dict[tuple[int, int], torch.Tensor]:
         """Conditional heatmaps of each channel on its best references (each image's target class)."""
@@ -201,8 +257,15 @@ class _Site:
 
     def _variants(self, layer: str, c: int) -> list[str]:
         objective = objectives.channel(layer, [c] * self.settings.variants) + 10 * objectives.diversity(layer)
-        result = render_objective(self.model, objective, FAST_SCHEDULE, steps=self.settings.icon_steps,
-                                  size=self.settings.icon_size * 2, progress=False, seed=c)
+        result = render_objective(
+            self.model,
+            objective,
+            FAST_SCHEDULE,
+            steps=self.settings.icon_steps,
+            size=self.settings.icon_size * 2,
+            progress=False,
+            seed=c,
+        )
         return [self.out.image(img, f"img/{slug(layer)}/{c}-variant{i}.png") for i, img in enumerate(result.images)]
 
     def _picture(self, image: int) -> Image.Image:
@@ -223,14 +286,32 @@ class _Site:
             importance = self.refs.class_channels(layer, c)
             top = importance.topk(min(self.settings.class_channels, len(importance))).indices.tolist()
             heat = self._heatmaps(layer, [(i, ch) for i in examples for ch in top])
-            rows = [{"channel": ch, "importance": float(importance[ch]), "page": f"layer/{slug(layer)}/{ch}.html",
-                     "maps": [self.out.image(heatmap_overlay(self._picture(i), heat[(i, ch)], cmap="bwr", signed=True, alpha=0.6)
-                                             .resize((PATCH, PATCH)), f"img/class/{c}/{slug(layer)}-{ch}-{i}.jpg") for i in examples]}
-                    for ch in top]
+            rows = [
+                {
+                    "channel": ch,
+                    "importance": float(importance[ch]),
+                    "page": f"layer/{slug(layer)}/{ch}.html",
+                    "maps": [
+                        self.out.image(
+                            heatmap_overlay(self._picture(i), heat[(i, ch)], cmap="bwr", signed=True, alpha=0.6).resize(
+                                (PATCH, PATCH)
+                            ),
+                            f"img/class/{c}/{slug(layer)}-{ch}-{i}.jpg",
+                        )
+                        for i in examples
+                    ],
+                }
+                for ch in top
+            ]
             sections.append({"layer": layer, "rows": rows})
         name = self.model.labels[c]
-        images = [{"id": self.refs.ids[i], "path": self.out.image(self._picture(i).resize((PATCH, PATCH)), f"img/class/{c}/image-{i}.jpg")}
-                  for i in examples]
+        images = [
+            {
+                "id": self.refs.ids[i],
+                "path": self.out.image(self._picture(i).resize((PATCH, PATCH)), f"img/class/{c}/image-{i}.jpg"),
+            }
+            for i in examples
+        ]
         self.out.page(page, "lens/class.html.j2", model=self.model, name=name, sections=sections, images=images,
                       method=METHOD_LABELS[self.refs.method])
         return {"name": name, "page": page, "count": int((self.refs.classes == c).sum())}

@@ -33,8 +33,8 @@ from ..render import activation_tiles
 from ..targets import UNSET, TargetSpec, legacy_classes
 from ..version import __version__
 from .icons import IconSettings, channel_icons, group_icons
-from .scores import REPORT_SCORES, GalleryScores, gallery_scores
 from .lens_links import conditional_icons, lens_pages
+from .scores import REPORT_SCORES, GalleryScores, gallery_scores
 
 #: Saliency methods shown side by side in the gallery (names of ``diamond_cutter.attribute``).
 SALIENCY_METHODS = ("saliency", "integrated_gradients", "gradcam", "guided_gradcam")
@@ -89,7 +89,9 @@ class Report(HtmlPage):
 
     def html(self) -> str:
         """The report as one HTML document (images inline, no external resources)."""
-        return from_template("report.html.j2", report=self, icon_uris={c: image_uri(i) for c, i in self.icons.items()}, uri=image_uri)
+        return from_template(
+            "report.html.j2", report=self, icon_uris={c: image_uri(i) for c, i in self.icons.items()}, uri=image_uri
+        )
 
 
 def report(
@@ -138,7 +140,9 @@ def report(
     cells = [_cells(sm, cell_k) for sm in semantic]
     found = _groups(model, la, groups, pictures)
     listed = Counter(c for image in cells for cell in image for kind in cell.values() for c, _ in kind)
-    wanted = [s.channel for s in attribution.top(top_k) + attribution.bottom(top_k)] + [c for c, _ in listed.most_common()]
+    wanted = [s.channel for s in attribution.top(top_k) + attribution.bottom(top_k)] + [
+        c for c, _ in listed.most_common()
+    ]
     icon_images = channel_icons(model, layer, wanted, la.activations, pictures, icons, progress)
     g_icons = group_icons(model, layer, found.directions, found.spatial, pictures, icons, progress) if found else []
     sections = [

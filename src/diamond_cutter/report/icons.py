@@ -55,7 +55,15 @@ def patch_icon(strength: torch.Tensor, pictures: list[Image.Image], size: int) -
     return crop_cell(pictures[index], divmod(rest, w), (h, w), 3.0, size)
 
 
-def channel_icons(model, layer: str, channels: Sequence[int], activations: torch.Tensor, pictures: list[Image.Image], settings: IconSettings, progress: bool = False) -> dict[int, Image.Image]:
+def channel_icons(
+    model,
+    layer: str,
+    channels: Sequence[int],
+    activations: torch.Tensor,
+    pictures: list[Image.Image],
+    settings: IconSettings,
+    progress: bool = False,
+) -> dict[int, Image.Image]:
     """An icon per channel, ``channels`` listed most important first; records in ``settings.made_by``
     what the icons show.
 
@@ -71,15 +79,26 @@ def channel_icons(model, layer: str, channels: Sequence[int], activations: torch
     if rendered:
         found = atlas(model, layer, sorted(rendered), settings.render, store=settings.store, progress=progress)
         icons.update({c: found.icon(c) for c in rendered})
-        settings.made_by = f"feature visualizations ({settings.render.steps} steps, {settings.size} px, from the channel atlas)"
+        settings.made_by = (
+            f"feature visualizations ({settings.render.steps} steps, {settings.size} px, from the channel atlas)"
+        )
         if len(rendered) < len(channels):
-            settings.made_by += f" of the {len(rendered)} most important channels; for the other {len(channels) - len(rendered)}, " + (
-                "the patch of these images where the channel fires most"
+            settings.made_by += (
+                f" of the {len(rendered)} most important channels; for the other {len(channels) - len(rendered)}, "
+                + ("the patch of these images where the channel fires most")
             )
     return icons
 
 
-def group_icons(model, layer: str, directions: torch.Tensor, spatial: torch.Tensor, pictures: list[Image.Image], settings: IconSettings, progress: bool = False) -> list[Image.Image]:
+def group_icons(
+    model,
+    layer: str,
+    directions: torch.Tensor,
+    spatial: torch.Tensor,
+    pictures: list[Image.Image],
+    settings: IconSettings,
+    progress: bool = False,
+) -> list[Image.Image]:
     """An icon per neuron group: its direction visualized (one batched render for all groups),
     or with ``source="patches"`` the patch where the group is strongest."""
     if settings.source == "patches":

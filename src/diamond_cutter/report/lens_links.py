@@ -38,10 +38,22 @@ def lens_pages(lens: str, layer: str) -> str | None:
     return f"{base}/layer/{slug(layer)}/"
 
 
-def conditional_icons(model, batch, layer: str, classes: list[int], cells: list[list[dict[str, Any]]]) -> list[dict[int, str]]:
+def conditional_icons(
+    model, batch, layer: str, classes: list[int], cells: list[list[dict[str, Any]]]
+) -> list[dict[int, str]]:
     """Per image, the conditional heatmap (a small data URI) of every channel its panel lists."""
-    rows = sorted({(i, c) for i, image in enumerate(cells) for cell in image for kind in cell.values() for c, _ in kind})
+    rows = sorted(
+        {(i, c) for i, image in enumerate(cells) for cell in image for kind in cell.values() for c, _ in kind}
+    )
     maps = channel_heatmaps(Relevance(model), batch.tensor.to(model.device), layer, classes, rows)
     pictures = batch.images()
-    return [{c: image_uri(heatmap_overlay(pictures[i], maps[(i, c)], cmap="bwr", signed=True, alpha=0.6).resize((ICON, ICON)))
-             for (j, c) in rows if j == i} for i in range(len(cells))]
+    return [
+        {
+            c: image_uri(
+                heatmap_overlay(pictures[i], maps[(i, c)], cmap="bwr", signed=True, alpha=0.6).resize((ICON, ICON))
+            )
+            for (j, c) in rows
+            if j == i
+        }
+        for i in range(len(cells))
+    ]

@@ -52,7 +52,10 @@ def gallery_scores(model, batch, targets: list[int], layer: str, maps: dict, set
         maps=maps,
     )
     plots = {
-        (m, i): curve_plot(table, m, i) for m in table.methods if "deletion" in table.results[m] for i in range(len(batch))
+        (m, i): curve_plot(table, m, i)
+        for m in table.methods
+        if "deletion" in table.results[m]
+        for i in range(len(batch))
     }
     return GalleryScores(table, plots)
 

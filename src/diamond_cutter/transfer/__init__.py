@@ -13,8 +13,8 @@ from .executor import InProcess, ProcessPool
 from .features import FeatureSet, extract_features
 from .heads import TransferNet
 from .metrics import Metrics
-from .saved import load_transferred, save_transferred
 from .result import Selection, SweepResult
+from .saved import load_transferred, save_transferred
 from .sweep import sweep
 from .train import TrainConfig, TrainedHead, train_head
 

@@ -59,7 +59,8 @@ class Comparison:
         """A matplotlib Figure: per image (the first ``images``), its picture and bars of each model's
         probabilities for the classes some model ranks in its top ``classes`` there, so models with
         different label sets share a short axis and the figure stays a readable size."""
-        from matplotlib.figure import Figure  # deferred: matplotlib is slow to import; no pyplot, so a notebook's backend is left alone
+        # deferred: matplotlib is slow to import; no pyplot, so a notebook's backend is left alone
+        from matplotlib.figure import Figure
 
         n, models = min(len(self.image_ids), images), list(self.probabilities)
         fig = Figure(figsize=(9, 2.2 * n))
@@ -74,7 +75,9 @@ class Comparison:
                 lookup = {name: float(p) for name, p in zip(self.labels[m], self.probabilities[m][i])}
                 axes[i, 1].bar([k + j * width for k in range(len(names))], [lookup.get(name, 0.0) for name in names],
                                width=width, label=m)
-            axes[i, 1].set_xticks([k + 0.4 - width / 2 for k in range(len(names))], [name[:18] for name in names], fontsize=7)
+            axes[i, 1].set_xticks(
+                [k + 0.4 - width / 2 for k in range(len(names))], [name[:18] for name in names], fontsize=7
+            )
             axes[i, 1].set_ylim(0, 1)
         axes[0, 1].legend(fontsize=7)
         fig.tight_layout()

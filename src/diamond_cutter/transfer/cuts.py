@@ -82,7 +82,9 @@ def _listing(model: Model, names: Sequence[str] | None = None) -> list[Cut]:
     cuts = []
     for name in names:
         layer = table.resolve(name)
-        note = "" if complete[name] else "not a single-tensor cut: later layers also read other tensors (skip/two-input)"
+        note = (
+            "" if complete[name] else "not a single-tensor cut: later layers also read other tensors (skip/two-input)"
+        )
         cuts.append(Cut(name, layer.index, round(table.relative_depth(name), 4), layer.channels or 0,
                         layer.height or 1, layer.width or 1, cost[name][1], cost[name][0], complete[name], note))
     return cuts

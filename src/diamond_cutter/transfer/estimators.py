@@ -167,7 +167,9 @@ def logme(features: np.ndarray, labels: np.ndarray, max_iter: int = 11) -> float
     return float(np.mean(evidences))
 
 
-def _evidence(y: np.ndarray, u: np.ndarray, sigma: np.ndarray, n: int, d: int, max_iter: int) -> tuple[float, float, float]:
+def _evidence(
+    y: np.ndarray, u: np.ndarray, sigma: np.ndarray, n: int, d: int, max_iter: int
+) -> tuple[float, float, float]:
     """Maximised log evidence / N and the ``(α, β)`` reached, for one target vector."""
     x2 = (u.T @ y) ** 2
     outside = max(float(y @ y - x2.sum()), 0.0)  # part of y no feature direction can explain

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 import torch
@@ -81,7 +81,9 @@ def executor_for(name: str | Executor | None, ray_address: str | None = None) ->
     if name == "processes":
         return ProcessPool()
     if name == "ray":
-        return ray_executor(name, ray_address)
+        ray = ray_executor(name, ray_address)
+        assert ray is not None  # "ray" always gives one
+        return ray
     if isinstance(name, str):
         raise UnknownNameError("executor", name, EXECUTORS)
     return name

@@ -69,14 +69,16 @@ class ConvHead(nn.Module):
         return self.fc(self.pool(self.relu(self.bn(self.conv(x)))))
 
 
-def head_spec(kind: str, in_channels: int, classes: int, pooling: str = "avg", width: int | None = None) -> dict[str, Any]:
+def head_spec(
+    kind: str, in_channels: int, classes: int, pooling: str = "avg", width: int | None = None
+) -> dict[str, Any]:
     """The plain description a saved model's manifest stores and :func:`build_head` rebuilds from."""
     if kind not in HEAD_KINDS:
         raise DiamondCutterError(f"unknown head {kind!r}: choose one of {', '.join(HEAD_KINDS)}")
     if kind == "conv":
         width = width or min(256, max(32, in_channels))
     return {"kind": kind, "in_channels": int(in_channels), "classes": int(classes), "pooling": pooling,
-            "width": int(width) if kind == "conv" else None}
+            "width": int(width) if width is not None and kind == "conv" else None}
 
 
 def build_head(spec: dict[str, Any]) -> nn.Module:

@@ -43,7 +43,8 @@ def accuracy_axes(ax: Any, result: Any) -> None:
 
 def plot_accuracy(result: Any, dpi: int = 110) -> bytes:
     """PNG bytes of the accuracy panel alone (the report's sweep section)."""
-    from matplotlib.figure import Figure  # deferred: matplotlib is slow to import; no pyplot, so a notebook's backend is left alone
+    # deferred: matplotlib is slow to import; no pyplot, so a notebook's backend is left alone
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4.2))
     accuracy_axes(fig.subplots(), result)
@@ -60,7 +61,8 @@ def figure_png(figure: Any, dpi: int = 100) -> bytes:
 
 def sweep_figure(result: Any) -> Any:
     """A 2×2 matplotlib Figure; the recommended (model, cut) gets a star in every panel."""
-    from matplotlib.figure import Figure  # deferred: matplotlib is slow to import; no pyplot, so a notebook's backend is left alone
+    # deferred: matplotlib is slow to import; no pyplot, so a notebook's backend is left alone
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 7))
     axes = fig.subplots(2, 2, sharex=True)

@@ -155,7 +155,9 @@ def _check_manifest(manifest: Any, path: str) -> None:
     if manifest["head"]["kind"] not in HEAD_KINDS:
         raise CheckpointError(f"{where}: unknown head kind {manifest['head']['kind']!r}")
     files = manifest["files"]
-    if set(files) - {HEAD_FILE, BACKBONE_FILE} or not all(isinstance(d, str) and SHA256.fullmatch(d) for d in files.values()):
+    if set(files) - {HEAD_FILE, BACKBONE_FILE} or not all(
+        isinstance(d, str) and SHA256.fullmatch(d) for d in files.values()
+    ):
         raise CheckpointError(f"{where} lists unexpected files or digests: {sorted(files)}")
     problems = _range_problems(manifest["backbone"], manifest["head"])
     if problems:

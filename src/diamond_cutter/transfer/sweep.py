@@ -85,7 +85,7 @@ def model_specs(models: Sequence[str | Model], weights: str | None,
                 input_size: tuple[int, int, int] | None) -> list[ModelSpec]:
     """One spec per model; names that occur more than once get ``#1``, ``#2``... in the order given."""
     specs = [ModelSpec(m, weights, input_size) for m in models]
-    counts, seen = Counter(s.base_name for s in specs), Counter()
+    counts, seen = Counter(s.base_name for s in specs), Counter[str]()
     for s in specs:
         if counts[s.base_name] > 1:
             seen[s.base_name] += 1
@@ -123,8 +123,8 @@ def sweep(
     *,
     cuts: str | int | Sequence[str] = "auto",
     heads: Sequence[str] = ("linear",),
-    train: TrainConfig = TrainConfig(),
-    select: Selection = Selection(),
+    train: TrainConfig | None = None,
+    select: Selection | None = None,
     weights: str | None = "imagenet",
     input_size: Sequence[int] | None = None,
     store: Store | str | None = None,
@@ -151,6 +151,8 @@ def sweep(
     ``ray_address`` or ``$RAY_ADDRESS``, else a local Ray; give it a ``store`` every node reaches).
     ``device`` is where the models compute (an executor with several GPUs spreads jobs over them).
     """
+    train = train or TrainConfig()  # a fresh one per call: TrainConfig is mutable
+    select = select or Selection()
     unknown = [h for h in heads if h not in HEAD_KINDS]
     if unknown:
         raise UnknownNameError("head", unknown[0], HEAD_KINDS)

@@ -116,7 +116,11 @@ class TrainedHead:
         rows = [["validation accuracy", m.accuracy], ["balanced accuracy", m.balanced_accuracy],
                 *([["train accuracy", m.train_accuracy]] if m.train_accuracy is not None else []),
                 *([f"accuracy: {name}", value] for name, value in m.per_class.items())]
-        return table_html(["metric", "value"], rows, caption=f"{self.spec.get('kind', 'head')} head on {self.model.name} cut at {self.cut}")
+        return table_html(
+            ["metric", "value"],
+            rows,
+            caption=f"{self.spec.get('kind', 'head')} head on {self.model.name} cut at {self.cut}",
+        )
 
     @property
     def fine_tuned(self) -> bool:
@@ -169,7 +173,10 @@ def train_head(model: Model, data: Any, cut: str, head: str = "linear", config: 
         if features is not None and fixed and head == "linear":
             xs = [torch.as_tensor(features[i], device=model.device) for i in (split.train, split.val, split.test)]
         else:
-            xs = [_inputs(transfer, model, data, i, config.batch_size, fixed) for i in (split.train, split.val, split.test)]
+            xs = [
+                _inputs(transfer, model, data, i, config.batch_size, fixed)
+                for i in (split.train, split.val, split.test)
+            ]
         with one_thread() if fixed else nullcontext():
             history, train_acc = _fit(transfer, trainable, (xs[0], xs[1], fixed), data, split, config, model.name,
                                       progress,

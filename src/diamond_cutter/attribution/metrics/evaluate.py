@@ -238,7 +238,9 @@ def _map_metrics(s: Scored, wanted: list[str], regions: Any, settings: MetricSet
     out: dict[str, MetricResult] = {}
     for kind, baseline in (("deletion", settings.deletion_baseline), ("insertion", settings.insertion_baseline)):
         if kind in wanted:
-            out[kind] = curve_metric(s, kind, settings.steps, baseline, settings.blur, settings.seed, settings.batch_size)
+            out[kind] = curve_metric(
+                s, kind, settings.steps, baseline, settings.blur, settings.seed, settings.batch_size
+            )
     orders = tuple(o for o in ("morf", "lerf") if f"road_{o}" in wanted)
     if orders:
         road = road_metrics(
@@ -290,7 +292,9 @@ def verdicts(
         kept = [p for p in parts if p]
         out[m] = f"{m}: " + ("; ".join(kept) if kept else "in the middle on every metric")
     if RANDOM in summaries:
-        out[RANDOM] = f"{RANDOM}: the reference (smooth uniform noise); a method that does not beat it explains nothing here"
+        out[RANDOM] = (
+            f"{RANDOM}: the reference (smooth uniform noise); a method that does not beat it explains nothing here"
+        )
     return out
 
 

@@ -95,7 +95,9 @@ def road(
     class stayed the top prediction at each fraction (ROAD's original measure).
     ``iterations`` bounds the imputation's solver steps per resolution level.
     """
-    return road_metrics(prepare(model, images, maps, target), (order,), fractions, noise, iterations, seed, batch_size)[order]
+    return road_metrics(prepare(model, images, maps, target), (order,), fractions, noise, iterations, seed, batch_size)[
+        order
+    ]
 
 
 def road_metrics(

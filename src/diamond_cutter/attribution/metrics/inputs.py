@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from ...capture import fast_layout, preserved
+from ...devices import memory_budget
 from ...errors import DiamondCutterError
 from ...images import ImageBatch, as_batch
-from ...devices import memory_budget
 from ...model import Model, batched_logits
 from ...targets import is_nested, needs_logits, resolve_targets, split
 from ..result import Attribution
@@ -49,7 +49,7 @@ def prepare(model: Model, images: Any, maps: Attribution | torch.Tensor, target:
     """
     batch = as_batch(images, model)
     x = batch.tensor.detach().to(model.device)
-    relevance = relevance_map(maps, len(batch), tuple(x.shape[-2:])).to(model.device)
+    relevance = relevance_map(maps, len(batch), (int(x.shape[-2]), int(x.shape[-1]))).to(model.device)
     if target is None:
         target = maps.targets if isinstance(maps, Attribution) and maps.targets is not None else "top1"
     classes = target_classes(model, x, target)

@@ -28,7 +28,7 @@ def pointing_game(maps: Attribution | torch.Tensor, regions: Any, *, tolerance: 
     (see :data:`Box`). An image with an empty region scores NaN.
     """
     masks = region_masks(regions, _size(maps))
-    heat = relevance_map(maps, len(masks), tuple(masks.shape[-2:]))
+    heat = relevance_map(maps, len(masks), _hw(masks))
     if tolerance > 0:
         masks = F.max_pool2d(masks[:, None].float(), 2 * tolerance + 1, 1, tolerance)[:, 0] > 0
     peak = heat.flatten(1) == heat.flatten(1).max(1, keepdim=True).values
@@ -39,7 +39,7 @@ def pointing_game(maps: Attribution | torch.Tensor, regions: Any, *, tolerance: 
 def energy_pointing_game(maps: Attribution | torch.Tensor, regions: Any) -> MetricResult:
     """The share of the map's positive mass inside the image's region (1 is best; NaN without a region)."""
     masks = region_masks(regions, _size(maps))
-    heat = relevance_map(maps, len(masks), tuple(masks.shape[-2:])).clamp_min(0).flatten(1).double()
+    heat = relevance_map(maps, len(masks), _hw(masks)).clamp_min(0).flatten(1).double()
     share = (heat * masks.flatten(1)).sum(1) / heat.sum(1).clamp_min(1e-300)
     return _result("energy_pointing_game", maps, _nan_where_empty(share, masks), {})
 
@@ -69,10 +69,14 @@ def _is_box(value: Any) -> bool:
     return isinstance(value, (tuple, list)) and len(value) == 4 and all(isinstance(v, (int, float)) for v in value)
 
 
+def _hw(t: torch.Tensor) -> tuple[int, int]:
+    return int(t.shape[-2]), int(t.shape[-1])
+
+
 def _size(maps: Attribution | torch.Tensor) -> tuple[int, int] | None:
     if isinstance(maps, Attribution):
-        return tuple(maps.pixels.shape[-2:]) if maps.pixels is not None else tuple(maps.maps.shape[-2:])
-    return tuple(maps.shape[-2:]) if isinstance(maps, torch.Tensor) else None
+        return _hw(maps.pixels) if maps.pixels is not None else _hw(maps.maps)
+    return _hw(maps) if isinstance(maps, torch.Tensor) else None
 
 
 def _nan_where_empty(values: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -80,6 +84,6 @@ def _nan_where_empty(values: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 
 
 def _result(metric: str, maps: Attribution | torch.Tensor, values: torch.Tensor, settings: dict) -> MetricResult:
-    is_attribution = isinstance(maps, Attribution)
-    ids = maps.image_ids if is_attribution else [f"image {i}" for i in range(len(values))]
-    return MetricResult(metric, maps.method if is_attribution else "maps", values.cpu(), list(ids), True, settings)
+    if isinstance(maps, Attribution):
+        return MetricResult(metric, maps.method, values.cpu(), list(maps.image_ids), True, settings)
+    return MetricResult(metric, "maps", values.cpu(), [f"image {i}" for i in range(len(values))], True, settings)

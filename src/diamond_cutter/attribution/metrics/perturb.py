@@ -118,7 +118,9 @@ def _separable(u: torch.Tensor) -> torch.Tensor:
     return torch.add(r[..., :-2, :], r[..., 2:, :]).add_(r[..., 1:-1, :], alpha=2)
 
 
-def _conjugate_gradients(apply, b: torch.Tensor, u: torch.Tensor, inverse_diagonal: torch.Tensor, tol: float, max_iter: int):
+def _conjugate_gradients(
+    apply, b: torch.Tensor, u: torch.Tensor, inverse_diagonal: torch.Tensor, tol: float, max_iter: int
+):
     """Jacobi-preconditioned CG, one independent system per (row, channel), updated in place (the
     solve is bound by memory traffic); the residual is checked every few steps."""
     dims = (2, 3)

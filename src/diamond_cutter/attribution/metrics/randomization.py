@@ -35,9 +35,17 @@ def from_sanity(check: SanityResult) -> dict[str, MetricResult]:
     """One randomization MetricResult per method of a finished sanity check."""
     return {
         m: MetricResult(
-            "randomization", m, torch.tensor(check.per_image[m][-1], dtype=torch.float64), list(check.image_ids), False,
-            {"passes": check.depends_on_weights(m), "threshold": check.threshold, "sanity": check.as_dict()["methods"][m],
-             "steps": check.steps},
+            "randomization",
+            m,
+            torch.tensor(check.per_image[m][-1], dtype=torch.float64),
+            list(check.image_ids),
+            False,
+            {
+                "passes": check.depends_on_weights(m),
+                "threshold": check.threshold,
+                "sanity": check.as_dict()["methods"][m],
+                "steps": check.steps,
+            },
         )
         for m in check.methods
     }

@@ -71,7 +71,8 @@ class MetricResult:
 
     def __repr__(self) -> str:
         way = "higher" if self.higher_is_better else "lower"
-        return f"MetricResult({self.metric!r}, method={self.method!r}, images={len(self)}, mean={self.summary()} ({way} is better))"
+        return (f"MetricResult({self.metric!r}, method={self.method!r}, images={len(self)}, "
+                f"mean={self.summary()} ({way} is better))")
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
