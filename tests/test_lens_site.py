@@ -49,7 +49,7 @@ def test_the_site_has_stable_links_and_escapes_every_name(site):
 
 def test_cli_writes_a_site(tmp_path, monkeypatch, capsys):
     model = gated_net()
-    monkeypatch.setattr("diamond_cutter.commands.lens.load_model", lambda name, weights: model)
+    monkeypatch.setattr("diamond_cutter.commands.options.load_model", lambda name, weights, device: model)
     folder = tmp_path / "images"
     folder.mkdir()
     for i, colour in enumerate((RED, BLUE)):

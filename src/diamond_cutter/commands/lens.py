@@ -8,8 +8,8 @@ from pathlib import Path
 from ..lens.crp import CRPSettings
 from ..lens.site import LensSettings, lens
 from ..transfer.saved import MANIFEST, load_transferred
-from ..zoo import load_model
 from . import add_command
+from .options import add_compute_options, add_weights_option, load_model_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", required=True, help="comma-separated layers with a C×H×W output")
     p.add_argument("--images", required=True, nargs="+", help="folders, globs, files or sample names to scan")
     p.add_argument("--out", default="lens", help="the folder to write (default lens/)")
-    p.add_argument("--weights", default="imagenet", help="'imagenet' (default), 'none', or a checkpoint path")
+    add_weights_option(p)
     p.add_argument(
         "--method",
         default="auto",
@@ -33,15 +33,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--icon-size", type=int, default=48, help="atlas icon side in pixels (default 48)")
     p.add_argument("--icon-steps", type=int, default=64, help="feature visualization steps per icon (default 64)")
     p.add_argument("--store", default=None, help="where scans, labels and atlases are cached (a folder or fsspec URL)")
+    add_compute_options(p, batch_size=f"images per pass (default {LensSettings().batch_size})")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if (Path(args.model) / MANIFEST).exists():
-        model = load_transferred(args.model)
+        model = load_transferred(args.model, device=args.device)
     else:
-        model = load_model(args.model, weights=None if args.weights == "none" else args.weights)
+        model = load_model_from(args)
     settings = LensSettings(k=args.k, heatmaps=args.heatmaps, detail=args.detail, icon_size=args.icon_size,
-                            icon_steps=args.icon_steps, crp=CRPSettings(method=args.method))
+                            icon_steps=args.icon_steps, crp=CRPSettings(method=args.method),
+                            batch_size=args.batch_size or LensSettings().batch_size)
     print(lens(model, args.images, args.layers, args.out, settings, store=args.store))
     return 0
