@@ -10,8 +10,6 @@ from ..attribution.metrics import DEFAULT_METHODS, DEFAULT_METRICS, METRICS, Met
 from ..attribution.metrics.perturb import BASELINES
 from ..errors import DiamondCutterError
 from ..images import load_images
-from ..model import Model
-from ..transfer import load_transferred
 from . import add_command
 from .numbers import COUNT
 from .options import (
@@ -19,7 +17,7 @@ from .options import (
     add_layer_option,
     add_target_option,
     add_weights_option,
-    load_model_from,
+    load_model_or_saved,
     one_layer,
     target_of,
 )
@@ -45,13 +43,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def model_from(args: argparse.Namespace) -> Model:
-    """A model name, or the folder of a saved transferred model (it holds manifest.json)."""
-    if (Path(args.model) / "manifest.json").is_file():
-        return load_transferred(args.model, device=args.device)
-    return load_model_from(args)
-
-
 def _boxes(path: str | None) -> list | None:
     if path is None:
         return None
@@ -62,7 +53,7 @@ def _boxes(path: str | None) -> list | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = model_from(args)
+    model = load_model_or_saved(args)
     images = load_images(args.images, model)
     methods = "all" if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     table = evaluate_methods(

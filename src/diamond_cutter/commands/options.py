@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Any
 
 from ..devices import MEMORY_ENV
 from ..errors import DiamondCutterError
 from ..model import Model
 from ..targets import parse_target
+from ..transfer.saved import MANIFEST, load_transferred
 from ..zoo import load_model
 from .numbers import COUNT
 
@@ -95,3 +97,10 @@ def weights_from(args: argparse.Namespace) -> str | None:
 def load_model_from(args: argparse.Namespace, name: str | None = None) -> Model:
     """The model named on the command line, with ``--weights`` and ``--device`` applied."""
     return load_model(name or args.model, weights=weights_from(args), device=args.device)
+
+
+def load_model_or_saved(args: argparse.Namespace) -> Model:
+    """``load_model_from``, or the saved transferred model when ``args.model`` is its folder (it holds a manifest)."""
+    if (Path(args.model) / MANIFEST).is_file():
+        return load_transferred(args.model, device=args.device)
+    return load_model_from(args)
