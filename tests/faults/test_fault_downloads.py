@@ -30,13 +30,15 @@ def test_a_slow_server_meets_the_deadline_with_an_error_naming_the_url(behaviour
     with servers.serving(behaviour) as url:
         message, seconds = timed_failure(url)
     assert url in message and "1.5 s deadline" in message
-    assert seconds < 3.0  # a per-read timeout alone never fires: each byte comes within it
+    # A per-read timeout alone never fires (each byte comes within it), and the server keeps sending for
+    # servers.LIFETIME seconds: ending well before that (with room for a loaded machine) is the deadline's doing.
+    assert seconds < servers.LIFETIME - 1
 
 
 def test_an_announced_huge_response_is_refused_before_reading_it():
     with servers.serving(servers.huge_announced) as url:
         message, seconds = timed_failure(url)
-    assert url in message and "announces 8000000000 bytes" in message and seconds < 1.0
+    assert url in message and "announces 8000000000 bytes" in message and seconds < servers.LIFETIME - 1
 
 
 def test_an_unannounced_huge_response_stops_at_the_byte_cap():
@@ -48,7 +50,7 @@ def test_an_unannounced_huge_response_stops_at_the_byte_cap():
 def test_a_web_page_is_refused_at_its_first_bytes():
     with servers.serving(servers.web_page) as url:
         message, seconds = timed_failure(url, DownloadLimits(timeout=1.0, deadline=5.0, max_bytes=2**30))
-    assert f"{url} is not an image" in message and "<!doctype html>" in message and seconds < 1.0
+    assert f"{url} is not an image" in message and "<!doctype html>" in message and seconds < servers.LIFETIME - 1
 
 
 def test_a_response_cut_short_is_an_image_error_naming_the_url():
