@@ -83,9 +83,16 @@ def test_every_baseline_ranks_the_region_map_first(region_model, region_images, 
 def test_road_ranks_the_maps_the_same_way(region_model, region_images):
     # Imputation restores scattered pixels from their neighbours (ROAD's point), so the random map here
     # is the evaluation's smooth reference, which removes whole patches as a CAM would.
-    maps = {"oracle": oracle(4), "random": random_maps(4, (SIZE, SIZE), seed=3), "inverted": -oracle(4)}
-    morf = {k: M.road(region_model, region_images, v, 0, order="morf").values.mean() for k, v in maps.items()}
-    lerf = {k: M.road(region_model, region_images, v, 0, order="lerf").values.mean() for k, v in maps.items()}
+    # One random draw can happen to remove the region last (a seed once put it at 0.93 beside the
+    # inverted map's 1.0), so the random reference is the mean over several draws.
+    maps = {"oracle": [oracle(4)], "random": [random_maps(4, (SIZE, SIZE), seed=s) for s in range(3, 9)],
+            "inverted": [-oracle(4)]}
+
+    def road(order: str) -> dict[str, float]:
+        return {k: float(torch.stack([M.road(region_model, region_images, m, 0, order=order).values for m in v]).mean())
+                for k, v in maps.items()}
+
+    morf, lerf = road("morf"), road("lerf")
     assert morf["oracle"] + 0.1 < morf["random"] < morf["inverted"] - 0.1
     assert lerf["oracle"] - 0.1 > lerf["random"] > lerf["inverted"] + 0.1
 

@@ -53,7 +53,10 @@ def setup(request):
     return net, model, layer, x
 
 
-def close(ours: torch.Tensor, theirs, rel: float = 1e-4) -> None:
+def close(ours: torch.Tensor, theirs, rel: float = 1e-3) -> None:
+    """Equal up to float32 rounding: the largest difference within ``rel`` of the peer's largest value.
+    Deep random networks summed over many batched passes differ by up to ~1e-3 of it between orders of
+    summation (a fixed seed once showed 9e-4 for IG on ResNet-18); a wrong rule or target is off by O(1)."""
     theirs = torch.as_tensor(
         np.asarray(theirs.detach() if isinstance(theirs, torch.Tensor) else theirs), dtype=torch.float32
     )
