@@ -48,21 +48,13 @@ def _same(a: refs.References, b: refs.References) -> None:
 
 def test_top_k_merged_from_shards_equals_a_single_pass(folder, tmp_path):
     model = gated_net()
+
+    def scan(batch_size: int, shard_size: int, store: str) -> refs.References:
+        settings = refs.ScanSettings(k=3, target="red", batch_size=batch_size, shard_size=shard_size)
+        return refs.scan_references(model, folder, ["1", "3"], settings, store=tmp_path / store)
+
+    single, sharded = scan(8, 8, "a"), scan(2, 3, "b")
     settings = refs.ScanSettings(k=3, target="red")
-    single = refs.scan_references(
-        model,
-        folder,
-        ["1", "3"],
-        refs.ScanSettings(k=3, target="red", batch_size=8, shard_size=8),
-        store=tmp_path / "a",
-    )
-    sharded = refs.scan_references(
-        model,
-        folder,
-        ["1", "3"],
-        refs.ScanSettings(k=3, target="red", batch_size=2, shard_size=3),
-        store=tmp_path / "b",
-    )
     _same(single, sharded)
     assert len(Store(tmp_path / "b").list("lens/references")) == 3
     # merging is order-free: shards computed anywhere (reversed here) give the same result
