@@ -56,6 +56,8 @@ def test_ray_actors_give_the_in_process_spritemaps_and_manifests(local_ray, in_p
 
 
 DRIVER = """
+    import os
+    import signal
     import sys
     from diamond_cutter.atlas import Atlas
     from diamond_cutter.atlas.cluster import fill_atlases
@@ -64,6 +66,11 @@ DRIVER = """
     from diamond_cutter.store import Store
     from ray_fixtures import tiny_model
 
+    def add_then_die(self, *rendered):  # the driver is SIGKILLed right after its first chunk is in
+        first_add(self, *rendered)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    first_add, Atlas._add = Atlas._add, add_then_die
     model = tiny_model()
     store = Store(sys.argv[1])
     todo = [Atlas(model, layer, Settings(steps=int(sys.argv[3]), size=(16, 16)), store) for layer in ("conv1", "relu2")]
@@ -72,7 +79,7 @@ DRIVER = """
 
 
 def test_a_killed_driver_resumes_without_rendering_finished_chunks_again(local_ray, tmp_path):
-    steps = 30  # slow enough that the driver dies with chunks still to render
+    steps = 30
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
     driver = subprocess.Popen([sys.executable, "-c", textwrap.dedent(DRIVER), str(tmp_path), local_ray, str(steps)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

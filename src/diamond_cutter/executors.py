@@ -93,8 +93,9 @@ class Ray:
         if ray.is_initialized():
             yield ray
             return
+        local = {} if self.address else {"_node_ip_address": "127.0.0.1"}  # a local Ray listens on loopback only
         ray.init(address=self.address, num_cpus=None if self.address else self.workers,
-                 include_dashboard=False, log_to_driver=False, configure_logging=False)
+                 include_dashboard=False, log_to_driver=False, configure_logging=False, **local)
         try:
             yield ray
         finally:
