@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
 from .errors import DiamondCutterError
@@ -67,6 +67,23 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
         ) from None
 
 
+@contextmanager
+def loopback(ray: Any) -> Iterator[None]:
+    """Keep a Ray started here on 127.0.0.1. Ray gives even a one-machine cluster the machine's
+    outward address (and turns an explicit 127.0.0.1 into it); the switch it uses on desktop systems
+    keeps it on loopback, where a local run's servers belong. Restored after the start."""
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    if constants is None:  # a Ray without the switch: it picks its own address
+        yield
+        return
+    before = constants.ENABLE_RAY_CLUSTER
+    constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        constants.ENABLE_RAY_CLUSTER = before
+
+
 class Ray:
     """Jobs as Ray tasks (or actors) on a cluster at ``address`` (default ``$RAY_ADDRESS``), else on a
     local Ray of ``workers`` CPUs that is started for the run and shut down after it, also on error.
@@ -93,13 +110,20 @@ class Ray:
         if ray.is_initialized():
             yield ray
             return
-        local = {} if self.address else {"_node_ip_address": "127.0.0.1"}  # a local Ray listens on loopback only
-        ray.init(address=self.address, num_cpus=None if self.address else self.workers,
-                 include_dashboard=False, log_to_driver=False, configure_logging=False, **local)
+        with loopback(ray) if self.on_this_machine() else nullcontext():
+            ray.init(address=self.address, num_cpus=None if self.address else self.workers,
+                     include_dashboard=False, log_to_driver=False, configure_logging=False)
         try:
             yield ray
         finally:
             ray.shutdown()
+
+    def on_this_machine(self) -> bool:
+        """A Ray started here, or one listening on loopback (whose drivers must say 127.0.0.1 too)."""
+        if not self.address:
+            return True
+        where = endpoint(self.address)  # None for "auto": Ray finds that cluster, on whatever address it has
+        return where is not None and where[0] in ("127.0.0.1", "localhost", "::1")
 
     def gpus(self, ray: Any) -> float:
         """GPUs in the cluster (0 on a CPU-only one), so jobs ask for one only where there is one."""
