@@ -40,6 +40,8 @@ import torch
 
 import diamond_cutter as dc
 from diamond_cutter.capture import preserved
+from diamond_cutter.devices import even_batches
+from diamond_cutter.featureviz.fold import rendering_network
 from diamond_cutter.featureviz.objectives import channel
 from diamond_cutter.featureviz.optimize import (
     FAST_SCHEDULE,
@@ -154,15 +156,15 @@ def run_ours(model: dc.Model, layer: str, channels: list[int], settings: Setting
     results, paused_total = [], 0.0
     with PeakMemory(model.device) as mem:
         start = time.perf_counter()
-        for i in range(0, len(channels), batch):
-            chunk = channels[i : i + batch]
+        network = rendering_network(model, [layer])  # one folded copy for every chunk, as visualize makes it
+        for chunk in even_batches(channels, batch):
             clock.update(start=time.perf_counter(), paused=0.0)
 
             def callback(s: int, im: torch.Tensor, _sc: torch.Tensor, chunk: list[int] = chunk) -> None:
                 measure(s, im, chunk)
 
             results.append(render_objective(model, channel(layer, chunk), settings, keys=chunk, progress=False,
-                                            callback=callback).tensor)
+                                            callback=callback, network=network).tensor)
             paused_total += clock["paused"]
         sync(model.device)
         elapsed = time.perf_counter() - start - paused_total

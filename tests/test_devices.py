@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import diamond_cutter as dc
-from diamond_cutter.devices import MEMORY_ENV, memory_budget, parse_size, resolve_device
+from diamond_cutter.devices import MEMORY_ENV, even_batches, memory_budget, parse_size, resolve_device
 from diamond_cutter.errors import DiamondCutterError
 
 from helpers import InplaceNet
@@ -128,3 +128,12 @@ def test_cli_memory_flag_lasts_for_the_command_only(monkeypatch, capsys):
     assert MEMORY_ENV not in os.environ
     assert main(["predict", "efficientnet_lite0", "coffee", "--memory", "lots"]) == 2
     assert "cannot read memory size" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("n", "batch", "sizes"), [(8, 5, [4, 4]), (9, 4, [3, 3, 3]), (3, 8, [3]), (0, 4, []), (5, 1, [1] * 5)]
+)
+def test_even_batches_keep_order_and_differ_by_at_most_one(n, batch, sizes):
+    batches = even_batches(list(range(n)), batch)
+    assert [len(b) for b in batches] == sizes
+    assert [i for b in batches for i in b] == list(range(n))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 
 import diamond_cutter as dc
-from diamond_cutter.capture import capture, probe, read_layers
+from diamond_cutter.capture import capture, probe, read_layers, truncated
 
 from helpers import assert_unchanged, snapshot
 
@@ -88,3 +91,32 @@ def test_linear_attribution_records_no_history_below_its_layer(embedded, samples
         dc.channel_attribution(embedded, samples, "blocks.4", target=t).per_image for t in ("tabby", "tiger cat")
     ]
     torch.testing.assert_close(result.per_image, singles[0] - singles[1], rtol=1e-4, atol=1e-4)
+
+
+class Leaky(torch.nn.Module):
+    """A network whose forward makes a temporary tensor and tells the test where it is."""
+
+    def __init__(self):
+        super().__init__()
+        self.first, self.second = torch.nn.Conv2d(3, 4, 1), torch.nn.Conv2d(4, 4, 1)
+        self.temporaries: list[weakref.ref] = []
+
+    def forward(self, x):
+        temporary = x * 2
+        self.temporaries.append(weakref.ref(temporary))
+        return self.second(self.first(temporary))
+
+
+def test_stopped_forwards_leave_no_frames_behind():
+    """A stop that reused one exception grew its traceback on every run, keeping each run's tensors."""
+    net = Leaky().eval()
+    with probe(net, ["first"], stop=True) as read:
+        for _ in range(3):
+            read(torch.randn(1, 3, 4, 4))
+        gc.collect()
+        assert all(ref() is None for ref in net.temporaries)
+    with truncated(net, "first") as run:
+        for _ in range(3):
+            run(torch.randn(1, 3, 4, 4))
+        gc.collect()
+        assert len(net.temporaries) == 6 and all(ref() is None for ref in net.temporaries)

@@ -156,7 +156,16 @@ def capture(module: nn.Module, names: Iterable[str], *, detach: bool = False) ->
 
 
 class StopForward(Exception):
-    """Raised by :func:`truncated` hooks to end a forward pass early."""
+    """Raised by :func:`truncated` and :func:`probe` hooks to end a forward pass early; ``owner`` says
+    whose run it ends, so nested runs stop only themselves.
+
+    Why a fresh exception every time: raising one instance again appends each new traceback to the old
+    one, and the frames in it keep every activation of every forward alive (a render grew by 18 MB a step).
+    """
+
+    def __init__(self, owner: object):
+        super().__init__()
+        self.owner = owner
 
 
 @contextmanager
@@ -169,16 +178,16 @@ def truncated(module: nn.Module, last: str) -> Iterator[Callable[[torch.Tensor],
     each stops only its own run (a transferred model's cut backbone runs truncated
     inside a truncated analysis of that model), and lets an outer stop pass through.
     """
-    own = StopForward(last)
+    own = object()
 
     def stop(_m: nn.Module, _i: tuple, _o: Any) -> None:
-        raise own
+        raise StopForward(own)
 
     def run(x: torch.Tensor) -> None:
         try:
             module(x)
         except StopForward as err:
-            if err is not own:
+            if err.owner is not own:
                 raise
 
     with forward_hooks(module, {last: stop}):
@@ -221,7 +230,6 @@ class Probe(Capture):
         super().__init__(names, detach=grad == "none")
         self.module, self.grad, self.stop, self.head = module, grad, stop, head
         self.logits: Any = None
-        self._stop = StopForward(*self.names)  # its own: a probe nested in a probed forward stops only itself
 
     def hook_for(self, name: str) -> ForwardHook:
         record = super().hook_for(name)
@@ -232,7 +240,7 @@ class Probe(Capture):
                 torch.set_grad_enabled(True)  # ... and the rest of the forward records them
             replaced = record(module, inputs, output)
             if self.stop and all(self.calls.values()):
-                raise self._stop
+                raise StopForward(self)  # its own: a probe nested in a probed forward stops only itself
             return replaced if replaced is not None else output
 
         return hook
@@ -245,7 +253,7 @@ class Probe(Capture):
             try:
                 out = self.module(fast_layout(x))
             except StopForward as err:
-                if err is not self._stop:
+                if err.owner is not self:
                     raise
                 return self
             self.logits = self.head(out) if self.head is not None else out

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import DiamondCutterError
 
 if TYPE_CHECKING:
     import torch
+
+T = TypeVar("T")
 
 #: What ``--device`` accepts besides ``cuda:N``.
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -90,3 +93,15 @@ def memory_budget(device: torch.device, budget: int | str | None = None) -> int:
         return parse_size(chosen)  # type: ignore[arg-type]
     share = free_memory(device) * FREE_SHARE.get(device.type, 0.25)
     return int(share if device.type == "cuda" else min(share, CPU_CAP))
+
+
+def even_batches(items: Sequence[T], batch: int) -> list[list[T]]:
+    """``items`` in ⌈n/batch⌉ consecutive batches of sizes that differ by at most one.
+
+    Why: a CPU step costs more per item in a small batch, so 8 channels at a budget of 5
+    run faster as 4 + 4 than as 5 + 3, at the same number of optimizations.
+    """
+    count = max(1, -(-len(items) // max(1, batch)))
+    bounds = [round(i * len(items) / count) for i in range(count + 1)]
+    return [list(items[a:b]) for a, b in zip(bounds, bounds[1:]) if b > a]
+

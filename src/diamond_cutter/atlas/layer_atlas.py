@@ -25,6 +25,7 @@ from typing import Any
 
 from PIL import Image
 
+from ..devices import even_batches
 from ..errors import DiamondCutterError, StaleCacheWarning
 from ..featureviz.fold import rendering_network
 from ..featureviz.optimize import (
@@ -180,7 +181,7 @@ class Atlas:
         chunks decide the renders, so every executor renders the same chunks."""
         todo = self.missing(channels)
         batch = batch_size or auto_batch_size(self.model, self.layer, self.cell)
-        return [todo[i : i + batch] for i in range(0, len(todo), batch)]
+        return even_batches(todo, batch)
 
     def fill(self, channels: Sequence[int] | None = None, *, batch_size: int | None = None, progress: bool = True,
              references: Mapping[int, Any] | None = None, judge: Any = None) -> Atlas:
