@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import socket
 import subprocess
 import sys
@@ -51,6 +52,20 @@ def test_help_shows_examples(name, capsys):
         main([name, "--help"])
     out = capsys.readouterr().out
     assert exited.value.code == 0 and "examples:" in out and f"diamond-cutter {name}" in out
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_help_hides_no_default(name):
+    """Every option with a default has help, and the help says the default."""
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    parser = sub.choices[name]
+    text = "".join(parser.format_help().split())  # argparse wraps lines, also at hyphens
+    for action in parser._actions:
+        if not action.option_strings or action.default in (None, False, argparse.SUPPRESS):
+            continue
+        assert action.help, f"{name} {action.option_strings[0]} has no help"
+        shown = parser._get_formatter()._expand_help(action)
+        assert "default" in shown and "".join(shown.split()) in text, f"{name} {action.option_strings[0]}: {shown!r}"
 
 
 def test_version(capsys):

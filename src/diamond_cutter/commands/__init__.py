@@ -89,7 +89,19 @@ def add_command(sub: argparse._SubParsersAction, name: str) -> argparse.Argument
     _, help_line, examples = COMMANDS[name]
     return sub.add_parser(name, help=help_line, description=help_line[0].upper() + help_line[1:] + ".",
                           epilog="examples:\n  " + "\n  ".join(examples),
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+                          formatter_class=HelpWithDefaults)
+
+
+class HelpWithDefaults(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written, and every option's default shown: a help line that does not already
+    say its default gets ``(default: …)`` appended, so no default is hidden from ``--help``."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        hidden = action.default in (None, False, argparse.SUPPRESS) or not action.option_strings
+        if hidden or "default" in text or action.help == argparse.SUPPRESS:
+            return action.help
+        return f"{text} (default: %(default)s)".lstrip()
 
 
 @contextmanager

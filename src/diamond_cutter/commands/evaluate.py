@@ -33,8 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_layer_option(p, "layer for CAM methods (default: the last spatial layer)")
     p.add_argument("--steps", type=COUNT, default=MetricSettings.steps,
                    help=f"deletion/insertion steps (default {MetricSettings.steps})")
-    p.add_argument("--deletion-baseline", choices=BASELINES, default=MetricSettings.deletion_baseline)
-    p.add_argument("--insertion-baseline", choices=BASELINES, default=MetricSettings.insertion_baseline)
+    p.add_argument("--deletion-baseline", choices=BASELINES, default=MetricSettings.deletion_baseline,
+                   help="what deleted pixels become")
+    p.add_argument("--insertion-baseline", choices=BASELINES, default=MetricSettings.insertion_baseline,
+                   help="the image pixels are inserted into")
     p.add_argument("--boxes", default=None,
                    help="JSON file: one [x0, y0, x1, y1] box (or a list of boxes) per image, for the pointing games")
     add_weights_option(p)

@@ -32,18 +32,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_split_arguments(p)
     p.add_argument("--cuts", default="auto", help="'auto' (default) or comma-separated layer names")
     p.add_argument(
-        "--n-cuts", type=COUNT, default=DEFAULT_CUTS, help=f"cuts per model with --cuts auto ({DEFAULT_CUTS})"
+        "--n-cuts", type=COUNT, default=DEFAULT_CUTS, help="cuts per model with --cuts auto"
     )
     p.add_argument("--heads", default="linear", help="comma-separated heads: linear, conv (default linear)")
     p.add_argument("--shortlist", type=COUNT, default=SELECT.shortlist, help="pairs that get the slower heads")
     p.add_argument("--weights", default="imagenet", help="'imagenet' (default) or 'none' for random weights")
     p.add_argument("--input-size", type=SIDE, help="square input side in pixels (default: the model's)")
-    p.add_argument("--pooling", choices=("avg", "avgmax"), default=TRAIN.pooling)
-    p.add_argument("--epochs", type=COUNT, default=TRAIN.epochs)
+    p.add_argument("--pooling", choices=("avg", "avgmax"), default=TRAIN.pooling,
+                   help="how a cut's C×H×W output becomes a feature vector")
+    p.add_argument("--epochs", type=COUNT, default=TRAIN.epochs, help="most epochs a head trains")
     p.add_argument(
         "--lr", type=real(0.0, open_low=True), default=TRAIN.lr, help=f"head learning rate (default {TRAIN.lr:g})"
     )
-    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=TRAIN.optimizer)
+    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=TRAIN.optimizer, help="the heads' optimizer")
     p.add_argument("--augment", action="store_true", help="random flips and shifts while training heads")
     p.add_argument(
         "--unfreeze", type=OPTIONAL_COUNT, default=TRAIN.unfreeze, help="fine-tune this many blocks before the cut"
@@ -76,7 +77,7 @@ def add_split_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", type=_folds, default="auto",
                    help="'auto' (k-fold cross-validation under 500 images), a number of folds, or 'none'")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of stopping")
-    p.add_argument("--seed", type=SEED, default=TRAIN.seed)
+    p.add_argument("--seed", type=SEED, default=TRAIN.seed, help="seed of the splits, the heads and the bootstrap")
 
 
 def _folds(text: str) -> str | int:
