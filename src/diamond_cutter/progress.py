@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -48,6 +49,16 @@ def duration_text(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"about {round(seconds / 60)} min"
     return f"about {seconds / 3600:.1f} h"
+
+
+def seconds_per_call(fn: Callable[[], Any], repeats: int = 1) -> float:
+    """Seconds one call of ``fn`` takes: the mean of ``repeats`` timed calls after an untimed one, which
+    builds kernels and fills caches and would overstate every later call."""
+    fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / max(1, repeats)
 
 
 def chain(*callbacks: Callable[..., Any] | None) -> Callable[..., None]:

@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         saliency=() if args.saliency == "none" else tuple(m.strip() for m in args.saliency.split(",") if m.strip()),
         scores=REPORT_SCORES if args.scores else None,
         lens=args.lens,
+        plan=lambda line: print(line, flush=True),
     )
     print(result.save(args.out))
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import platform
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -32,6 +33,7 @@ from ..progress import bar
 from ..render import activation_tiles
 from ..targets import UNSET, TargetSpec, legacy_classes
 from ..version import __version__
+from .costs import report_plan
 from .icons import IconSettings, channel_icons, group_icons
 from .lens_links import conditional_icons, lens_pages
 from .scores import REPORT_SCORES, GalleryScores, gallery_scores
@@ -111,6 +113,7 @@ def report(
     progress: bool = True,
     lens: str | None = None,
     classes: TargetSpec = UNSET,
+    plan: Callable[[str], Any] | None = None,
 ) -> Report:
     """Analyse ``images`` at ``layer`` for ``target`` (``"auto"``: each image's top-1 minus its top-2).
 
@@ -124,7 +127,9 @@ def report(
     ``scores`` sets how the saliency maps are scored (deletion, insertion, randomization; None for none).
     ``lens`` is the folder of a lens site (as the saved report will reach it): channels
     in the semantic map's panel then link to their lens pages and show their
-    concept-conditional heatmaps for the report's class.
+    concept-conditional heatmaps for the report's class. ``plan`` (e.g. ``print``) is told, once the
+    cheap first part has run, what the slow rest will do and about how long it takes
+    (:func:`~diamond_cutter.report.costs.report_plan`).
     """
     target = legacy_classes(target, classes, "report")
     layer = model.spatial_layer(layer).name
@@ -143,6 +148,8 @@ def report(
     wanted = [s.channel for s in attribution.top(top_k) + attribution.bottom(top_k)] + [
         c for c, _ in listed.most_common()
     ]
+    if plan is not None:
+        plan(report_plan(model, batch, layer, list(la.positive), wanted, icons, saliency, scores))
     icon_images = channel_icons(model, layer, wanted, la.activations, pictures, icons, progress)
     g_icons = group_icons(model, layer, found.directions, found.spatial, pictures, icons, progress) if found else []
     sections = [
