@@ -88,5 +88,7 @@ def test_directions_and_bad_channels():
     assert torch.allclose(both.maps[0, 1], 0.5 * both.maps[0, 0], atol=1e-6)
     with pytest.raises(dc.DiamondCutterError, match="out of range"):
         conditional_heatmaps(model, image, "3", target="blue", channels=[7])
+    with pytest.raises(dc.DiamondCutterError, match="a count or None"):  # True is an int to Python, not a count
+        conditional_heatmaps(model, image, "3", target="blue", channels=True)
     with pytest.raises(dc.UnknownNameError):
         CRPSettings(method="lrpp")

@@ -14,7 +14,7 @@ sees one writer per atlas and ends with what an in-process run writes.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,23 +94,25 @@ def fill_atlases(atlases: Sequence[Atlas], channels: Sequence[int] | None = None
                  batch_size: int | None = None, executor: Ray | None = None, progress: bool = True) -> FillReport:
     """Render what ``atlases`` (one per layer, same model and store) miss: in this process, or on
     ``executor``'s actors. Chunks a killed run left in the store are used, not rendered again."""
+    if not atlases:
+        return FillReport([], 0, 0)
     by_key = {a.key: a for a in atlases}
     jobs = [Chunk(a.layer, a.key, tuple(c)) for a in atlases for c in a.chunks(channels, batch_size)]
-    store = atlases[0].store if atlases else None
+    store = atlases[0].store
     stored = {job for job in jobs if store.exists(job.path)}
     for job in sorted(stored, key=jobs.index):
         by_key[job.key]._add(*load_chunk(store, job))
     todo = [job for job in jobs if job not in stored]
-    if todo and executor is None:
-        for a in atlases:
-            a.fill(channels, batch_size=batch_size, progress=progress)
-    elif todo:
+    if todo and executor is not None:
         for job, rendered in bar(_on_ray(atlases, todo, executor), "atlas", enabled=progress, total=len(todo)):
             by_key[job.key]._add(*rendered)
+    elif todo:
+        for a in atlases:
+            a.fill(channels, batch_size=batch_size, progress=progress)
     return FillReport(list(atlases), len(todo), len(stored))
 
 
-def _on_ray(atlases: Sequence[Atlas], todo: list[Chunk], executor: Ray):
+def _on_ray(atlases: Sequence[Atlas], todo: list[Chunk], executor: Ray) -> Iterator[tuple[Chunk, Rendered]]:
     """(chunk, rendered) pairs in the order the actors finish them."""
     with executor.session() as ray:
         from ray.util import ActorPool  # optional extra, imported where it is needed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -275,7 +276,9 @@ class IntegratedGradients(Method):
         steps = small(steps, 4)
         self.alphas, self.weights = path_weights(int(steps), rule)
         self.steps, self.rule, self.seed = int(steps), rule, int(seed)
-        self.baselines = list(baseline) if isinstance(baseline, (list, tuple)) else [baseline]
+        self.baselines: list[str | torch.Tensor] = (
+            [baseline] if isinstance(baseline, (str, torch.Tensor)) else list(baseline)
+        )
         for b in self.baselines:
             if isinstance(b, str) and b not in BASELINES:
                 raise UnknownNameError("baseline", b, BASELINES)
@@ -320,7 +323,7 @@ class IntegratedGradients(Method):
         for s in chunks(len(rows), self.batch_size):
             r, on_device, a = rows[s], rows[s].to(x.device), alphas[step[s]].view(-1, 1, 1, 1)
             points = baseline[on_device] + a * (x[on_device] - baseline[on_device])
-            grads = input_gradient(self.model, points, lambda logits, r=r: selector.score(logits, r))
+            grads = input_gradient(self.model, points, partial(selector.score, rows=r))
             summed.index_add_(0, on_device, grads * weights[step[s]].view(-1, 1, 1, 1))
         return (x - baseline) * summed
 

@@ -214,7 +214,7 @@ def channel_heatmaps(engine: Relevance, x: torch.Tensor, layer: str, classes: Se
     sig = engine.signal(x, [layer], list(classes))
     eye = torch.eye(sig.signals[layer].shape[1])
     maps = engine.heatmaps(x, layer, sig.signals[layer], eye, rows)
-    return dict(zip(map(tuple, rows), maps))
+    return {(i, j): heat for (i, j), heat in zip(rows, maps)}
 
 
 def concept_weights(
@@ -231,6 +231,15 @@ def concept_weights(
     if bad:
         raise DiamondCutterError(f"channels {bad} are out of range: the layer has {n_channels} channels")
     return torch.eye(n_channels)[chosen], [f"channel {c}" for c in chosen]
+
+
+def _most_relevant(channels: Sequence[int] | int | None, relevance: torch.Tensor) -> Sequence[int] | None:
+    """``channels`` as a list: an int ``k`` picks the ``k`` channels of most summed N×C ``relevance``."""
+    if isinstance(channels, bool):  # an int to Python, but no count of channels
+        raise DiamondCutterError(f"channels must be a list of channels, a count or None, got {channels!r}")
+    if isinstance(channels, int):
+        return relevance.sum(0).topk(min(channels, relevance.shape[1])).indices.tolist()
+    return channels
 
 
 def conditional_heatmaps(
@@ -261,9 +270,8 @@ def conditional_heatmaps(
                 f"layer {layer!r} has no spatial map (output {tuple(acts.shape)}); pick a convolutional layer"
             )
         relevance = engine.contribution(acts, signal).sum((2, 3)).float().cpu()
-        if isinstance(channels, int) and not isinstance(channels, bool):
-            channels = relevance.sum(0).topk(min(channels, relevance.shape[1])).indices.tolist()
-        weights, names = concept_weights(channels, directions, relevance.shape[1])
+        chosen = None if directions is not None else _most_relevant(channels, relevance)
+        weights, names = concept_weights(chosen, directions, relevance.shape[1])
         maps = engine.heatmaps(x, layer, signal, weights).view(len(x), len(weights), *x.shape[2:])
     classes = sig.classes
     return ConditionalHeatmaps(

@@ -80,7 +80,9 @@ class LayerLabels:
 class Labeler(Protocol):
     """Turns a layer's references into labels; see the module docstring for a CLIP-style one."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Names the labels on pages and in the cache's file name (a plain attribute satisfies this)."""
 
     def key(self) -> str:
         """What else the labels depend on (weights, vocabulary, settings), for the cache key."""

@@ -271,10 +271,11 @@ def merge_shards(
 ) -> References:
     """Shards (any order) merged into the references of all their images."""
     shards = sorted(shards, key=lambda s: s.start)
-    tops = dict(shards[0].tops)
-    for shard in shards[1:]:
+    first, rest = shards[0], shards[1:]
+    tops = dict(first.tops)
+    for shard in rest:
         tops = {layer: {r: tops[layer][r].merge(shard.tops[layer][r], k) for r in RANKINGS} for layer in layers}
-    sums = {layer: sum(s.class_relevance[layer] for s in shards) for layer in layers}
+    sums = {layer: sum((s.class_relevance[layer] for s in rest), first.class_relevance[layer]) for layer in layers}
     return References([i for s in shards for i in s.ids], torch.cat([s.predictions for s in shards]),
                       torch.cat([s.probabilities for s in shards]), torch.cat([s.classes for s in shards]), tops, sums,
                       layers=list(layers), method=method, sources=sources, key=key)

@@ -182,7 +182,7 @@ class _Site:
             }
             cells.append(cell)
             self._channel(layer, c, cell, labels, sprite, geometry, heat, c in detailed)
-        info = {
+        info: dict[str, Any] = {
             "name": layer,
             "channels": channels,
             "coverage": len(icons.done) / channels,

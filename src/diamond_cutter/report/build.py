@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import platform
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -169,9 +169,10 @@ def report(
     scored = gallery_scores(model, batch, la.positive, layer, maps, scores) if scores and maps else None
     settings = _settings(model, batch, layer, attribution, top_k, cell_k, groups, icons, saliency)
     if scored:
+        used = scored.table.settings  # what the gallery's scores were computed with
         settings["saliency scores"] = (
-            f"deletion ({scores.deletion_baseline} fill) and insertion (into {scores.insertion_baseline}) over "
-            f"{scores.steps} steps; model randomization in {scores.randomization_steps} steps"
+            f"deletion ({used.deletion_baseline} fill) and insertion (into {used.insertion_baseline}) over "
+            f"{used.steps} steps; model randomization in {used.randomization_steps} steps"
         )
     return Report(
         model.name, layer, prediction, attribution, sections, found, icon_images, g_icons,
@@ -200,6 +201,7 @@ def _saliency(
     found = {}
     for method in bar(methods, "saliency", enabled=progress):
         where = {"layer": layer} if method in LAYER_METHODS else {}
+        overlays: Sequence[Image.Image | None]
         try:
             result = attribute(model, batch, method=method, target=targets, **where)
             found[result.method] = result

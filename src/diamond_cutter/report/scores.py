@@ -66,7 +66,10 @@ def curve_plot(table: MethodTable, method: str, index: int) -> Image.Image:
     fig = Figure(figsize=(1.6, 0.8), dpi=100)
     ax = fig.add_subplot()
     for name, colour in (("deletion", "#c0392b"), ("insertion", "#2471a3")):
-        ax.plot(results[name].fractions, results[name].curves[index], color=colour, lw=1.2, label=name)
+        result = results[name]
+        if result.fractions is None or result.curves is None:  # deletion and insertion always keep their curves
+            raise ValueError(f"the {name} scores of {method} kept no curves to plot")
+        ax.plot(result.fractions, result.curves[index], color=colour, lw=1.2, label=name)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.tick_params(labelsize=5, length=2, pad=1)

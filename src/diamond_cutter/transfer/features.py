@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -101,8 +101,8 @@ def extract_features(
             indices = np.arange(start, min(start + batch_size, len(data)))
             batch = hashlib.sha256("".join(data.hashes[i] for i in indices).encode()).hexdigest()[:24]
             keys = {cut: f"{prefix}/{cut}/{batch}.npy" for cut in cuts}
-            found = {cut: store.read_checked(keys[cut], _reader(len(indices))) for cut in cuts} if store else {}
-            missing = [cut for cut in cuts if found.get(cut) is None]
+            found = _cached(store, keys, len(indices))
+            missing = [cut for cut in cuts if cut not in found]
             if missing:
                 found.update(_forward_batch(model, data.pixels(indices, model), missing, pooling))
                 for cut in missing:
@@ -126,13 +126,21 @@ def _forward_batch(model: Model, x: torch.Tensor, cuts: Sequence[str], pooling: 
         return {cut: pool(fmap, pooling).float().cpu().numpy() for cut, fmap in maps.items()}
 
 
+def _cached(store: Store | None, keys: dict[str, str], rows: int) -> dict[str, np.ndarray]:
+    """The cuts whose batch of ``rows`` rows ``store`` holds intact, by cut (none without a store)."""
+    if store is None:
+        return {}
+    read = _reader(rows)
+    return {cut: array for cut, key in keys.items() if (array := store.read_checked(key, read)) is not None}
+
+
 def _to_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
     return buf.getvalue()
 
 
-def _reader(rows: int):
+def _reader(rows: int) -> Callable[[bytes], np.ndarray]:
     """Parse a cached batch, refusing anything but a finite float32 matrix of ``rows`` rows."""
 
     def read(data: bytes) -> np.ndarray:

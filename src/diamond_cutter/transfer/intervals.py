@@ -12,12 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 
 #: Bootstrap resamples per interval (the percentiles of a 95% interval move by ~0.5 point between seeds).
 RESAMPLES = 1000
 CONFIDENCE = 0.95
+
+
+class Bootstrap(TypedDict):
+    """The keyword arguments every interval here takes, so one settings object can pass them all."""
+
+    resamples: int
+    confidence: float
+    seed: int
 
 
 @dataclass(frozen=True)

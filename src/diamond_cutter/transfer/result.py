@@ -34,7 +34,7 @@ from ..html import short_repr, table_html
 from ..store import Store
 from .data import LabelledImages
 from .heads import HEAD_KINDS
-from .intervals import CONFIDENCE, RESAMPLES, Interval, accuracy, paired_difference, statistic
+from .intervals import CONFIDENCE, RESAMPLES, Bootstrap, Interval, accuracy, paired_difference, statistic
 from .plots import figure_png, sweep_figure
 from .profile import ProfileRow
 from .train import TrainConfig, TrainedHead, train_head, training_config
@@ -70,6 +70,10 @@ class Selection:
             raise UnknownNameError("head", self.head, HEAD_KINDS)
         if not 0 < self.confidence < 1 or self.resamples < 100 or self.tolerance < 0:
             raise DiamondCutterError("confidence must be in (0, 1), resamples at least 100, tolerance at least 0")
+
+    def bootstrap(self) -> Bootstrap:
+        """The settings of every bootstrap interval, as keyword arguments of :mod:`.intervals`."""
+        return Bootstrap(resamples=self.resamples, confidence=self.confidence, seed=self.seed)
 
 
 #: Columns of the CSV table, in order (head columns are added per head).
@@ -134,9 +138,6 @@ class SweepResult:
         """The pair with the best validation accuracy."""
         return self.ranked[0]
 
-    def _options(self) -> dict[str, Any]:
-        return dict(resamples=self.select.resamples, confidence=self.select.confidence, seed=self.select.seed)
-
     def difference(self, row: dict[str, Any], positions: np.ndarray | None = None) -> Interval:
         """Validation accuracy of the best pair minus ``row``'s, on the same images, with a paired interval."""
         return self._difference(self.best, row, positions)
@@ -146,7 +147,7 @@ class SweepResult:
         where = slice(None) if positions is None else positions
         y = self.data.labels[self.data.val_order][where]
         pa, pb = np.asarray(a[f"{h}_val_pred"])[where], np.asarray(b[f"{h}_val_pred"])[where]
-        return paired_difference(y, pa, pb, **self._options())
+        return paired_difference(y, pa, pb, **self.select.bootstrap())
 
     def _choose(self, positions: np.ndarray | None = None) -> dict[str, Any]:
         """The recommendation rule on the validation images at ``positions`` (all by default)."""
@@ -178,7 +179,7 @@ class SweepResult:
             chosen = self._choose(np.flatnonzero(~np.isin(val_images, fold.test)))
             predictions.append(np.asarray(chosen[f"{h}_test_pred"])[test_at : test_at + len(fold.test)])
             test_at += len(fold.test)
-        return accuracy(self.data.labels[self.data.test_order], np.concatenate(predictions), **self._options())
+        return accuracy(self.data.labels[self.data.test_order], np.concatenate(predictions), **self.select.bootstrap())
 
     @property
     def reason(self) -> str:
@@ -218,7 +219,7 @@ class SweepResult:
                     out[head][est] = [math.nan] * 3
                     continue
                 scores = np.array([r[est] for r in rows])
-                out[head][est] = statistic((scores, heads), tau, **self._options()).as_list()
+                out[head][est] = statistic((scores, heads), tau, **self.select.bootstrap()).as_list()
         return out
 
     def columns(self) -> list[str]:

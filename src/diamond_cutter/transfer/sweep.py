@@ -271,6 +271,8 @@ def _ridge(features: np.ndarray, data: LabelledImages) -> dict[str, Any]:
     for f in data.folds:
         x_train, x_val, x_test = standardise(features[f.train], features[f.val], features[f.test])
         probe = ridge_probe(x_train, data.labels[f.train], x_val, data.labels[f.val], x_test=x_test)
+        if probe.test_predictions is None:  # ridge_probe predicts x_test whenever it is given one
+            raise ValueError("the ridge probe returned no test predictions")
         val_pred.append(probe.predictions)
         test_pred.append(probe.test_predictions)
     y_val, y_test = data.labels[data.val_order], data.labels[data.test_order]
@@ -285,7 +287,7 @@ def head_columns(head: str, trained: list, job: Job, seconds: float) -> dict[str
     val_pred = np.concatenate([t.val_predictions for t in trained])
     test_pred = np.concatenate([t.test_predictions for t in trained])
     y_val, y_test = data.labels[data.val_order], data.labels[data.test_order]
-    options = dict(resamples=sel.resamples, confidence=sel.confidence, seed=sel.seed)
+    options = sel.bootstrap()
     acc, bal = accuracy(y_test, test_pred, **options), balanced_accuracy(y_test, test_pred, **options)
     val = accuracy(y_val, val_pred, **options)
     matrix = confusion_matrix(y_test, test_pred, len(data.classes))
