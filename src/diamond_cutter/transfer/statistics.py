@@ -125,21 +125,33 @@ class Statistics:
         return np.maximum(self.squares / np.maximum(self.counts, 1)[:, None] - self.means**2, 0.0)
 
 
-def oas(cov: np.ndarray, n: float) -> np.ndarray:
-    """Oracle Approximating Shrinkage of a covariance towards ``tr(Σ)/D · I`` (scikit-learn's formula)."""
+def oas_weight(cov: np.ndarray, n: float) -> float:
+    """Oracle Approximating Shrinkage weight (Chen et al. 2010, scikit-learn's formula) from a covariance alone."""
     d = cov.shape[0]
     mu = np.trace(cov) / d
     alpha = np.mean(cov**2)
     num = alpha + mu**2
     den = (n + 1.0) * (alpha - mu**2 / d)
-    shrink = 1.0 if den == 0 else min(num / den, 1.0)
-    return (1.0 - shrink) * cov + shrink * mu * np.eye(d)
+    return 1.0 if den == 0 else float(min(num / den, 1.0))
+
+
+def shrink(cov: np.ndarray, weight: float) -> np.ndarray:
+    """``(1 − w) Σ + w · tr(Σ)/D · I``: a covariance pulled towards the scaled identity."""
+    d = cov.shape[0]
+    return (1.0 - weight) * cov + weight * np.trace(cov) / d * np.eye(d)
+
+
+def oas(cov: np.ndarray, n: float) -> np.ndarray:
+    """A covariance shrunk by its Oracle Approximating Shrinkage weight."""
+    return shrink(cov, oas_weight(cov, n))
 
 
 @one_thread()
-def hscore(stats: Statistics) -> float:
-    """Shrinkage H-score: ``tr(Σ_OAS⁻¹ Σ_between)``."""
-    return float(np.trace(np.linalg.solve(oas(stats.covariance, stats.n), stats.between)))
+def hscore(stats: Statistics, shrinkage: float | None = None) -> float:
+    """Shrinkage H-score: ``tr(Σ_w⁻¹ Σ_between)`` with ``Σ`` shrunk by weight ``w`` (OAS's when None; 0 gives
+    the plain H-score of Bao et al.)."""
+    weight = oas_weight(stats.covariance, stats.n) if shrinkage is None else shrinkage
+    return float(np.trace(np.linalg.solve(shrink(stats.covariance, weight), stats.between)))
 
 
 #: Principal components GBC fits its Gaussians in (Pándy et al. 2022).
@@ -172,15 +184,23 @@ def gbc(stats: Statistics, x: np.ndarray, y: np.ndarray, components: int = GBC_C
 @one_thread()
 def sfda_lda(stats: Statistics, x: np.ndarray, y: np.ndarray) -> float:
     """Mean log posterior of the true class under Fisher's LDA with an OAS-shrunk within-class covariance."""
-    cov = oas(stats.within, stats.n)
     means = stats.means[stats.present]
+    log_post = lda_log_posterior(x, means, np.linalg.solve(oas(stats.within, stats.n), means.T), stats)
+    return float(log_post[np.arange(len(y)), _columns(stats)[y]].mean())
+
+
+def lda_log_posterior(x: np.ndarray, means: np.ndarray, precision_means: np.ndarray, stats: Statistics) -> np.ndarray:
+    """``log p(c | x)`` (N×C, present classes) under Gaussians around ``means`` (C×D) sharing one covariance
+    ``Σ``, given ``Σ⁻¹ meansᵀ`` (D×C); class priors are the statistics' class frequencies."""
     prior = np.log(stats.counts[stats.present] / stats.n)
-    coef = np.linalg.solve(cov, means.T)  # D×C
-    scores = x @ coef - 0.5 * np.sum(means.T * coef, axis=0) + prior
+    scores = x @ precision_means - 0.5 * np.sum(means.T * precision_means, axis=0) + prior
     scores -= scores.max(axis=1, keepdims=True)
-    log_post = scores - np.log(np.exp(scores).sum(axis=1, keepdims=True))
-    index = np.cumsum(stats.present) - 1  # class id -> column among present classes
-    return float(log_post[np.arange(len(y)), index[y]].mean())
+    return scores - np.log(np.exp(scores).sum(axis=1, keepdims=True))
+
+
+def _columns(stats: Statistics) -> np.ndarray:
+    """Class id → its column among the present classes."""
+    return np.cumsum(stats.present) - 1
 
 
 def _coding_rate(z: np.ndarray, eps: float) -> float:
