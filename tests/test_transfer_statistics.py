@@ -148,3 +148,12 @@ def test_ncti_rises_with_class_separation_once_classes_are_told_apart():
     assert scores[0] < scores[1] < scores[2]
     assert [t["ncti_seli"] for t in terms] == sorted(t["ncti_seli"] for t in terms)
     assert [t["ncti_ncc"] for t in terms] == sorted(t["ncti_ncc"] for t in terms)
+
+
+def test_spectrum_follows_updates():
+    x, y = gaussians(1.0)
+    stats = st.Statistics.of(x[:100], y[:100])
+    before = stats.spectrum[0].copy()
+    stats.update(x[100:], y[100:])
+    assert np.allclose(stats.spectrum[0], np.sort(np.linalg.eigvalsh(np.cov(x.T, bias=True)))[::-1])
+    assert not np.allclose(stats.spectrum[0], before)

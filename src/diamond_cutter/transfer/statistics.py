@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -83,6 +84,7 @@ class Statistics:
         np.add.at(self.sums, y, x)
         np.add.at(self.squares, y, x * x)
         self.gram += x.T @ x
+        self.__dict__.pop("spectrum", None)  # the covariance changed
 
     def standardised(self) -> Statistics:
         """The statistics of the features standardised by their own mean and std (as :func:`standardise`
@@ -136,6 +138,14 @@ class Statistics:
         """Per-class variances of each dimension (C×D)."""
         return np.maximum(self.squares / np.maximum(self.counts, 1)[:, None] - self.means**2, 0.0)
 
+    @cached_property
+    def spectrum(self) -> tuple[np.ndarray, np.ndarray]:
+        """Eigenvalues of the total covariance, largest first, and their eigenvectors (columns): one ``D³``
+        decomposition that GBC and NCTI share."""
+        values, vectors = np.linalg.eigh(self.covariance)
+        order = np.argsort(values)[::-1]
+        return values[order], vectors[:, order]
+
 
 def oas_weight(cov: np.ndarray, n: float) -> float:
     """Oracle Approximating Shrinkage weight (Chen et al. 2010, scikit-learn's formula) from a covariance alone."""
@@ -172,9 +182,8 @@ GBC_COMPONENTS = 64
 
 def principal_components(stats: Statistics, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` largest eigenvalues of the total covariance (descending) and their eigenvectors (D×k)."""
-    values, vectors = np.linalg.eigh(stats.covariance)
-    order = np.argsort(values)[::-1][:k]
-    return values[order], vectors[:, order]
+    values, vectors = stats.spectrum
+    return values[:k], vectors[:, :k]
 
 
 @one_thread()
