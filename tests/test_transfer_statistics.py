@@ -132,7 +132,7 @@ def test_ncti_normalises_each_term_over_the_pairs():
              {"ncti_seli": 4.0, "ncti_ncc": 0.5, "ncti_vc": 4.0},  # worst in every term: 0 + 0 - 1
              {"ncti_seli": 7.0, "ncti_ncc": 0.6, "ncti_vc": 3.5}]
     assert st.ncti(terms) == pytest.approx([2.0, -1.0, 0.5 + 0.25 - 0.75])
-    assert st.ncti(terms[:1]) == [0.0]  # one pair alone: nothing to compare with
+    assert st.ncti(terms[:1]) == [0.0] and st.ncti([]) == []  # one pair alone: nothing to compare with
     same = [dict(t, ncti_ncc=0.7) for t in terms]  # a term equal everywhere contributes nothing
     assert st.ncti(same) == pytest.approx([1.0, -1.0, 0.5 - 0.75])
 

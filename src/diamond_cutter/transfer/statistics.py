@@ -239,10 +239,12 @@ def ncti_terms(stats: Statistics, x: np.ndarray, y: np.ndarray) -> dict[str, flo
 
     In the features' 64 leading principal components, a Fisher LDA is fitted
     with the within- and between-class covariances shrunk by
-    ``w = max(exp(−Σ 32 largest PCA variances), 1e-10)``, as the authors' code
-    does (at the floor it runs scikit-learn's SVD solver, unshrunk: the same
-    within-class covariance since scikit-learn divides by N there too, up to
-    1e-10; earlier versions divided by ``N − C``).
+    ``w = max(exp(−Σ 32 largest PCA variances), 1e-10)`` (variances over
+    ``N − 1``), as the authors' code does; at the floor it runs scikit-learn's
+    SVD solver, unshrunk: the same within-class covariance up to 1e-10, since
+    scikit-learn divides by N there too (earlier versions divided by ``N − C``).
+    The rule depends on the features' scale: on the sweep's standardised
+    features the shrinkage is at its floor from 24 non-constant dimensions on.
     ``seli``: nuclear norm of the centred features projected on the ``C − 1``
     discriminant directions (within-class whitened), computed from the
     statistics as ``Σ √eig(N Wᵀ Σ W)``. ``ncc``: mean LDA posterior of the true
@@ -290,7 +292,9 @@ def ncti(terms: Sequence[Mapping[str, float]]) -> list[float]:
     total = np.zeros(len(terms))
     for name, sign in NCTI_TERMS:
         v = np.array([t[name] for t in terms], dtype=np.float64)
-        span = float(v.max() - v.min()) if len(v) else 0.0
+        if not len(v):
+            break
+        span = float(v.max() - v.min())
         if span > 1e-9 * max(float(np.abs(v).max()), 1e-300):
             total += sign * (v - v.min()) / span
     return total.tolist()
