@@ -99,3 +99,61 @@ def test_features_stream_their_training_statistics(tmp_path):
         whole = st.Statistics.of(f, data.labels[data.train], 3)
         assert np.allclose(fs.statistics[cut].gram, whole.gram, rtol=1e-6)
         assert np.allclose(fs.statistics[cut].sums, whole.sums, rtol=1e-6)
+
+
+def test_ncti_terms_on_collapsed_classes():
+    """Classes collapsed to points: every posterior is the one-hot of its class, so the nearest-centre term is 1
+    and each class's posterior matrix is rank one with nuclear norm √n_c: the variability term is log Σ √n_c."""
+    rng = np.random.default_rng(0)
+    y = np.arange(90) % 3
+    x = 10 * rng.normal(size=(3, 5))[y] + 1e-3 * rng.normal(size=(90, 5))
+    terms = st.ncti_terms(st.Statistics.of(x, y), x, y)
+    assert terms["ncti_ncc"] == pytest.approx(1.0, abs=1e-9)
+    assert terms["ncti_vc"] == pytest.approx(np.log(3 * np.sqrt(30)), abs=1e-9)
+
+
+def test_ncti_terms_on_two_one_dimensional_gaussians():
+    """N(±m, 1): the one discriminant direction, whitened, has variance 1 + m², so the SELI term is √(N(1 + m²));
+    the true class's posterior is σ(2m·x), whose mean over x ~ N(m, 1) the nearest-centre term must reach."""
+    from scipy.integrate import quad
+    from scipy.stats import norm
+
+    m, n = 1.0, 200_000
+    y = np.arange(n) % 2
+    x = (np.where(y == 1, m, -m) + np.random.default_rng(0).normal(size=n))[:, None]
+    terms = st.ncti_terms(st.Statistics.of(x, y), x, y)
+    assert terms["ncti_seli"] / np.sqrt(n) == pytest.approx(np.sqrt(1 + m**2), abs=0.005)
+    expected = quad(lambda v: norm.pdf(v - m) / (1 + np.exp(-2 * m * v)), -20, 20)[0]
+    assert terms["ncti_ncc"] == pytest.approx(expected, abs=0.005)
+
+
+def test_ncti_normalises_each_term_over_the_pairs():
+    terms = [{"ncti_seli": 10.0, "ncti_ncc": 0.9, "ncti_vc": 2.0},  # best in every term: 1 + 1 - 0
+             {"ncti_seli": 4.0, "ncti_ncc": 0.5, "ncti_vc": 4.0},  # worst in every term: 0 + 0 - 1
+             {"ncti_seli": 7.0, "ncti_ncc": 0.6, "ncti_vc": 3.5}]
+    assert st.ncti(terms) == pytest.approx([2.0, -1.0, 0.5 + 0.25 - 0.75])
+    assert st.ncti(terms[:1]) == [0.0] and st.ncti([]) == []  # one pair alone: nothing to compare with
+    same = [dict(t, ncti_ncc=0.7) for t in terms]  # a term equal everywhere contributes nothing
+    assert st.ncti(same) == pytest.approx([1.0, -1.0, 0.5 - 0.75])
+
+
+def test_ncti_rises_with_class_separation_once_classes_are_told_apart():
+    """From 1 to 4 standard deviations apart NCTI rises. At chance (0) every posterior is near uniform and so
+    rank one, which the variability term cannot tell from collapse: the published estimator's blind spot."""
+    terms = []
+    for sep in (1.0, 2.0, 4.0):
+        x, y = gaussians(sep)
+        terms.append(st.ncti_terms(st.Statistics.of(x, y), x, y))
+    scores = st.ncti(terms)
+    assert scores[0] < scores[1] < scores[2]
+    assert [t["ncti_seli"] for t in terms] == sorted(t["ncti_seli"] for t in terms)
+    assert [t["ncti_ncc"] for t in terms] == sorted(t["ncti_ncc"] for t in terms)
+
+
+def test_spectrum_follows_updates():
+    x, y = gaussians(1.0)
+    stats = st.Statistics.of(x[:100], y[:100])
+    before = stats.spectrum[0].copy()
+    stats.update(x[100:], y[100:])
+    assert np.allclose(stats.spectrum[0], np.sort(np.linalg.eigvalsh(np.cov(x.T, bias=True)))[::-1])
+    assert not np.allclose(stats.spectrum[0], before)

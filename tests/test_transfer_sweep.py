@@ -56,12 +56,13 @@ def test_results_table_json_and_plot_are_written(colour_sweep):
     result, out = colour_sweep
     header = (out / "results.csv").read_text().splitlines()
     assert header[0].startswith("model,cut,relative_depth,channels,feature_dim,macs,parameters,knn,ridge,logme,hscore,"
-                                "transrate,gbc,sfda,"
+                                "transrate,gbc,sfda,ncti,ncti_seli,ncti_ncc,ncti_vc,"
                                 "ridge_test,linear_val_acc,linear_acc,linear_acc_low,linear_acc_high")
     assert len(header) == 1 + len(result.rows) == 7
     saved = json.loads((out / "results.json").read_text())
     assert saved["recommendation"]["cut"] == result.recommendation["cut"]
-    assert set(saved["kendall_tau"]["linear"]) == {"knn", "ridge", "logme", "hscore", "transrate", "gbc", "sfda"}
+    assert set(saved["kendall_tau"]["linear"]) == {"knn", "ridge", "logme", "hscore", "transrate", "gbc", "sfda",
+                                                  "ncti"}
     assert "unreliably" in saved["note"]
     assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -37,9 +37,11 @@ from .heads import HEAD_KINDS
 from .intervals import CONFIDENCE, RESAMPLES, Bootstrap, Interval, accuracy, paired_difference, statistic
 from .plots import figure_png, sweep_figure
 from .profile import ProfileRow
+from .statistics import NCTI_TERMS, ncti
 from .train import TrainConfig, TrainedHead, train_head, training_config
 
-ESTIMATORS = ("knn", "ridge", "logme", "hscore", "transrate", "gbc", "sfda")
+#: Estimators in the table, the plot's τ and the CSV. NCTI is computed from its terms over all the pairs.
+ESTIMATORS = ("knn", "ridge", "logme", "hscore", "transrate", "gbc", "sfda", "ncti")
 #: How many (model, cut) pairs get the slower heads (conv, fine-tuning) by default.
 SHORTLIST = 3
 TRUST_NOTE = (
@@ -77,8 +79,10 @@ class Selection:
 
 
 #: Columns of the CSV table, in order (head columns are added per head).
-BASE_COLUMNS = ("model", "cut", "relative_depth", "channels", "feature_dim", "macs", "parameters", *ESTIMATORS,
-                "ridge_test")
+TABLE_COLUMNS = ("model", "cut", "relative_depth", "channels", "feature_dim", "macs", "parameters", *ESTIMATORS,
+                 *(name for name, _ in NCTI_TERMS), "ridge_test")
+#: Columns each pair's estimates have on their own (NCTI needs the other pairs).
+BASE_COLUMNS = tuple(c for c in TABLE_COLUMNS if c != "ncti")
 HEAD_COLUMNS = ("val_acc", "acc", "acc_low", "acc_high", "balanced_acc", "balanced_acc_low", "balanced_acc_high",
                 "train_acc", "seconds")
 
@@ -94,6 +98,10 @@ class SweepResult:
     data: LabelledImages
     train_config: TrainConfig
     profile: list[ProfileRow] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for row, score in zip(self.rows, ncti(self.rows)):
+            row["ncti"] = score
 
     def __repr__(self) -> str:
         return short_repr(self)
@@ -223,7 +231,7 @@ class SweepResult:
         return out
 
     def columns(self) -> list[str]:
-        cols = list(BASE_COLUMNS)
+        cols = list(TABLE_COLUMNS)
         for h in self.heads:
             cols += [f"{h}_{c}" for c in HEAD_COLUMNS]
         return cols + ["feature_seconds", "estimator_seconds"]

@@ -6,9 +6,10 @@ resumes where it stopped:
 
 1. per model: pooled features of all its cuts from one pass over the images
    (cached per batch), then per cut the fast estimators (k-NN, ridge probe,
-   LogME, H-score, TransRate, GBC, SFDA's LDA; the last four from one set of
-   sufficient statistics, :mod:`.statistics`) and, in every fold, a linear head
-   trained on the cached features;
+   LogME, H-score, TransRate, GBC, SFDA's LDA, NCTI's terms; the last five from
+   one set of sufficient statistics, :mod:`.statistics`) and, in every fold, a
+   linear head trained on the cached features (NCTI itself compares the pairs,
+   so the result computes it from every pair's terms);
 2. per model: the other heads (``conv``, fine-tuning) for the shortlist, the
    pairs the ridge probe ranks highest.
 
@@ -47,7 +48,7 @@ from .intervals import accuracy, balanced_accuracy
 from .metrics import confusion_matrix
 from .profile import fine_tuning_profile
 from .result import BASE_COLUMNS, Selection, SweepResult
-from .statistics import Statistics, gbc, hscore, sfda_lda, transrate
+from .statistics import Statistics, gbc, hscore, ncti_terms, sfda_lda, transrate
 from .train import TrainConfig, train_head
 
 
@@ -252,7 +253,7 @@ def _estimate(model: Model, job: Job, cut: Cut, features: np.ndarray, streamed: 
         "knn": knn_accuracy(x_train, y_train, x_val, data.labels[first.val]),
         "logme": logme(x_train, y_train), "hscore": hscore(stats), "transrate": transrate(x_train, y_train),
         "gbc": gbc(stats, x_train, y_train), "sfda": sfda_lda(stats, x_train, y_train),
-        **_ridge(features, data),
+        **ncti_terms(stats, x_train, y_train), **_ridge(features, data),
     }
     row["estimator_seconds"] = time.perf_counter() - start
     row["feature_seconds"] = feature_seconds
