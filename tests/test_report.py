@@ -8,7 +8,9 @@ import numpy as np
 import torch
 
 import diamond_cutter as dc
+from diamond_cutter.atlas import atlas
 from diamond_cutter.cli import main
+from diamond_cutter.report.costs import icons_to_render
 from diamond_cutter.report.icons import ICON_RENDER, IconSettings
 
 from helpers import assert_unchanged, snapshot
@@ -63,6 +65,9 @@ def test_cli_writes_a_report_and_rejects_bad_classes(tmp_path, capsys):
     code = main(["report", "efficientnet_lite0", "chelsea", "--layer", LAYER, "--classes", "tabby,tiger cat",
                  "--icons", "patches", "--groups", "2", "--saliency", "gradcam", "--out", str(out)])
     assert code == 0 and out.exists()
+    plan = capsys.readouterr().out.splitlines()[0]
+    assert re.fullmatch(rf"report of 1 image at {LAYER} on cpu: 0 channel icons to render .*, 1 saliency maps per "
+                        r"image with their scores: about \d+ (s|min)", plan), plan
     html = out.read_text()
     assert "tabby − tiger cat" in html and ">gradcam</figcaption>" in html and "guided_gradcam" not in html
     assert (
@@ -112,3 +117,12 @@ def test_demo_settings_fit_the_embedded_model(embedded):
     from diamond_cutter.commands import demo
 
     assert set(demo.DEMO_SALIENCY) <= set(METHODS)
+
+
+def test_plan_counts_only_the_icons_the_atlas_lacks(embedded, tmp_path):
+    icons = IconSettings(render=ICON_RENDER.replace(steps=2, size=16), store=str(tmp_path))
+    atlas(embedded, LAYER, [0, 1], icons.render, store=icons.store, progress=False)
+    assert icons_to_render(embedded, LAYER, [1, 0, 5, 5, 7], icons) == [5, 7]
+    icons.limit = 3
+    assert icons_to_render(embedded, LAYER, [1, 0, 5, 7], icons) == [5]
+    assert icons_to_render(embedded, LAYER, [5], IconSettings("patches")) == []

@@ -59,5 +59,6 @@ def report_plan(model: Any, batch: ImageBatch, layer: str, targets: Sequence[int
         randomization = (scores.randomization_steps or 1) * sum(per_method)
         seconds += len(batch) * (curves + randomization)
         parts[-1] += " with their scores"
-    return (f"report of {len(batch)} images at {layer} on {model.device.type}: " + ", ".join(parts)
+    images = f"{len(batch)} image" + ("s" if len(batch) != 1 else "")
+    return (f"report of {images} at {layer} on {model.device.type}: " + ", ".join(parts)
             + f": {duration_text(seconds)}")
