@@ -1,5 +1,5 @@
 """What the reference-scan tests share: a folder of coloured squares, counting the shards a scan
-computes, and comparing two scans (import as ``from lens_scans import ...``)."""
+computes or finds stored, and comparing two scans (import as ``from lens_scans import ...``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from diamond_cutter.lens import references as refs
+from diamond_cutter.store import Store
 from lens_nets import BLUE, RED, square
 
 _COMPUTE_SHARD = refs.compute_shard
@@ -41,6 +42,11 @@ def count_shards(monkeypatch) -> list[int]:
     calls: list[int] = []
     monkeypatch.setattr(refs, "compute_shard", lambda *a: calls.append(a[3]) or _COMPUTE_SHARD(*a))
     return calls
+
+
+def stored_shards(store: Path) -> list[str]:
+    """The keys of the shards in ``store`` (without their seals)."""
+    return [k for k in Store(store).list("lens/references") if k.endswith(".pt")]
 
 
 def assert_same(a: refs.References, b: refs.References) -> None:
