@@ -10,40 +10,13 @@ from PIL import Image
 import diamond_cutter as dc
 from diamond_cutter.lens import references as refs
 from diamond_cutter.lens.geometry import layer_geometry
-from diamond_cutter.store import Store
-from lens_nets import BLUE, RED, gated_net, square
-
-
-def _write(folder, images: list[torch.Tensor]) -> list[str]:
-    folder.mkdir(exist_ok=True)
-    paths = []
-    for i, img in enumerate(images):
-        path = folder / f"img{i:02d}.png"
-        Image.fromarray((img.permute(1, 2, 0) * 255).round().byte().numpy()).save(path)
-        paths.append(str(path))
-    return paths
+from lens_nets import gated_net
+from lens_scans import assert_same, count_shards, square_folder, stored_shards
 
 
 @pytest.fixture
 def folder(tmp_path):
-    """Four red squares (dim) and four blue ones (bright) at varying places."""
-    g = torch.Generator().manual_seed(0)
-    images = []
-    for i in range(8):
-        top, left = (int(v) for v in torch.randint(0, 24, (2,), generator=g))
-        images.append(square(RED if i % 2 == 0 else BLUE, top, left, strength=0.6 if i % 2 == 0 else 1.0))
-    _write(tmp_path / "images", images)
-    return tmp_path / "images"
-
-
-def _same(a: refs.References, b: refs.References) -> None:
-    assert a.ids == b.ids
-    for layer in a.layers:
-        for ranking in refs.RANKINGS:
-            x, y = a.tops[layer][ranking], b.tops[layer][ranking]
-            assert torch.equal(x.images, y.images) and torch.equal(x.cells, y.cells)
-            assert torch.allclose(x.values, y.values, atol=1e-6)
-        assert torch.allclose(a.class_relevance[layer], b.class_relevance[layer], atol=1e-5)
+    return square_folder(tmp_path / "images")
 
 
 def test_top_k_merged_from_shards_equals_a_single_pass(folder, tmp_path):
@@ -55,13 +28,13 @@ def test_top_k_merged_from_shards_equals_a_single_pass(folder, tmp_path):
 
     single, sharded = scan(8, 8, "a"), scan(2, 3, "b")
     settings = refs.ScanSettings(k=3, target="red")
-    _same(single, sharded)
-    assert len(Store(tmp_path / "b").list("lens/references")) == 3
+    assert_same(single, sharded)
+    assert len(stored_shards(tmp_path / "b")) == 3
     # merging is order-free: shards computed anywhere (reversed here) give the same result
     engine = refs.Relevance(model, settings.crp)
     sources = sorted(str(p) for p in folder.iterdir())
     parts = [refs.compute_shard(model, engine, sources[s : s + 3], s, ["1", "3"], settings) for s in (6, 3, 0)]
-    _same(single, refs.merge_shards(parts, ["1", "3"], engine.method, sources, 3))
+    assert_same(single, refs.merge_shards(parts, ["1", "3"], engine.method, sources, 3))
 
 
 def test_a_killed_scan_resumes_without_recomputing_finished_shards(folder, tmp_path, monkeypatch):
@@ -79,15 +52,15 @@ def test_a_killed_scan_resumes_without_recomputing_finished_shards(folder, tmp_p
     with pytest.raises(KeyboardInterrupt):
         refs.scan_references(model, folder, ["3"], settings, store=tmp_path / "s")
     assert calls == [0, 2]
-    monkeypatch.setattr(refs, "compute_shard", lambda *a: calls.append(a[3]) or original(*a))
+    computed = count_shards(monkeypatch)
     resumed = refs.scan_references(model, folder, ["3"], settings, store=tmp_path / "s")
-    assert calls == [0, 2, 4, 6]
-    _same(resumed, refs.scan_references(model, folder, ["3"], settings, store=tmp_path / "fresh"))
+    assert computed == [4, 6]
+    assert_same(resumed, refs.scan_references(model, folder, ["3"], settings, store=tmp_path / "fresh"))
     # a changed image recomputes its shard only
-    before = len(calls)
+    before = len(computed)
     Image.new("RGB", (32, 32), (0, 0, 255)).save(folder / "img05.png")
     refs.scan_references(model, folder, ["3"], settings, store=tmp_path / "s")
-    assert calls[before:] == [4]
+    assert computed[before:] == [4]
 
 
 def test_relmax_and_actmax_differ_on_a_channel_with_an_irrelevant_pattern(folder, tmp_path):

@@ -1,7 +1,5 @@
-"""A sweep killed with SIGKILL while it writes its cache resumes to the same answer.
-
-(The lens scan, the other bulk job that should survive a kill, does not exist yet.)
-"""
+"""A sweep killed with SIGKILL while it writes its cache resumes to the same answer (the reference scan's
+kill test is in test_fault_lens.py)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,9 @@ content of everything that decides it (the model's weights, the layers, the
 settings, the bytes of the shard's images), so a killed scan resumes where it
 stopped, a changed image recomputes only its shard, and shards computed anywhere
 (:func:`compute_shard` on a Ray worker) merge into the same result as one pass:
-merging keeps ties in image order, exactly as streaming does.
+merging keeps ties in image order, exactly as streaming does. Each shard is sealed
+with its key and SHA-256 (:meth:`Store.write_checked`): a torn, edited or foreign
+shard is recomputed with a warning naming it, never merged.
 """
 
 from __future__ import annotations
@@ -132,22 +134,20 @@ class Shard(Tables):
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes, key: str) -> Shard | None:
-        """The stored shard, or ``None`` when it is unreadable or was made for another key."""
-        try:
-            saved = torch.load(io.BytesIO(data), weights_only=True)
-            meta, t = json.loads(saved["meta"]), saved["tensors"]
-            if meta.get("key") != key or meta.get("version") != FORMAT_VERSION:
-                return None
-            tops = {layer: {r: TopK(*(t[f"{layer}|{r}|{p}"] for p in ("values", "images", "cells"))) for r in RANKINGS}
-                    for layer in meta["layers"]}
-            sums = {}
-            for layer in meta["layers"]:
-                sums[layer] = torch.zeros(meta["classes"], t[f"{layer}|classes"].shape[1])
-                sums[layer][t["seen"]] = t[f"{layer}|classes"]
-            return cls(meta["ids"], t["predictions"], t["probabilities"], t["classes"], tops, sums, start=meta["start"])
-        except Exception:  # noqa: BLE001 - a torn or foreign file is recomputed, never trusted
-            return None
+    def from_bytes(cls, data: bytes, key: str) -> Shard:
+        """The stored shard; raises when it does not parse or was made for another key or format,
+        which a cache reader (:meth:`Store.read_checked`) turns into a recompute."""
+        saved = torch.load(io.BytesIO(data), weights_only=True)
+        meta, t = json.loads(saved["meta"]), saved["tensors"]
+        if meta.get("key") != key or meta.get("version") != FORMAT_VERSION:
+            raise DiamondCutterError(f"shard made for key {meta.get('key')!r} in format {meta.get('version')!r}")
+        tops = {layer: {r: TopK(*(t[f"{layer}|{r}|{p}"] for p in ("values", "images", "cells"))) for r in RANKINGS}
+                for layer in meta["layers"]}
+        sums = {}
+        for layer in meta["layers"]:
+            sums[layer] = torch.zeros(meta["classes"], t[f"{layer}|classes"].shape[1])
+            sums[layer][t["seen"]] = t[f"{layer}|classes"]
+        return cls(meta["ids"], t["predictions"], t["probabilities"], t["classes"], tops, sums, start=meta["start"])
 
 
 @dataclass
@@ -204,7 +204,7 @@ def scan_references(
 ) -> References:
     """Top references per channel of ``layers`` over ``images`` (folder, glob, list or ImageBatch),
     by activation and by relevance, from one forward and backward per batch; shards are
-    cached in ``store`` (the default cache when ``None``) and reused on a rerun."""
+    cached in ``store`` (the default cache when ``None``), sealed, and reused on a rerun."""
     for layer in layers:
         model.layer(layer)
     store = store if isinstance(store, Store) else Store(store)
@@ -217,10 +217,10 @@ def scan_references(
         digests.append(_sources_digest(part))
         key = hashlib.sha256((base + digests[-1]).encode()).hexdigest()
         path = f"lens/references/{key[:2]}/{key}.pt"
-        shard = Shard.from_bytes(store.read_bytes(path), key) if store.exists(path) else None
+        shard = store.read_checked(path, lambda data, key=key: Shard.from_bytes(data, key))
         if shard is None:
             shard = compute_shard(model, engine, part, start, layers, settings)
-            store.write_bytes(path, shard.to_bytes(key))
+            store.write_checked(path, shard.to_bytes(key))
         shards.append(shard)
     return merge_shards(
         shards,
