@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -217,7 +218,7 @@ def scan_references(
         digests.append(_sources_digest(part))
         key = hashlib.sha256((base + digests[-1]).encode()).hexdigest()
         path = f"lens/references/{key[:2]}/{key}.pt"
-        shard = store.read_checked(path, lambda data, key=key: Shard.from_bytes(data, key))
+        shard = store.read_checked(path, partial(Shard.from_bytes, key=key))
         if shard is None:
             shard = compute_shard(model, engine, part, start, layers, settings)
             store.write_checked(path, shard.to_bytes(key))
