@@ -9,7 +9,7 @@ import torchvision
 
 import diamond_cutter as dc
 from diamond_cutter.lens import CRPSettings, conditional_heatmaps
-from diamond_cutter.lens.crp import choose_method
+from diamond_cutter.lens.crp import Relevance, choose_method, concept_weights
 from lens_nets import BLUE, RED, square, vgg_style, wired_net
 
 from helpers import assert_unchanged, snapshot
@@ -92,3 +92,17 @@ def test_directions_and_bad_channels():
         conditional_heatmaps(model, image, "3", target="blue", channels=True)
     with pytest.raises(dc.UnknownNameError):
         CRPSettings(method="lrpp")
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_uneven_rows_equal_one_row_at_a_time(vgg, batch_size):
+    """Images with different numbers of concepts share forwards: every row still gets its own heatmap."""
+    x = vgg.normalize(torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(3)))
+    engine = Relevance(vgg, CRPSettings(batch_size=batch_size))
+    signal = engine.signal(x, ["features.10"], 3).signals["features.10"]
+    weights, _ = concept_weights(list(range(16)), None, 16)
+    rows = [(2, 5), (0, 1), (2, 0), (1, 7), (2, 9), (0, 3)]
+    together = engine.heatmaps(x, "features.10", signal, weights, rows)
+    alone = torch.cat([engine.heatmaps(x, "features.10", signal, weights, [row]) for row in rows])
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-6 * float(alone.abs().max()))
+    assert (together[0] - together[2]).abs().max() > 0.01 * together.abs().max()  # different concepts differ

@@ -57,7 +57,10 @@ def test_cli_writes_a_site(tmp_path, monkeypatch, capsys):
     code = main(["lens", "gated", "--layers", "3", "--images", str(folder), "--out", str(tmp_path / "site"), "--store",
                  str(tmp_path / "store"), "-k", "2", "--detail", "0", "--icon-size", "32", "--icon-steps", "4"])
     assert code == 0 and (tmp_path / "site" / "layer" / "3" / "index.html").exists()
-    assert capsys.readouterr().out.strip().endswith("index.html")
+    out = capsys.readouterr().out.strip()
+    assert out.endswith("index.html")
+    channels = model.layers.resolve("3").shape[0]
+    assert out.startswith(f"lens of 2 images at 3 on cpu: {channels} atlas icons to render: ")
     assert main(["lens", "gated", "--layers", "nope", "--images", str(folder), "--out", str(tmp_path / "x")]) == 2
 
 

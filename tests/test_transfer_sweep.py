@@ -94,8 +94,9 @@ def test_a_killed_sweep_resumes_without_recomputing(colours, tmp_path, monkeypat
         return real(*args, **kwargs)
 
     monkeypatch.setattr(features, "_forward_batch", counted)
+    plans: list[str] = []
     run = lambda: dc.sweep(["resnet18", "efficientnet_lite0"], data, cuts=3,  # noqa: E731
-                           train=TrainConfig(epochs=3, batch_size=4), store=tmp_path / "s", **TINY)
+                           train=TrainConfig(epochs=3, batch_size=4), store=tmp_path / "s", plan=plans.append, **TINY)
     kill_at = 5  # model 1: three batches done and its pairs stored; model 2: one batch cached, killed in the next
     with pytest.raises(KeyboardInterrupt):
         run()
@@ -105,7 +106,11 @@ def test_a_killed_sweep_resumes_without_recomputing(colours, tmp_path, monkeypat
     assert len(calls) == 2  # only model 2's last two batches
     calls.clear()
     again = run()
-    assert calls == []
+    assert calls == []  # the plan's timed warm-up is not a feature batch
+    assert plans[0].startswith("sweep of 2 models on 12 images: ") and plans[0].split("\n")[0].endswith(" in all")
+    assert "resnet18: 3 of 3 cuts to compute" in plans[0] and "efficientnet_lite0: 3 of 3 cuts" in plans[0]
+    assert "resnet18: 0 of 3 cuts to compute, under 1 s" in plans[1] and "efficientnet_lite0: 3 of 3" in plans[1]
+    assert "resnet18: 0 of 3" in plans[2] and "efficientnet_lite0: 0 of 3" in plans[2]
     assert [(r["model"], r["cut"], r["ridge"], r["logme"]) for r in again.rows] == \
            [(r["model"], r["cut"], r["ridge"], r["logme"]) for r in resumed.rows]
 

@@ -43,7 +43,9 @@ def overall(total: int, desc: str, *, enabled: bool = True) -> Iterator[Callable
 
 
 def duration_text(seconds: float) -> str:
-    """``about 40 s``, ``about 24 min`` or ``about 2.1 h``."""
+    """``under 1 s``, ``about 40 s``, ``about 24 min`` or ``about 2.1 h``."""
+    if seconds < 0.5:
+        return "under 1 s"
     if seconds < 90:
         return f"about {max(1, round(seconds))} s"
     if seconds < 90 * 60:

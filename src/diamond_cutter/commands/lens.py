@@ -43,5 +43,6 @@ def run(args: argparse.Namespace) -> int:
     settings = LensSettings(k=args.top, heatmaps=args.heatmaps, detail=args.detail, icon_size=args.icon_size,
                             icon_steps=args.icon_steps, crp=CRPSettings(method=args.method),
                             batch_size=args.batch_size or LensSettings().batch_size)
-    print(lens(model, args.images, layers_of(args), args.out, settings, store=args.store))
+    print(lens(model, args.images, layers_of(args), args.out, settings, store=args.store,
+               plan=lambda text: print(text, flush=True)))
     return 0

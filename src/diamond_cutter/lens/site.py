@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from ..html import from_template
 from ..progress import bar
 from ..render import heatmap_overlay
 from ..store import Store
+from .costs import lens_plan
 from .crp import METHOD_LABELS, CRPSettings, Relevance, channel_heatmaps
 from .geometry import Geometry, layer_geometry
 from .labels import LayerLabels, label_channels
@@ -102,13 +104,17 @@ class _Writer:
 
 def lens(
     model, images: Any, layers: list[str] | str, out: str | Path, settings: LensSettings = LensSettings(), *,
-    store: Store | str | None = None, progress: bool = True,
+    store: Store | str | None = None, progress: bool = True, plan: Callable[[str], Any] | None = None,
 ) -> Path:
-    """Write the lens site of ``layers`` over ``images`` to the folder ``out``; returns its ``index.html``."""
+    """Write the lens site of ``layers`` over ``images`` to the folder ``out``; returns its ``index.html``.
+    ``plan`` (e.g. ``print``) is told first what the site will compute and about how long it takes
+    (:func:`~.costs.lens_plan`)."""
     layers = [s.strip() for s in layers.split(",")] if isinstance(layers, str) else list(layers)
     if not layers:
         raise DiamondCutterError("name at least one layer for the lens")
     store = store if isinstance(store, Store) else Store(store)
+    if plan is not None:
+        plan(lens_plan(model, images, layers, settings, store))
     scan = ScanSettings(k=settings.k, batch_size=settings.batch_size, crp=settings.crp)
     refs = scan_references(model, images, layers, scan, store=store, progress=progress)
     site = _Site(model, refs, settings, store, _Writer(Path(out)), progress)

@@ -24,7 +24,7 @@ import hashlib
 import json
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -36,9 +36,10 @@ import torch
 from ..errors import DiamondCutterError, UnknownNameError
 from ..executors import wants_gpu
 from ..model import Model
+from ..progress import duration_text, seconds_per_call
 from ..store import Store, default_cache_dir
 from ..zoo import load_model
-from .cuts import DEFAULT_CUTS, Cut, candidate_cuts
+from .cuts import DEFAULT_CUTS, Cut, candidate_cuts, run_to_cuts
 from .data import LabelledImages, load_labelled
 from .estimators import knn_accuracy, logme, ridge_probe, standardise
 from .executor import Executor, executor_for, session
@@ -135,6 +136,7 @@ def sweep(
     ray_address: str | None = None,
     progress: bool = True,
     device: str | None = None,
+    plan: Callable[[str], Any] | None = None,
 ) -> SweepResult:
     """Run ``models`` × cuts on labelled ``data`` (a folder, a CSV or :func:`load_labelled`'s result).
 
@@ -151,6 +153,8 @@ def sweep(
     ``executor``: ``"local"`` (default), ``"processes"`` or ``"ray"`` (a cluster at
     ``ray_address`` or ``$RAY_ADDRESS``, else a local Ray; give it a ``store`` every node reaches).
     ``device`` is where the models compute (an executor with several GPUs spreads jobs over them).
+    ``plan`` (e.g. ``print``) is told first what the sweep will compute and about how long it takes
+    (:func:`sweep_plan`).
     """
     train = train or TrainConfig()  # a fresh one per call: TrainConfig is mutable
     select = select or Selection()
@@ -169,10 +173,12 @@ def sweep(
     cut_request = cuts if isinstance(cuts, (str, int)) else list(cuts)
     jobs = [Job(spec, data, store.root, cut_request, tuple(heads), train, select, progress, device=device)
             for spec in specs]
+    slow = [h for h in heads if h != "linear" or train.augment or train.unfreeze]
+    if plan is not None:
+        plan(sweep_plan(jobs, store, slow))
     run = executor_for(executor, ray_address)
     with session(run):
         rows = [row for job_rows in run.map(estimate_job, jobs) for row in job_rows]
-        slow = [h for h in heads if h != "linear" or train.augment or train.unfreeze]
         if slow:
             rows = _train_shortlist(rows, jobs, slow, select.shortlist, run)
     result = SweepResult(rows, data.report(), select, specs, data, train)
@@ -186,10 +192,54 @@ def sweep(
     return result
 
 
+def sweep_plan(jobs: Sequence[Job], store: Store, slow_heads: Sequence[str]) -> str:
+    """What the sweep will compute and about how long it takes: the total, then a line per model
+    (:func:`job_plan`)."""
+    planned = [job_plan(job, store, slow_heads) for job in jobs]
+    heads = f", then {', '.join(slow_heads)} heads on the {jobs[0].select.shortlist} best pairs" if slow_heads else ""
+    total = duration_text(sum(seconds for _, seconds in planned))
+    return (f"sweep of {len(jobs)} models on {len(jobs[0].data)} images{heads}: {total} in all\n  "
+            + "\n  ".join(line for line, _ in planned))
+
+
+def job_plan(job: Job, store: Store, slow_heads: Sequence[str]) -> tuple[str, float]:
+    """One model's line of the plan and its seconds.
+
+    The model is timed on one batch: reading and decoding an image, and one forward to the deepest cut
+    still missing; its features then cost that per image. A slower head trains on the shortlist in every
+    fold: with the backbone frozen and no augmentation, after one pass that computes its inputs; otherwise
+    ``epochs`` passes over the training images, forward and backward (counted 3×). Estimators and linear
+    heads work on pooled features and take seconds, so they are left out; pairs in the store cost nothing.
+    """
+    model = job.spec.load(job.device)
+    cuts, done = finished_rows(model, job, store)
+    todo = [cut.name for cut in cuts if cut.name not in done]
+    batch = job.data.pixels(np.arange(min(job.train.batch_size, len(job.data))), model).to(model.device)
+    deepest = [todo[-1] if todo else cuts[-1].name]
+    per_image = seconds_per_call(lambda: run_to_cuts(model.module, batch, deepest)) / len(batch)
+    per_image += seconds_per_call(lambda: job.data.pixels([0], model))
+    seconds = len(job.data) * per_image if todo else 0.0
+    if slow_heads:
+        tuning = job.train.augment or job.train.unfreeze > 0
+        passes = job.train.epochs * 3 * len(job.data.folds[0].train) if tuning else len(job.data)
+        seconds += len(slow_heads) * job.select.shortlist * len(job.data.folds) * passes * per_image
+    return f"{job.spec.label}: {len(todo)} of {len(cuts)} cuts to compute, {duration_text(seconds)}", seconds
+
+
 def _cuts(model: Model, request: str | int | list[str]) -> list[Cut]:
     if isinstance(request, int):
         return candidate_cuts(model, "auto", request)
     return candidate_cuts(model, request, DEFAULT_CUTS)
+
+
+def finished_rows(model: Model, job: Job, store: Store) -> tuple[list[Cut], dict[str, dict]]:
+    """The job's cuts, and the phase-1 rows the store already holds, by cut name."""
+    cuts, prefix, rows = _cuts(model, job.cuts), _prefix(model, job), {}
+    for cut in cuts:
+        row = store.read_checked_json(f"{prefix}/{cut.name}/estimates.json", _has(BASE_COLUMNS))
+        if row is not None:
+            rows[cut.name] = row
+    return cuts, rows
 
 
 @wants_gpu(1.0)
@@ -197,15 +247,9 @@ def estimate_job(job: Job) -> list[dict[str, Any]]:
     """Phase 1 for one model: features of every cut in one pass, estimators and a linear head per cut."""
     model = job.spec.load(job.device)
     store = Store(job.store_root)
-    cuts = _cuts(model, job.cuts)
+    cuts, rows = finished_rows(model, job, store)
     prefix = _prefix(model, job)
-    rows, todo = {}, []
-    for cut in cuts:
-        row = store.read_checked_json(f"{prefix}/{cut.name}/estimates.json", _has(BASE_COLUMNS))
-        if row is not None:
-            rows[cut.name] = row
-        else:
-            todo.append(cut)
+    todo = [cut for cut in cuts if cut.name not in rows]
     if todo:
         start = time.perf_counter()
         fs = extract_features(model, job.data, [c.name for c in todo], pooling=job.train.pooling,
