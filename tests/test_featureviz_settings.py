@@ -35,6 +35,15 @@ def test_schedules_are_settings_and_changes_are_checked():
         Settings(precision="bf16")
     with pytest.raises(dc.DiamondCutterError, match="too small"):
         Settings(size=4)
+    for blur in (0.5, -0.1):  # 0.5 once crashed inside reflect padding
+        with pytest.raises(dc.DiamondCutterError, match="blur is a fraction of the image side"):
+            Settings(blur=blur)
+
+
+def test_the_largest_blur_renders(embedded):
+    result = dc.featureviz.render_objective(embedded, dc.featureviz.objectives.channel("blocks.0", [0]),
+                                            FAST_SCHEDULE, steps=2, size=32, blur=0.24, progress=False)
+    assert result.tensor.shape == (1, 3, 32, 32) and torch.isfinite(result.tensor).all()
 
 
 def test_precision_auto_is_named_for_the_device_it_runs_on():

@@ -90,6 +90,11 @@ def image_size(model: Any, size: int | Sequence[int] | None) -> tuple[int, int]:
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
+#: Largest ``blur`` (σ as a fraction of the side): the kernel reaches 2σ, and reflect padding needs it to stay
+#: inside the image; beyond a quarter of the side the picture is one colour anyway.
+MAX_BLUR = 0.25
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything besides the objective that decides what a render looks like, with Lucid's defaults.
@@ -121,6 +126,8 @@ class Settings:
         betas = tuple(float(b) for b in self.betas)
         if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
             raise DiamondCutterError(f"Adam's betas must be two numbers in [0, 1), got {tuple(self.betas)}")
+        if not 0 <= float(self.blur) < MAX_BLUR:
+            raise DiamondCutterError(f"blur is a fraction of the image side in [0, {MAX_BLUR}), got {self.blur}")
         if self.param not in PARAMS:
             raise UnknownNameError("parameterization", self.param, PARAMS)
         if self.precision not in PRECISIONS:
