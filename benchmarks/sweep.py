@@ -17,7 +17,7 @@ cache; the cut listing is computed once beforehand for both. (a) runs
 ``--repeats`` times and its median time counts. Prints both best-cut
 accuracies, the times and the ratio:
 
-    python benchmarks/sweep.py [--per-class 20] [--size 64] [--epochs 10] [--cuts 8]
+    python benchmarks/sweep.py [--per-class 20] [--size 64] [--epochs 30] [--cuts 8]
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=20)
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs,
+                        help="epochs of every head, both ways (default: the library's TrainConfig)")
     parser.add_argument("--cuts", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3, help="runs of (a), each with an empty cache; median time")
     args = parser.parse_args()
