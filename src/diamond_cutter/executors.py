@@ -14,16 +14,19 @@ plain TCP connection first.
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from typing import Any, TypeVar
 
 from .errors import DiamondCutterError
 
 J = TypeVar("J")
 R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 
 INSTALL_HINT = 'executor="ray" needs Ray, an optional extra: pip install "diamond-cutter[ray]"'
 #: Seconds to wait for a cluster's address to answer before saying it cannot be reached.
@@ -131,13 +134,14 @@ class Ray:
 
     def map(self, fn: Callable[[J], R], jobs: Iterable[J]) -> Iterator[R]:
         """``fn(job)`` for every job as a Ray task, results in the order of ``jobs``. Where the cluster
-        has GPUs, each task gets the share of one that ``fn`` asks for (:func:`wants_gpu`) and jobs
-        with a ``device`` field run on ``cuda``."""
-        jobs = list(jobs)
+        has GPUs, each task gets the share of one that ``fn`` asks for (:func:`wants_gpu`, also through a
+        ``functools.partial``), and jobs with a ``device`` field compute on ``cuda`` if they got a share,
+        else on the CPU (a CPU task sees no GPU)."""
         with self.session() as ray:
-            gpus = getattr(fn, "gpus", 0.0) if self.gpus(ray) else 0.0
-            task, shared = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=self.retries)(_call), ray.put(fn)
-            refs = [task.remote(shared, _on_gpu(job) if gpus else job) for job in jobs]
+            gpus = self.gpus(ray) > 0
+            share = gpu_share(fn) if gpus else 0.0
+            task, shared = ray.remote(num_cpus=1, num_gpus=share, max_retries=self.retries)(_call), ray.put(fn)
+            refs = [task.remote(shared, placed(job, "cuda" if share else "cpu") if gpus else job) for job in jobs]
             for ref in refs:
                 yield ray.get(ref)
 
@@ -151,26 +155,39 @@ class Ray:
         return [remote.remote(*args) for _ in range(max(1, count))]
 
 
-def wants_gpu(share: float) -> Callable[[Callable[[J], R]], Callable[[J], R]]:
-    """Mark a job function as wanting ``share`` of a GPU (1 for a feature pass, less for a small
-    head), so a cluster with GPUs packs jobs onto them; elsewhere the mark changes nothing."""
+def wants_gpu(share: float) -> Callable[[F], F]:
+    """Mark a job function (or a stage's function that a partial binds) as wanting ``share`` of a GPU (1 for
+    a feature pass, less for a small head), so a cluster with GPUs packs jobs onto them; elsewhere the
+    mark changes nothing."""
 
-    def mark(fn: Callable[[J], R]) -> Callable[[J], R]:
+    def mark(fn: F) -> F:
         fn.gpus = share  # type: ignore[attr-defined]
         return fn
 
     return mark
 
 
+def gpu_share(fn: Callable[..., Any]) -> float:
+    """The share of a GPU ``fn`` asks for (:func:`wants_gpu`), also when it comes wrapped in a
+    ``functools.partial`` (a stage's function with the jobs it shares bound)."""
+    while isinstance(fn, partial):
+        fn = fn.func
+    return float(getattr(fn, "gpus", 0.0))
+
+
+def placed(job: J, device: str) -> J:
+    """A copy of ``job`` that computes on ``device`` (a job without a ``device`` field as it is). A copy,
+    so placing one stage's job never moves the next stage, which may run elsewhere."""
+    if not hasattr(job, "device"):
+        return job
+    job = copy.copy(job)
+    job.device = device  # type: ignore[attr-defined]
+    return job
+
+
 def _call(fn: Callable[[J], R], job: J) -> R:
     """The task every job runs as, so ``fn`` may be any picklable callable (a partial, an object)."""
     return fn(job)
-
-
-def _on_gpu(job: Any) -> Any:
-    if hasattr(job, "device"):
-        job.device = "cuda"
-    return job
 
 
 def ray_executor(name: Any, address: str | None = None, workers: int | None = None) -> Ray | None:
