@@ -1,4 +1,5 @@
-"""One local Ray (2 CPUs) shared by every Ray test of a run, and the check that it leaves nothing behind.
+"""One local Ray (2 CPUs) shared by every Ray test of a run, the check that it leaves nothing behind, and
+the helpers the Ray tests share (a driver killed mid-run, the tiny model).
 
 Starting Ray costs seconds, so the tests share one (conftest.py imports the
 fixture, so there is one for the whole run); its teardown shuts it down and
@@ -8,8 +9,12 @@ fails if a ``raylet`` or ``gcs_server`` of that Ray is still running.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -76,3 +81,19 @@ def tiny_model():
 
     torch.manual_seed(0)
     return dc.Model(InplaceNet().eval(), "tiny", (3, 16, 16))
+
+
+def killed_driver(script: str, *args: str, started: Callable[[], bool], seconds: float = 120) -> None:
+    """Run ``script`` (a driver on the test Ray, given ``args``) in a subprocess, SIGKILL it once ``started()``
+    holds, and give the workers it leased time to die with it (a result being written lands or vanishes whole).
+    The driver finds the tests' helpers (this module) on its path."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    driver = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), *args], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + seconds
+    while not started() and time.monotonic() < deadline:
+        assert driver.poll() is None, driver.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    time.sleep(3)
