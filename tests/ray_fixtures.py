@@ -1,5 +1,5 @@
 """One local Ray (2 CPUs) shared by every Ray test of a run, the check that it leaves nothing behind, and
-the helpers the Ray tests share (a driver killed mid-run, the tiny model).
+the helpers the Ray tests share (a driver killed mid-run, the tiny model, the tiny sweep).
 
 Starting Ray costs seconds, so the tests share one (conftest.py imports the
 fixture, so there is one for the whole run); its teardown shuts it down and
@@ -16,6 +16,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,3 +98,21 @@ def killed_driver(script: str, *args: str, started: Callable[[], bool], seconds:
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     time.sleep(3)
+
+
+def stage(fn: Callable[..., Any]) -> str:
+    """The name of the function a job runs (a sweep's stage), also through a ``functools.partial``."""
+    return getattr(fn, "func", fn).__name__
+
+
+SWEPT = ("resnet18", "mobilenet_v3_small")
+
+
+def tiny_sweep(data: Any, store: Any, **options: Any):
+    """The sweep of the Ray tests (run identically by a driver subprocess): 2 random-weight models × 4 cuts
+    at 32 px, with conv heads on the 2 best pairs, so all three stages run."""
+    import diamond_cutter as dc
+    from diamond_cutter.transfer import Selection, TrainConfig
+
+    return dc.sweep(list(SWEPT), data, store=store, weights=None, input_size=(3, 32, 32), progress=False, cuts=4,
+                    heads=("linear", "conv"), train=TrainConfig(epochs=8), select=Selection(shortlist=2), **options)

@@ -1,41 +1,64 @@
-"""The sweep on Ray: the rows of an in-process run, through a worker killed mid-run too."""
+"""The sweep on Ray: its three stages give the rows of an in-process run, also through a worker killed
+mid-run."""
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from functools import partial
 from pathlib import Path
 
 import pytest
 
-import diamond_cutter as dc
 from diamond_cutter.executors import Ray
 from diamond_cutter.transfer.data import load_labelled, make_colour_dataset
-from diamond_cutter.transfer.train import TrainConfig
 
-TINY = dict(weights=None, input_size=(3, 32, 32), progress=False, cuts=4, train=TrainConfig(epochs=8))
-COMPARED = ("model", "cut", "knn", "ridge", "linear_val_acc", "linear_acc", "linear_balanced_acc")
+from ray_fixtures import stage, tiny_sweep
+
+LINEAR = ("model", "cut", "knn", "ridge", "linear_val_acc", "linear_acc", "linear_balanced_acc")
+CONV = ("conv_val_acc", "conv_acc")
+PAIRS = 8  # 2 models × 4 cuts
 
 
 @pytest.fixture(scope="module")
-def colours(tmp_path_factory):
-    return load_labelled(make_colour_dataset(tmp_path_factory.mktemp("colours"), per_class=10, size=16))
+def colour_folder(tmp_path_factory) -> Path:
+    return make_colour_dataset(tmp_path_factory.mktemp("colours"), per_class=10, size=16)
+
+
+@pytest.fixture(scope="module")
+def colours(colour_folder):
+    return load_labelled(colour_folder)
 
 
 @pytest.fixture(scope="module")
 def in_process(colours, tmp_path_factory):
-    return dc.sweep(["resnet18", "mobilenet_v3_small"], colours, store=tmp_path_factory.mktemp("local"), **TINY)
+    return tiny_sweep(colours, tmp_path_factory.mktemp("local"))
 
 
-def same_rows(a, b) -> None:
-    assert [[r[c] for c in COMPARED] for r in a.rows] == [[r[c] for c in COMPARED] for r in b.rows]
-    assert [r["logme"] for r in a.rows] == pytest.approx([r["logme"] for r in b.rows], rel=1e-6)
+def same_rows(a: list[dict], b: list[dict], columns=LINEAR + CONV) -> None:
+    assert [[r.get(c) for c in columns] for r in a] == [[r.get(c) for c in columns] for r in b]
+    assert [r["logme"] for r in a] == pytest.approx([r["logme"] for r in b], rel=1e-6)
 
 
-def test_sweep_on_ray_gives_the_in_process_rows(local_ray, colours, in_process, tmp_path):
-    on_ray = dc.sweep(["resnet18", "mobilenet_v3_small"], colours, store=tmp_path, executor="ray",
-                      ray_address=local_ray, **TINY)
-    same_rows(in_process, on_ray)
+class Counting(Ray):
+    """Ray that counts the jobs each stage of the sweep is given."""
+
+    def __init__(self, address: str | None = None):
+        super().__init__(address)
+        self.jobs: Counter[str] = Counter()
+
+    def map(self, fn, jobs):
+        jobs = list(jobs)
+        self.jobs[stage(fn)] += len(jobs)
+        return super().map(fn, jobs)
+
+
+def test_sweep_on_ray_runs_three_stages_and_gives_the_in_process_rows(local_ray, colours, in_process, tmp_path):
+    ray = Counting(local_ray)
+    on_ray = tiny_sweep(colours, tmp_path, executor=ray)
+    assert ray.jobs == {"extract_job": 2, "estimate_cut": PAIRS, "head_task": 2}  # per model, per pair, per head
+    assert sum("conv_acc" in r for r in on_ray.rows) == 2
+    same_rows(in_process.rows, on_ray.rows)
     assert on_ray.recommendation["cut"] == in_process.recommendation["cut"]
 
 
@@ -59,7 +82,6 @@ class DyingOnce(Ray):
 
 def test_a_worker_killed_mid_run_is_retried_with_the_same_rows(local_ray, colours, in_process, tmp_path):
     marker = tmp_path / "killed"
-    survived = dc.sweep(["resnet18", "mobilenet_v3_small"], colours, store=tmp_path / "store",
-                        executor=DyingOnce(marker), **TINY)
+    survived = tiny_sweep(colours, tmp_path / "store", executor=DyingOnce(marker))
     assert marker.exists()
-    same_rows(in_process, survived)
+    same_rows(in_process.rows, survived.rows)

@@ -1,17 +1,19 @@
 """The sweep: which model, cut at which layer, transfers best to the user's images.
 
-Two phases of independent jobs, each writing every finished (model, cut)
-result to the store before moving on, so a crashed or interrupted sweep
-resumes where it stopped:
+The work is a DAG of three stages of tasks, the same for every executor (in this process they run
+one after another; on Ray they overlap). Every task writes what it finished to the store before it
+returns, so a crashed or interrupted sweep resumes where it stopped and never redoes a finished
+(model, cut); large arrays travel between stages by store path, never by value:
 
-1. per model: pooled features of all its cuts from one pass over the images
-   (cached per batch), then per cut the fast estimators (k-NN, ridge probe,
-   LogME, H-score, TransRate, GBC, SFDA's LDA, NCTI's terms; the last five from
-   one set of sufficient statistics, :mod:`.statistics`) and, in every fold, a
-   linear head trained on the cached features (NCTI itself compares the pairs,
-   so the result computes it from every pair's terms);
-2. per model: the other heads (``conv``, fine-tuning) for the shortlist, the
-   pairs the ridge probe ranks highest.
+1. per model (a whole GPU where the cluster has GPUs): pooled features of every cut the store has no
+   row for, from one pass over the images, cached per batch; the task returns only which cuts are
+   missing and how long the pass took;
+2. per (model, cut), on a CPU: the cut's features read back from the store, the fast estimators (k-NN,
+   ridge probe, LogME, H-score, TransRate, GBC, SFDA's LDA, NCTI's terms; the last five from one set of
+   sufficient statistics, :mod:`.statistics`) and, in every fold, a linear head trained on the features
+   (NCTI itself compares the pairs, so the result computes it from every pair's terms);
+3. per (model, cut, head) on the shortlist, the pairs the ridge probe ranks highest: the other heads
+   (``conv``, fine-tuning), a quarter of a GPU each where there are GPUs.
 
 Every choice is made on validation images: the ridge penalty, the head's epoch
 (early stopping) and the recommended pair (see :mod:`.result`); every reported
@@ -25,8 +27,8 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
+from dataclasses import asdict, dataclass
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +99,7 @@ def model_specs(models: Sequence[str | Model], weights: str | None,
 
 @lru_cache(maxsize=4)
 def _load(name: str, weights: str | None, input_size: tuple[int, int, int] | None, device: str | None) -> Model:
-    """Load once per process; random weights are seeded, so every phase (and a rerun) sees the same network."""
+    """Load once per process; random weights are seeded, so every stage (and a rerun) sees the same network."""
     with torch.random.fork_rng():
         torch.manual_seed(0)
         return load_model(name, weights=weights, input_size=input_size, device=device)
@@ -115,7 +117,6 @@ class Job:
     train: TrainConfig
     select: Selection
     progress: bool
-    shortlist: list[str] = field(default_factory=list)
     device: str | None = None
 
 
@@ -178,7 +179,7 @@ def sweep(
         plan(sweep_plan(jobs, store, slow))
     run = executor_for(executor, ray_address)
     with session(run):
-        rows = [row for job_rows in run.map(estimate_job, jobs) for row in job_rows]
+        rows = _estimates(jobs, run)
         if slow:
             rows = _train_shortlist(rows, jobs, slow, select.shortlist, run)
     result = SweepResult(rows, data.report(), select, specs, data, train)
@@ -233,7 +234,7 @@ def _cuts(model: Model, request: str | int | list[str]) -> list[Cut]:
 
 
 def finished_rows(model: Model, job: Job, store: Store) -> tuple[list[Cut], dict[str, dict]]:
-    """The job's cuts, and the phase-1 rows the store already holds, by cut name."""
+    """The job's cuts, and the rows of stage 2 (estimates and linear heads) the store already holds, by cut name."""
     cuts, prefix, rows = _cuts(model, job.cuts), _prefix(model, job), {}
     for cut in cuts:
         row = store.read_checked_json(f"{prefix}/{cut.name}/estimates.json", _has(BASE_COLUMNS))
@@ -242,46 +243,95 @@ def finished_rows(model: Model, job: Job, store: Store) -> tuple[list[Cut], dict
     return cuts, rows
 
 
+@dataclass(frozen=True)
+class Extracted:
+    """What a model's extraction tells the driver: small metadata, never arrays (the features wait in the store).
+
+    ``cuts`` are all the job's cuts in order; ``done`` the rows the store already held, so no task redoes
+    them; ``prefix`` is where the model's results lie in the store; ``seconds`` the feature pass per missing cut.
+    """
+
+    cuts: tuple[Cut, ...]
+    done: dict[str, dict[str, Any]]
+    prefix: str
+    seconds: float
+
+    @property
+    def missing(self) -> list[Cut]:
+        return [cut for cut in self.cuts if cut.name not in self.done]
+
+
+@dataclass
+class Part:
+    """One task's share of a model's job: a cut (stage 2), or a cut and a head (stage 3).
+
+    The jobs (data set included) travel inside the task function, a ``functools.partial`` that Ray ships once
+    per ``map``, so each task itself costs only these names; ``device`` is where the task computes, and an
+    executor may place it.
+    """
+
+    model: str
+    cut: str
+    head: str = ""
+    device: str | None = None
+
+
 @wants_gpu(1.0)
-def estimate_job(job: Job) -> list[dict[str, Any]]:
-    """Phase 1 for one model: features of every cut in one pass, estimators and a linear head per cut."""
+def extract_job(job: Job) -> Extracted:
+    """Stage 1 for one model: pooled features of every cut the store has no row for, from one pass over the
+    images, written to the store batch by batch (:func:`.features.extract_features`)."""
     model = job.spec.load(job.device)
     store = Store(job.store_root)
-    cuts, rows = finished_rows(model, job, store)
-    prefix = _prefix(model, job)
-    todo = [cut for cut in cuts if cut.name not in rows]
-    if todo:
-        start = time.perf_counter()
-        fs = extract_features(model, job.data, [c.name for c in todo], pooling=job.train.pooling,
-                              batch_size=job.train.batch_size, store=store, progress=job.progress,
-                              accumulate=job.data.folds[0].train)
-        seconds = (time.perf_counter() - start) / len(todo)
-        for cut in todo:
-            row = _estimate(model, job, cut, fs.features[cut.name], fs.statistics[cut.name], seconds)
-            store.write_checked_json(f"{prefix}/{cut.name}/estimates.json", row)
-            rows[cut.name] = row
-    return [{**rows[c.name], "model": job.spec.label} for c in cuts]
+    cuts, done = finished_rows(model, job, store)
+    missing = [cut.name for cut in cuts if cut.name not in done]
+    start = time.perf_counter()
+    if missing:
+        extract_features(model, job.data, missing, pooling=job.train.pooling, batch_size=job.train.batch_size,
+                         store=store, progress=job.progress)
+    seconds = (time.perf_counter() - start) / max(1, len(missing))
+    return Extracted(tuple(cuts), done, _prefix(model, job), seconds)
+
+
+def estimate_cut(job: Job, extracted: Extracted, part: Part) -> dict[str, Any]:
+    """Stage 2 for one (model, cut), on a CPU: the cut's features read back from the store (every batch is
+    cached, so nothing runs the network), the estimators and a linear head per fold; the row goes to the store."""
+    model = job.spec.load(part.device)
+    store = Store(job.store_root)
+    cut = next(c for c in extracted.cuts if c.name == part.cut)
+    fs = extract_features(model, job.data, [cut.name], pooling=job.train.pooling, batch_size=job.train.batch_size,
+                          store=store, progress=False, accumulate=job.data.folds[0].train)
+    row = _estimate(model, job, cut, fs.features[cut.name], fs.statistics[cut.name], extracted.seconds)
+    store.write_checked_json(f"{extracted.prefix}/{cut.name}/estimates.json", row)
+    return row
 
 
 @wants_gpu(0.25)
-def heads_job(job: Job) -> list[dict[str, Any]]:
-    """Phase 2 for one model: the slower heads on its shortlisted cuts, in every fold (cached per head)."""
-    model = job.spec.load(job.device)
+def head_task(jobs: dict[str, Job], part: Part) -> dict[str, Any]:
+    """Stage 3 for one shortlisted (model, cut, head): the head trained in every fold, cached in the store."""
+    job = jobs[part.model]
+    model = job.spec.load(part.device)
     store = Store(job.store_root)
-    prefix = _prefix(model, job)
-    out = []
-    for cut in job.shortlist:
-        for head in job.heads:
-            key = f"{prefix}/{cut}/head-{head}.json"
-            columns = store.read_checked_json(key, _has([f"{head}_acc", f"{head}_val_pred"]))
-            if columns is None:
-                start = time.perf_counter()
-                trained = [train_head(model, job.data, cut, head, job.train, fold=i, progress=job.progress)
-                           for i in range(len(job.data.folds))]
-                columns = head_columns(head, trained, job, time.perf_counter() - start)
-                store.write_checked_json(key, columns)
-            out.append({"model": job.spec.label, "cut": cut, **columns})
-    return out
+    key = f"{_prefix(model, job)}/{part.cut}/head-{part.head}.json"
+    columns = store.read_checked_json(key, _has([f"{part.head}_acc", f"{part.head}_val_pred"]))
+    if columns is None:
+        start = time.perf_counter()
+        trained = [train_head(model, job.data, part.cut, part.head, job.train, fold=i, progress=job.progress)
+                   for i in range(len(job.data.folds))]
+        columns = head_columns(part.head, trained, job, time.perf_counter() - start)
+        store.write_checked_json(key, columns)
+    return {"model": job.spec.label, "cut": part.cut, **columns}
+
+
+def _estimates(jobs: list[Job], run: Executor) -> list[dict[str, Any]]:
+    """Stages 1 and 2. Every model's extraction is submitted at once; as each comes in, its missing cuts
+    become CPU tasks while later models still extract (in this process: one model after another). Rows
+    come back in model and cut order."""
+    rows = []
+    for job, extracted in zip(jobs, run.map(extract_job, jobs)):
+        parts = [Part(job.spec.label, cut.name, device=job.device) for cut in extracted.missing]
+        new = dict(zip([p.cut for p in parts], run.map(partial(estimate_cut, job, extracted), parts)))
+        rows += [{**(extracted.done.get(c.name) or new[c.name]), "model": job.spec.label} for c in extracted.cuts]
+    return rows
 
 
 def _estimate(model: Model, job: Job, cut: Cut, features: np.ndarray, streamed: Statistics,
@@ -349,14 +399,13 @@ def head_columns(head: str, trained: list, job: Job, seconds: float) -> dict[str
 
 
 def _train_shortlist(rows: list[dict], jobs: list[Job], heads: list[str], k: int, run: Executor) -> list[dict]:
+    """Stage 3: the slower heads on the ``k`` pairs the ridge probe ranks highest, one task per
+    (model, cut, head), all submitted at once."""
     ranked = sorted(rows, key=lambda r: -r["ridge"])[: max(1, k)]
-    phase2 = []
-    for job in jobs:
-        picked = [r["cut"] for r in ranked if r["model"] == job.spec.label]
-        if picked:
-            phase2.append(replace(job, heads=tuple(heads), shortlist=picked))
+    by_label = {job.spec.label: job for job in jobs}
+    parts = [Part(r["model"], r["cut"], head, by_label[r["model"]].device) for r in ranked for head in heads]
     by_pair = {(r["model"], r["cut"]): dict(r) for r in rows}
-    for extra in (row for job_rows in run.map(heads_job, phase2) for row in job_rows):
+    for extra in run.map(partial(head_task, by_label), parts):
         by_pair[(extra["model"], extra["cut"])].update(extra)
     return [by_pair[(r["model"], r["cut"])] for r in rows]
 
