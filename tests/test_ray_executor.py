@@ -6,13 +6,22 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from diamond_cutter.errors import DiamondCutterError
-from diamond_cutter.executors import Ray, check_reachable, endpoint, wants_gpu
+from diamond_cutter.executors import Ray, check_reachable, endpoint, gpu_share, placed, wants_gpu
 from diamond_cutter.transfer.executor import executor_for
+
+
+@dataclass
+class Placeable:
+    """A job with a device field, as the sweep's jobs have."""
+
+    device: str | None
 
 
 def square_dying_once(job: tuple[Path, int]) -> int:
@@ -42,10 +51,18 @@ def test_executor_names(monkeypatch):
 
 def test_gpu_share_is_a_mark_on_the_job_function():
     @wants_gpu(0.25)
-    def head(job):
-        return job
+    def head(jobs, part):
+        return jobs[part]
 
-    assert head.gpus == 0.25 and head(1) == 1
+    assert head.gpus == 0.25 and head({1: 2}, 1) == 2
+    assert gpu_share(partial(head, {1: 2})) == 0.25  # a stage's function with what its tasks share bound
+    assert gpu_share(abs) == 0.0
+
+
+def test_placing_a_job_moves_a_copy_and_leaves_the_next_stage_where_it_was():
+    job = Placeable(device=None)
+    assert placed(job, "cuda") == Placeable(device="cuda") and job.device is None
+    assert placed(3, "cuda") == 3  # a job without a device field stays as it is
 
 
 def test_without_ray_the_error_says_how_to_install_it(monkeypatch):
