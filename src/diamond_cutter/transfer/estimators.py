@@ -21,12 +21,15 @@ import torch
 
 from ..errors import DiamondCutterError
 from ..html import short_repr
+from .blocked import block, gram, moments, product, row_blocks, scaled, transposed_product
 from .threads import one_thread
 
 #: Ridge penalties, as multiples of the mean eigenvalue of the Gram matrix.
 RIDGE_GRID = tuple(10.0 ** k for k in range(-4, 3))
 #: Inverse L2 strengths for the logistic probe (scikit-learn's ``C`` convention).
 LOGISTIC_GRID = (0.01, 0.1, 1.0, 10.0)
+#: Queries and references per k-NN distance block: 512 × 512 float64 distances (2 MiB) at a time.
+KNN_ROWS = 512
 
 
 @dataclass
@@ -45,23 +48,40 @@ class ProbeResult:
 
 def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     """Scale every array with the training features' per-dimension mean and std (constant dims stay 0)."""
-    mean = train.mean(axis=0)
-    std = train.std(axis=0)
-    std = np.where(std > 1e-8, std, 1.0)
-    return [(a - mean) / std for a in (train, *others)]
+    mean, std = moments(train)
+    dtype = np.result_type(train.dtype, np.float32)
+    return [scaled(np.array(a, dtype=dtype), mean, std) for a in (train, *others)]
 
 
 @one_thread()
 def knn_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, k: int = 5) -> float:
     """Validation accuracy of a k-nearest-neighbour vote (Euclidean; ties go to the nearer neighbours)."""
     k = max(1, min(k, len(x_train)))
-    dist = torch.cdist(torch.as_tensor(x_val, dtype=torch.float64), torch.as_tensor(x_train, dtype=torch.float64))
-    nearest = dist.topk(k, largest=False).indices.numpy()
+    nearest = nearest_neighbours(x_val, x_train, k)
     n_classes = int(max(y_train.max(), y_val.max())) + 1
     votes = np.zeros((len(x_val), n_classes))
     weights = 1.0 + 1e-3 / (1.0 + np.arange(k))  # one vote each, nearest breaks ties
     np.add.at(votes, (np.arange(len(x_val))[:, None], y_train[nearest]), weights[None, :])
     return float((votes.argmax(axis=1) == y_val).mean())
+
+
+def nearest_neighbours(queries: np.ndarray, references: np.ndarray, k: int, rows: int | None = None) -> np.ndarray:
+    """Indices of each query's ``k`` nearest references (Euclidean, nearest first), from distance blocks of
+    ``rows`` × ``rows``: the running ``k`` best of each query are merged with every new block's, so the
+    full queries × references matrix never exists (``rows``: :data:`KNN_ROWS` by default)."""
+    rows = rows or KNN_ROWS
+    out = np.empty((len(queries), k), dtype=np.int64)
+    for q in row_blocks(np.arange(len(queries)), rows):
+        xq = torch.as_tensor(block(queries, q))
+        best_d, best_i = xq.new_empty((len(q), 0)), torch.empty((len(q), 0), dtype=torch.int64)
+        for r in row_blocks(np.arange(len(references)), rows):
+            dist = torch.cdist(xq, torch.as_tensor(block(references, r)))
+            d, i = dist.topk(min(k, dist.shape[1]), largest=False)
+            best_d, best_i = torch.cat([best_d, d], dim=1), torch.cat([best_i, i + int(r[0])], dim=1)
+            keep = best_d.topk(min(k, best_d.shape[1]), largest=False).indices
+            best_d, best_i = best_d.gather(1, keep), best_i.gather(1, keep)
+        out[q] = best_i.numpy()
+    return out
 
 
 @one_thread()
@@ -72,37 +92,40 @@ def ridge_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_v
 
     One eigendecomposition serves every penalty: of ``XᵀX`` when there are
     fewer dimensions than images, else of ``XXᵀ`` (the dual form), so the
-    cost is ``min(N, D)³`` once, then a matrix product per penalty.
+    cost is ``min(N, D)³`` once, then a D×C weight matrix per penalty. Beside
+    the features it holds at most ``min(N, D)²`` numbers and one block of rows.
     """
-    x = torch.as_tensor(x_train, dtype=torch.float64)
-    xv = torch.as_tensor(x_val, dtype=torch.float64)
     n_classes = int(max(y_train.max(), y_val.max())) + 1
-    y = torch.nn.functional.one_hot(torch.as_tensor(y_train), n_classes).double()
-    y_mean = y.mean(dim=0)
-    if x.shape[1] <= x.shape[0]:
-        s, v = torch.linalg.eigh(x.T @ x)
-        b, project = v.T @ (x.T @ (y - y_mean)), lambda q: q @ v  # noqa: E731
-    else:
-        s, u = torch.linalg.eigh(x @ x.T)
-        b, project = u.T @ (y - y_mean), lambda q: (q @ x.T) @ u  # noqa: E731
-    p = project(xv)
-    s = s.clamp_min(0)
+    y = np.eye(n_classes)[y_train]
+    y_mean = y.mean(axis=0)
+    basis, s, b = _ridge_basis(x_train, y - y_mean)
+    s = np.clip(s, 0.0, None)
     scale = float(s.mean()) or 1.0
+    truth = np.eye(n_classes)[y_val]
     best: ProbeResult | None = None
     best_err = np.inf
     for factor in grid:
-        scores = p @ (b / (s + factor * scale)[:, None]) + y_mean
-        pred = scores.argmax(dim=1).numpy()
+        scores = product(x_val, basis @ (b / (s + factor * scale)[:, None])) + y_mean
+        pred = scores.argmax(axis=1)
         acc = float((pred == y_val).mean())
-        err = float(((scores - torch.nn.functional.one_hot(torch.as_tensor(y_val), n_classes)) ** 2).sum())
+        err = float(((scores - truth) ** 2).sum())
         if best is None or acc > best.accuracy or (acc == best.accuracy and err < best_err):
             best, best_err = ProbeResult(acc, factor * scale, pred), err
     assert best is not None
     if x_test is not None:
-        weights = b / (s + best.regularisation)[:, None]
-        scores = project(torch.as_tensor(x_test, dtype=torch.float64)) @ weights + y_mean
-        best.test_predictions = scores.argmax(dim=1).numpy()
+        weights = basis @ (b / (s + best.regularisation)[:, None])
+        best.test_predictions = (product(x_test, weights) + y_mean).argmax(axis=1)
     return best
+
+
+def _ridge_basis(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(V, s, b)`` with ridge weights ``V (b / (s + λ))`` for every penalty ``λ``: from ``XᵀX = V diag(s) Vᵀ``
+    (summed by blocks of rows) when D ≤ N, else from the dual ``XXᵀ = U diag(s) Uᵀ`` with ``V = XᵀU``."""
+    if x.shape[1] <= x.shape[0]:
+        s, v = np.linalg.eigh(gram(x))
+        return v, s, v.T @ transposed_product(x, y)
+    s, u = np.linalg.eigh(product(x, np.asarray(x, dtype=np.float64).T))  # N×N, smaller than D×D here
+    return transposed_product(x, u), s, u.T @ y
 
 
 @one_thread()
@@ -150,29 +173,42 @@ def logme(features: np.ndarray, labels: np.ndarray, max_iter: int = 11) -> float
     For each class's one-hot target ``y`` the evidence of ``y = Fw + ε`` with
     prior ``w ~ N(0, α⁻¹I)`` and noise ``ε ~ N(0, β⁻¹I)`` is maximised over
     ``α, β`` by the paper's fixed-point iteration, computed from one thin SVD
-    of the features; the score is the mean over classes of evidence / N.
-    Higher means the features explain the labels better.
+    of the features (or the eigendecomposition of ``FᵀF``); the score is the mean over classes of evidence / N.
+    Higher means the features explain the labels better. Beside the features it holds a D×D matrix (or,
+    with fewer images than dimensions, an N×D one).
     """
-    f = np.asarray(features, dtype=np.float64)
-    labels = np.asarray(labels)
-    if f.ndim != 2 or len(f) != len(labels):
-        raise DiamondCutterError(f"LogME needs N×D features and N labels, got {f.shape} and {labels.shape}")
-    n, d = f.shape
-    u, s, _ = np.linalg.svd(f, full_matrices=False)
-    sigma = s**2
-    evidences = []
-    for c in np.unique(labels):
-        y = (labels == c).astype(np.float64)
-        evidences.append(_evidence(y, u, sigma, n, d, max_iter)[0])
+    features, labels = np.asarray(features), np.asarray(labels)
+    if features.ndim != 2 or len(features) != len(labels):
+        raise DiamondCutterError(f"LogME needs N×D features and N labels, got {features.shape} and {labels.shape}")
+    n, d = features.shape
+    classes = np.unique(labels)
+    targets = (labels[:, None] == classes[None, :]).astype(np.float64)
+    projected, sigma = _logme_projections(features, targets)
+    evidences = [_maximised(projected[:, i] ** 2, float(targets[:, i].sum()), sigma, n, d, max_iter)[0]
+                 for i in range(len(classes))]
     return float(np.mean(evidences))
 
 
-def _evidence(
-    y: np.ndarray, u: np.ndarray, sigma: np.ndarray, n: int, d: int, max_iter: int
-) -> tuple[float, float, float]:
-    """Maximised log evidence / N and the ``(α, β)`` reached, for one target vector."""
-    x2 = (u.T @ y) ** 2
-    outside = max(float(y @ y - x2.sum()), 0.0)  # part of y no feature direction can explain
+def _logme_projections(features: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``Uᵀ Y`` and ``σ²`` for the thin SVD ``F = U diag(σ) Vᵀ``. With more images than dimensions they come
+    from ``FᵀF = V diag(σ²) Vᵀ`` (summed by blocks of rows: D×D beside the features, never an N×D float64
+    copy), as LogME's own code does: ``Uᵀy = diag(1/σ) Vᵀ Fᵀy``, directions with ``σ²`` at rounding level
+    left out (they explain nothing; the evidence counts them as zero eigenvalues); else from the SVD."""
+    n, d = features.shape
+    if n <= d:
+        u, s, _ = np.linalg.svd(np.asarray(features, dtype=np.float64), full_matrices=False)
+        return u.T @ targets, s**2
+    sigma, v = np.linalg.eigh(gram(features))
+    keep = sigma > max(float(sigma.max()), 0.0) * d * np.finfo(np.float64).eps
+    sigma, v = sigma[keep], v[:, keep]
+    return (v.T @ transposed_product(features, targets)) / np.sqrt(sigma)[:, None], sigma
+
+
+def _maximised(x2: np.ndarray, yy: float, sigma: np.ndarray, n: int, d: int,
+               max_iter: int) -> tuple[float, float, float]:
+    """Maximised log evidence / N and the ``(α, β)`` reached, for one target vector ``y`` given ``(Uᵀy)²``
+    and ``yᵀy`` (``U``: the features' left singular vectors, ``sigma``: their squared singular values)."""
+    outside = max(yy - float(x2.sum()), 0.0)  # part of y no feature direction can explain
     alpha = beta = 1.0
     for _ in range(max_iter):
         t = alpha / beta

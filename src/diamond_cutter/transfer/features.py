@@ -9,6 +9,10 @@ run, a resumed run and a run with one more cut only compute what is missing.
 Each file is sealed with its key and hash (:meth:`Store.write_checked`) and
 must hold one row per image of its batch, so a swapped, edited or broken file
 is recomputed with a warning instead of changing the answer.
+
+Memory: each cut's N×D float32 matrix is allocated once and filled batch by
+batch; spatial maps and pixels live for one batch only. The pooled features
+are the largest thing extraction holds.
 """
 
 from __future__ import annotations
@@ -90,7 +94,7 @@ def extract_features(
         raise DiamondCutterError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     cuts = sorted(dict.fromkeys(cuts), key=lambda c: model.layers.resolve(c).index)
     prefix = f"features/{model_key(model)}/{pooling}"
-    chunks: dict[str, list[np.ndarray]] = {cut: [] for cut in cuts}
+    features: dict[str, np.ndarray] = {}
     stats: dict[str, Statistics] = {}
     wanted = np.zeros(len(data), dtype=bool)
     wanted[np.asarray(accumulate if accumulate is not None else [], dtype=np.int64)] = True
@@ -112,11 +116,13 @@ def extract_features(
             else:
                 cached += 1
             for cut in cuts:
-                chunks[cut].append(found[cut])
+                if cut not in features:  # allocated once, at the first batch that tells its width
+                    features[cut] = np.empty((len(data), found[cut].shape[1]), dtype=np.float32)
+                features[cut][indices] = found[cut]
                 if accumulate is not None:
                     stats.setdefault(cut, Statistics(found[cut].shape[1], len(data.classes)))
                     stats[cut].update(found[cut][wanted[indices]], data.labels[indices][wanted[indices]])
-    return FeatureSet({cut: np.concatenate(parts) for cut, parts in chunks.items()}, computed, cached, stats)
+    return FeatureSet(features, computed, cached, stats)
 
 
 def _forward_batch(model: Model, x: torch.Tensor, cuts: Sequence[str], pooling: str) -> dict[str, np.ndarray]:

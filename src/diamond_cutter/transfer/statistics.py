@@ -8,7 +8,8 @@ the network (``extract_features(..., accumulate=)``), standardises them without
 the features (:meth:`Statistics.standardised`), and every estimator reads that
 one object. Memory is ``D×D`` for the covariance plus ``C×D`` per-class sums per
 cut; GBC's projection, SFDA's per-image posteriors and TransRate's per-class
-coding rates still read the pooled features the sweep holds anyway.
+coding rates still read the pooled features the sweep holds anyway, a block of
+rows at a time (:mod:`.blocked`), so they add no float64 copy of them.
 
 Estimators here (higher is better for all of them):
 
@@ -36,8 +37,9 @@ Estimators here (higher is better for all of them):
   the compared models and cuts (:func:`ncti`), so NCTI is a comparison; the
   last two terms need each image's posterior, so it takes the features too.
 - **TransRate** (Huang et al. 2022): coding rate of the centred features minus
-  the mean per-class coding rate, ``ε = 1e-4`` as in TLlib; per-class Gram
-  matrices would cost ``C×D×D``, so it takes the features.
+  the mean per-class coding rate, ``ε = 1e-4`` as in TLlib; all per-class Gram
+  matrices at once would cost ``C×D×D``, so it takes the features and sums one
+  class's at a time.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from functools import cached_property
 
 import numpy as np
 
+from .blocked import gram, product, row_blocks
 from .threads import one_thread
 
 #: Coding-rate distortion for TransRate (TLlib's default).
@@ -74,7 +77,8 @@ class Statistics:
     @classmethod
     def of(cls, x: np.ndarray, y: np.ndarray, n_classes: int | None = None) -> Statistics:
         stats = cls(x.shape[1], n_classes or int(y.max()) + 1)
-        stats.update(x, y)
+        for part in row_blocks(np.arange(len(x))):  # a float64 block at a time, never a copy of all of x
+            stats.update(x[part], y[part])
         return stats
 
     def update(self, x: np.ndarray, y: np.ndarray) -> None:
@@ -191,7 +195,7 @@ def gbc(stats: Statistics, x: np.ndarray, y: np.ndarray, components: int = GBC_C
         floor: float = 1e-6) -> float:
     """Gaussian Bhattacharyya coefficient: ``−Σ_{i≠j} exp(−D_B(i, j))`` over diagonal per-class Gaussians
     of the features projected on their ``components`` principal axes."""
-    z = np.asarray(x, dtype=np.float64) @ principal_components(stats, components)[1]
+    z = product(x, principal_components(stats, components)[1])
     projected = Statistics.of(z, y, stats.n_classes)
     means, var = projected.means[projected.present], projected.variances[projected.present] + floor
     total = 0.0
@@ -215,7 +219,7 @@ def lda_log_posterior(x: np.ndarray, means: np.ndarray, precision_means: np.ndar
     """``log p(c | x)`` (N×C, present classes) under Gaussians around ``means`` (C×D) sharing one covariance
     ``Σ``, given ``Σ⁻¹ meansᵀ`` (D×C); class priors are the statistics' class frequencies."""
     prior = np.log(stats.counts[stats.present] / stats.n)
-    scores = x @ precision_means - 0.5 * np.sum(means.T * precision_means, axis=0) + prior
+    scores = product(x, precision_means) - 0.5 * np.sum(means.T * precision_means, axis=0) + prior
     scores -= scores.max(axis=1, keepdims=True)
     return scores - np.log(np.exp(scores).sum(axis=1, keepdims=True))
 
@@ -265,7 +269,7 @@ def ncti_terms(stats: Statistics, x: np.ndarray, y: np.ndarray) -> dict[str, flo
     directions = whiten @ rotation[:, np.argsort(spread)[::-1][: c - 1]]
     projected = n * directions.T @ (values[:, None] * directions)
     seli = float(np.sqrt(np.clip(np.linalg.eigvalsh(projected), 0.0, None)).sum())
-    z = (np.asarray(x, dtype=np.float64) - stats.mean) @ axes
+    z = product(x, axes, centre=stats.mean)
     posterior = np.exp(lda_log_posterior(z, means, whiten @ (whiten.T @ means.T), stats))
     column = _columns(stats)[y]
     ncc = float(posterior[np.arange(len(y)), column].mean())
@@ -300,15 +304,23 @@ def ncti(terms: Sequence[Mapping[str, float]]) -> list[float]:
     return total.tolist()
 
 
-def _coding_rate(z: np.ndarray, eps: float) -> float:
-    n, d = z.shape
-    return 0.5 * float(np.linalg.slogdet(np.eye(d) + z.T @ z / (n * eps))[1])
+def _coding_rate(centred_gram: np.ndarray, n: int, eps: float) -> float:
+    """``R(Z) = ½ log det(I + ZᵀZ / (n ε))`` from ``ZᵀZ``."""
+    d = len(centred_gram)
+    return 0.5 * float(np.linalg.slogdet(np.eye(d) + centred_gram / (n * eps))[1])
 
 
 @one_thread()
 def transrate(x: np.ndarray, y: np.ndarray, eps: float = TRANSRATE_EPS) -> float:
-    """TransRate: ``R(Z) − mean_c R(Z_c)`` with ``R(Z) = ½ log det(I + ZᵀZ / (n ε))`` on centred features."""
-    z = np.asarray(x, dtype=np.float64)
-    z = z - z.mean(axis=0)
-    classes = np.unique(y)
-    return _coding_rate(z, eps) - float(np.mean([_coding_rate(z[y == c], eps) for c in classes]))
+    """TransRate: ``R(Z) − mean_c R(Z_c)`` with ``R(Z) = ½ log det(I + ZᵀZ / (n ε))`` on centred features.
+
+    Each ``ZᵀZ`` is summed a block of rows at a time, one class after another, so beside the features it
+    holds one D×D matrix, never a float64 copy of them nor the ``C×D×D`` of every class at once.
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    centre = x.mean(axis=0, dtype=np.float64)
+    rates = []
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        rates.append(_coding_rate(gram(x, members, centre), len(members), eps))
+    return _coding_rate(gram(x, centre=centre), len(x), eps) - float(np.mean(rates))

@@ -41,9 +41,10 @@ from ..model import Model
 from ..progress import duration_text, seconds_per_call
 from ..store import Store, default_cache_dir
 from ..zoo import load_model
+from .blocked import standardised
 from .cuts import DEFAULT_CUTS, Cut, candidate_cuts, run_to_cuts
 from .data import LabelledImages, load_labelled
-from .estimators import knn_accuracy, logme, ridge_probe, standardise
+from .estimators import knn_accuracy, logme, ridge_probe
 from .executor import Executor, executor_for, session
 from .features import extract_features, model_key
 from .heads import HEAD_KINDS
@@ -336,18 +337,14 @@ def _estimates(jobs: list[Job], run: Executor) -> list[dict[str, Any]]:
 
 def _estimate(model: Model, job: Job, cut: Cut, features: np.ndarray, streamed: Statistics,
               feature_seconds: float) -> dict[str, Any]:
-    data, first = job.data, job.data.folds[0]
+    """Phase 1's row for one cut. Each step standardises its own copy of the cut's rows and lets it go
+    before the next, so beside the pooled features the sweep holds at most one cut's copy at a time."""
+    data = job.data
     start = time.perf_counter()
-    x_train, x_val = standardise(features[first.train], features[first.val])
-    y_train = data.labels[first.train]
-    stats = streamed.standardised()  # the training images' statistics, gathered during extraction
     row = {
         "model": job.spec.label, "cut": cut.name, "relative_depth": cut.relative_depth, "channels": cut.channels,
         "feature_dim": int(features.shape[1]), "macs": cut.macs, "parameters": cut.parameters,
-        "knn": knn_accuracy(x_train, y_train, x_val, data.labels[first.val]),
-        "logme": logme(x_train, y_train), "hscore": hscore(stats), "transrate": transrate(x_train, y_train),
-        "gbc": gbc(stats, x_train, y_train), "sfda": sfda_lda(stats, x_train, y_train),
-        **ncti_terms(stats, x_train, y_train), **_ridge(features, data),
+        **_estimators(features, data, streamed.standardised()), **_ridge(features, data),
     }
     row["estimator_seconds"] = time.perf_counter() - start
     row["feature_seconds"] = feature_seconds
@@ -359,17 +356,30 @@ def _estimate(model: Model, job: Job, cut: Cut, features: np.ndarray, streamed: 
     return row
 
 
+def _estimators(features: np.ndarray, data: LabelledImages, stats: Statistics) -> dict[str, float]:
+    """The estimators on the first split: its training images' standardised ``stats`` (gathered during
+    extraction) and their features, standardised by the training images' mean and std."""
+    first = data.folds[0]
+    x_train, x_val = standardised(features, first.train, first.val)
+    y_train = data.labels[first.train]
+    return {"knn": knn_accuracy(x_train, y_train, x_val, data.labels[first.val]),
+            "logme": logme(x_train, y_train), "hscore": hscore(stats), "transrate": transrate(x_train, y_train),
+            "gbc": gbc(stats, x_train, y_train), "sfda": sfda_lda(stats, x_train, y_train),
+            **ncti_terms(stats, x_train, y_train)}
+
+
 def _ridge(features: np.ndarray, data: LabelledImages) -> dict[str, Any]:
     """The ridge probe in every fold, penalty chosen on the fold's validation images: its pooled validation
     accuracy (an estimator) and its held-out test accuracy."""
     val_pred, test_pred = [], []
     for f in data.folds:
-        x_train, x_val, x_test = standardise(features[f.train], features[f.val], features[f.test])
+        x_train, x_val, x_test = standardised(features, f.train, f.val, f.test)
         probe = ridge_probe(x_train, data.labels[f.train], x_val, data.labels[f.val], x_test=x_test)
         if probe.test_predictions is None:  # ridge_probe predicts x_test whenever it is given one
             raise ValueError("the ridge probe returned no test predictions")
         val_pred.append(probe.predictions)
         test_pred.append(probe.test_predictions)
+        del x_train, x_val, x_test  # the next fold's copies replace these, never join them
     y_val, y_test = data.labels[data.val_order], data.labels[data.test_order]
     return {"ridge": float((np.concatenate(val_pred) == y_val).mean()),
             "ridge_test": float((np.concatenate(test_pred) == y_test).mean())}
