@@ -134,3 +134,15 @@ def test_bad_layers_are_clear_errors(inplace_net):
         dc.channel_attribution(model, torch.rand(1, 3, 16, 16), "fc")
     with pytest.raises(dc.DiamondCutterError, match="pair"):
         dc.channel_attribution(model, torch.rand(1, 3, 16, 16), "relu2", target=(0, 1, 2))
+
+
+def test_only_negative_channels_count_against_and_the_page_says_when_none_do():
+    model = small_model()
+    x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(4))
+    result = dc.channel_attribution(model, x, "2", target=(0, 3))
+    assert all(s.score > 0 for s in result.top(100)) and all(s.score < 0 for s in result.bottom(100))
+    assert len(result.top(100)) + len(result.bottom(100)) == int((result.scores != 0).sum())
+    positive = copy.copy(result)
+    positive.scores = result.scores.abs() + 0.1
+    assert positive.bottom(8) == [] and len(positive.top(8)) == len(result.scores)
+    assert "no channel counts against" in positive._repr_html_()

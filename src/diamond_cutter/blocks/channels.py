@@ -49,14 +49,15 @@ class ChannelAttribution:
         return short_repr(self)
 
     def top(self, k: int = 8) -> list[ChannelScore]:
-        """The ``k`` channels with the largest (most positive) scores, best first."""
+        """Up to ``k`` channels with positive scores (evidence for), largest first."""
         values, idx = self.scores.topk(min(k, len(self.scores)))
-        return [ChannelScore(int(i), float(v)) for i, v in zip(idx, values)]
+        return [ChannelScore(int(i), float(v)) for i, v in zip(idx, values) if v > 0]
 
     def bottom(self, k: int = 8) -> list[ChannelScore]:
-        """The ``k`` channels with the most negative scores, most negative first."""
+        """Up to ``k`` channels with negative scores (evidence against), most negative first; fewer when
+        fewer channels count against, so a weakly positive channel is never listed as evidence against."""
         values, idx = (-self.scores).topk(min(k, len(self.scores)))
-        return [ChannelScore(int(i), -float(v)) for i, v in zip(idx, values)]
+        return [ChannelScore(int(i), -float(v)) for i, v in zip(idx, values) if v > 0]
 
     @property
     def title(self) -> str:
