@@ -11,6 +11,7 @@ from . import add_command
 from .numbers import FRACTION
 from .options import (
     add_compute_options,
+    add_images_argument,
     add_layer_option,
     add_target_option,
     add_weights_option,
@@ -23,7 +24,7 @@ from .options import (
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "attribute")
     p.add_argument("model", help="model name (see `diamond-cutter models`)")
-    p.add_argument("images", nargs="+", help="files, folders, globs, URLs or sample names (chelsea, coffee, ...)")
+    add_images_argument(p)
     p.add_argument("--method", default="gradcam", help=f"one of: {', '.join(METHODS)} (default gradcam)")
     add_layer_option(
         p, "layer for CAM methods, several for layercam (default: the last spatial layer before global pooling)"

@@ -14,6 +14,7 @@ from . import add_command
 from .numbers import COUNT
 from .options import (
     add_compute_options,
+    add_images_argument,
     add_layer_option,
     add_target_option,
     add_weights_option,
@@ -26,7 +27,7 @@ from .options import (
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "evaluate")
     p.add_argument("model", help="model name (see `diamond-cutter models`) or a saved transferred model's folder")
-    p.add_argument("images", nargs="+", help="files, folders, globs, URLs or sample names (chelsea, coffee, ...)")
+    add_images_argument(p)
     add_target_option(p, "top1", "class index or name, top1/top2/...; repeat for one per image (default top1)")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated attribution methods, or 'all'")
     p.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help=f"comma-separated, from: {', '.join(METRICS)}")

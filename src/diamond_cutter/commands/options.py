@@ -23,6 +23,11 @@ from .numbers import COUNT
 log = logging.getLogger("diamond_cutter")
 
 
+def add_images_argument(p: argparse.ArgumentParser) -> None:
+    """The images a command reads: one or more files, folders, globs, URLs or sample names."""
+    p.add_argument("images", nargs="+", help="files, folders, globs, URLs or sample names (chelsea, coffee, ...)")
+
+
 def add_target_option(p: argparse.ArgumentParser, default: str, help: str, *, classes_alias: bool = False) -> None:
     """``--target`` (repeatable: one per image), parsed by :func:`diamond_cutter.targets.parse_target`;
     ``classes_alias`` also accepts the deprecated ``--classes`` spelling."""

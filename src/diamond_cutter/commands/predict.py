@@ -9,13 +9,13 @@ from ..images import load_batches
 from ..model import Prediction, predict
 from . import add_command
 from .numbers import COUNT
-from .options import add_compute_options, add_weights_option, load_model_from
+from .options import add_compute_options, add_images_argument, add_weights_option, load_model_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "predict")
     p.add_argument("model", help="model name (see `diamond-cutter models`)")
-    p.add_argument("images", nargs="+", help="files, folders, globs, URLs or sample names (chelsea, coffee, ...)")
+    add_images_argument(p)
     p.add_argument("--top", "-k", dest="top", type=COUNT, default=5, help="how many classes per image (default 5)")
     add_weights_option(p)
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")

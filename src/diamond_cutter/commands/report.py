@@ -15,6 +15,7 @@ from . import add_command
 from .numbers import COUNT, OPTIONAL_COUNT, SIDE
 from .options import (
     add_compute_options,
+    add_images_argument,
     add_layer_option,
     add_target_option,
     add_weights_option,
@@ -27,7 +28,7 @@ from .options import (
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "report")
     p.add_argument("model", help="model name (see `diamond-cutter models`)")
-    p.add_argument("images", nargs="+", help="files, folders, globs, URLs or sample names (chelsea, coffee, ...)")
+    add_images_argument(p)
     add_layer_option(
         p,
         "a layer with a C×H×W output (default: the last spatial layer before global pooling; see `diamond-cutter "
