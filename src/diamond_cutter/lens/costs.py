@@ -11,7 +11,6 @@ from typing import Any
 
 from ..atlas import atlas
 from ..blocks.examples import image_batches
-from ..featureviz import FAST_SCHEDULE
 from ..featureviz.optimize import estimate_seconds
 from ..images import ImageBatch, source_ids
 from ..progress import duration_text, seconds_per_call
@@ -33,7 +32,7 @@ def lens_plan(model: Any, images: Any, layers: list[str], settings: Any, store: 
     engine = Relevance(model, settings.crp)
     scan = seconds_per_call(lambda: engine.signal(x, layers, ScanSettings().target))
     heatmap = seconds_per_call(lambda: channel_heatmaps(engine, x, layers[0], [0], [(0, 0)])) - scan
-    icons = FAST_SCHEDULE.replace(steps=settings.icon_steps, size=settings.icon_size)
+    icons = settings.icon_render
     seconds, missing = len(sources) * scan, 0
     for layer in layers:
         channels = model.layers.resolve(layer).shape[0]
@@ -41,7 +40,7 @@ def lens_plan(model: Any, images: Any, layers: list[str], settings: Any, store: 
         missing += len(todo)
         seconds += estimate_seconds(model, layer, todo, icons) if todo else 0.0
         if settings.variants and settings.detail:
-            variants = estimate_seconds(model, layer, settings.variants, icons.replace(size=2 * settings.icon_size))
+            variants = estimate_seconds(model, layer, settings.variants, settings.variant_render)
             seconds += min(settings.detail, channels) * variants
         heatmaps = channels * 2 * settings.heatmaps + len(sources) * settings.class_channels * settings.class_images
         seconds += heatmaps * max(heatmap, 0.0)

@@ -38,7 +38,7 @@ from PIL import Image
 
 from ..atlas import atlas as layer_atlas
 from ..errors import DiamondCutterError
-from ..featureviz import FAST_SCHEDULE, objectives, render_objective
+from ..featureviz import FAST_SCHEDULE, Settings, objectives, render_objective
 from ..html import from_template
 from ..progress import bar
 from ..render import heatmap_overlay
@@ -75,6 +75,16 @@ class LensSettings:
     class_images: int = 3
     batch_size: int = 16
     crp: CRPSettings = field(default_factory=CRPSettings)
+
+    @property
+    def icon_render(self) -> Settings:
+        """How the site's atlas icons are rendered (the fast schedule at ``icon_steps`` and ``icon_size``)."""
+        return FAST_SCHEDULE.replace(steps=self.icon_steps, size=self.icon_size)
+
+    @property
+    def variant_render(self) -> Settings:
+        """How diversity variants are rendered: as icons, at twice their side."""
+        return self.icon_render.replace(size=2 * self.icon_size)
 
 
 def slug(text: str) -> str:
@@ -159,15 +169,8 @@ class _Site:
 
     def _layer(self, layer: str) -> dict[str, Any]:
         labels = label_channels(self.model, self.refs, layer, store=self.store)
-        icons = layer_atlas(
-            self.model,
-            layer,
-            settings=FAST_SCHEDULE,
-            steps=self.settings.icon_steps,
-            size=self.settings.icon_size,
-            store=self.store,
-            progress=self.progress,
-        )
+        icons = layer_atlas(self.model, layer, settings=self.settings.icon_render, store=self.store,
+                            progress=self.progress)
         base = f"layer/{slug(layer)}"
         sprite = self.out.image(icons.spritemap, f"img/{slug(layer)}/atlas.png")
         geometry = layer_geometry(self.model, layer)
@@ -263,15 +266,7 @@ class _Site:
 
     def _variants(self, layer: str, c: int) -> list[str]:
         objective = objectives.channel(layer, [c] * self.settings.variants) + 10 * objectives.diversity(layer)
-        result = render_objective(
-            self.model,
-            objective,
-            FAST_SCHEDULE,
-            steps=self.settings.icon_steps,
-            size=self.settings.icon_size * 2,
-            progress=False,
-            seed=c,
-        )
+        result = render_objective(self.model, objective, self.settings.variant_render, progress=False, seed=c)
         return [self.out.image(img, f"img/{slug(layer)}/{c}-variant{i}.png") for i, img in enumerate(result.images)]
 
     def _picture(self, image: int) -> Image.Image:

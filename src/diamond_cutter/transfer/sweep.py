@@ -216,6 +216,8 @@ def job_plan(job: Job, store: Store, slow_heads: Sequence[str]) -> tuple[str, fl
     model = job.spec.load(job.device)
     cuts, done = finished_rows(model, job, store)
     todo = [cut.name for cut in cuts if cut.name not in done]
+    if not todo and not slow_heads:  # everything is in the store: nothing to time
+        return f"{job.spec.label}: 0 of {len(cuts)} cuts to compute, {duration_text(0.0)}", 0.0
     batch = job.data.pixels(np.arange(min(job.train.batch_size, len(job.data))), model).to(model.device)
     deepest = [todo[-1] if todo else cuts[-1].name]
     per_image = seconds_per_call(lambda: run_to_cuts(model.module, batch, deepest)) / len(batch)
