@@ -24,11 +24,11 @@ from .icons import IconSettings
 
 
 def icons_to_render(model: Any, layer: str, channels: Sequence[int], icons: IconSettings) -> list[int]:
-    """The channels whose icons :func:`~.icons.channel_icons` will render: the first ``icons.limit``
-    of ``channels`` that the atlas in ``icons.store`` does not hold yet."""
-    if icons.source == "patches":
+    """The channels whose icons :func:`~.icons.channel_icons` will render: those it visualizes
+    (:meth:`~.icons.IconSettings.visualized`) that the atlas in ``icons.store`` does not hold yet."""
+    chosen = icons.visualized(channels)
+    if not chosen:
         return []
-    chosen = [int(c) for c in dict.fromkeys(channels)][: icons.limit]
     held = atlas(model, layer, chosen, icons.render, store=icons.store, progress=False, fill=False)
     return held.missing(chosen)
 

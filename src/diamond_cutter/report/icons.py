@@ -46,6 +46,11 @@ class IconSettings:
         """The icons' side in pixels."""
         return self.render.size[0]  # type: ignore[index]
 
+    def visualized(self, channels: Sequence[int]) -> list[int]:
+        """Which of ``channels`` (most important first, repeats allowed) get a feature visualization:
+        none with patches, else the first ``limit`` distinct ones."""
+        return [] if self.source == "patches" else [int(c) for c in dict.fromkeys(channels)][: self.limit]
+
 
 def patch_icon(strength: torch.Tensor, pictures: list[Image.Image], size: int) -> Image.Image:
     """The patch (3 cells wide) around the strongest cell of ``strength`` (N×H×W) in ``pictures``."""
@@ -73,7 +78,7 @@ def channel_icons(
     and the rest get patches, which bounds the time a report takes.
     """
     channels = [int(c) for c in dict.fromkeys(channels)]
-    rendered = [] if settings.source == "patches" else channels[: settings.limit]
+    rendered = settings.visualized(channels)
     icons = {c: patch_icon(activations[:, c], pictures, settings.size) for c in channels[len(rendered) :]}
     settings.made_by = "the patch of these images where the channel fires most"
     if rendered:
