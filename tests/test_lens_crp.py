@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import timm
 import torch
@@ -106,3 +108,18 @@ def test_uneven_rows_equal_one_row_at_a_time(vgg, batch_size):
     alone = torch.cat([engine.heatmaps(x, "features.10", signal, weights, [row]) for row in rows])
     torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-6 * float(alone.abs().max()))
     assert (together[0] - together[2]).abs().max() > 0.01 * together.abs().max()  # different concepts differ
+
+
+def test_rules_keeping_their_forwards_give_the_same_maps(monkeypatch):
+    """Kept rule forwards (one per forward, reused by every concept's backward) change no value."""
+    torch.manual_seed(0)
+    model = dc.load_model(torchvision.models.resnet18(weights=None, num_classes=10).eval(), input_size=(3, 32, 32))
+    x = model.normalize(torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(4)))
+    engine = Relevance(model, CRPSettings(batch_size=2))
+    signal = engine.signal(x, ["layer2"], "top1").signals["layer2"]
+    weights, _ = concept_weights(list(range(0, 128, 9)), None, 128)
+    kept = engine.heatmaps(x, "layer2", signal, weights)
+    monkeypatch.setattr(importlib.import_module("diamond_cutter.lens.crp"), "_keep_rule_forwards", lambda c: None)
+    recomputed = engine.heatmaps(x, "layer2", signal, weights)
+    torch.testing.assert_close(kept, recomputed, rtol=1e-4, atol=1e-6 * float(recomputed.abs().max()))
+    assert (kept[0] - kept[1]).abs().max() > 0.1 * kept[:2].abs().max()  # two concepts, two maps
