@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,8 @@ def test_a_transferred_model_gets_its_own_classes_and_head_and_reuses_the_backbo
         return {k.split("/")[1] for k in dc.store.Store(store).list("atlas")}
 
     backbone = folders()
+    photos = lens(lite0, ["chelsea", "coffee", "astronaut"], ["blocks.1"], tmp_path / "lite0", QUICK, store=store,
+                  progress=False).parent  # the backbone's own lens, over everyday photos
     images = sorted(str(p) for p in Path(data).rglob("*.png"))[::2]
     index = lens(
         model, images, ["backbone.net.blocks.1", "head.conv"], tmp_path / "site", QUICK, store=store, progress=False
@@ -139,3 +142,14 @@ def test_a_transferred_model_gets_its_own_classes_and_head_and_reuses_the_backbo
     assert len(backbone) == 1 and backbone < folders() and len(folders()) == 2  # only the head's atlas is new
     labels = (index.parent / "layer" / "head.conv" / "0.html").read_text()
     assert any(name in labels for name in ("brick", "grass", "gravel"))
+    assert "by-shared" not in labels
+    # the frozen layer shows the backbone's references and its label from the backbone's lens
+    shared = {layer["name"]: layer["shared"] for layer in summary["layers"]}
+    assert shared == {"backbone.net.blocks.1": {"model": lite0.name, "layer": "blocks.1", "images": 3},
+                      "head.conv": None}
+    frozen = (index.parent / "layer" / "backbone.net.blocks.1" / "5.html").read_text()
+    own = re.search(r'<p id="label"><b>(.*?)</b>', (photos / "layer" / "blocks.1" / "5.html").read_text())
+    assert own is not None and f"<b>{own.group(1)}</b></p>" in frozen.split('id="shared-label"')[1]
+    patches = re.findall(r'id="by-shared">(.*?)</div>\n</div>', frozen, re.S)
+    assert patches and 1 <= patches[0].count("<img") <= QUICK.k
+    assert all((index.parent / p).exists() for p in re.findall(r'src="\.\./\.\./(img/[^"]+shared[^"]+)"', frozen))

@@ -21,7 +21,9 @@ the template engine; file names on disk are made from indices and slugs.
 
 A transferred model works as any other: its layers are ``backbone.net.*`` and
 ``head.*``, its labels are the user's classes, and frozen layers reuse the
-backbone's atlas (atlases are keyed by content, not by name).
+backbone's atlas (atlases are keyed by content, not by name) and show the
+backbone's references and labels from its own lens beside their own
+(:mod:`~diamond_cutter.lens.shared`).
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ import torch
 from PIL import Image
 
 from ..atlas import atlas as layer_atlas
-from ..errors import DiamondCutterError
+from ..errors import DiamondCutterError, ImageError
 from ..featureviz import FAST_SCHEDULE, Settings, objectives, render_objective
 from ..html import from_template
+from ..images import load_images
 from ..progress import bar
 from ..render import heatmap_overlay
 from ..store import Store
@@ -48,6 +51,7 @@ from .crp import METHOD_LABELS, CRPSettings, Relevance, channel_heatmaps
 from .geometry import Geometry, layer_geometry
 from .labels import LayerLabels, label_channels
 from .references import References, ScanSettings, scan_references
+from .shared import SharedScan, other_scan, publish
 
 PATCH = 96
 #: Content security policy of every page: images from the folder (or inline), nothing else leaves it.
@@ -144,7 +148,7 @@ class _Site:
             progress,
         )
         self.engine = Relevance(model, settings.crp)
-        self.pictures: dict[int, Image.Image] = {}
+        self.pictures: dict[int | str, Image.Image] = {}
         self.class_pages = {int(c): f"class/{slug(model.labels[int(c)])}-{int(c)}.html" for c in refs.classes.unique()}
 
     def write(self) -> Path:
@@ -155,7 +159,8 @@ class _Site:
             "method": METHOD_LABELS[self.refs.method],
             "images": self.refs.ids,
             "layers": [
-                {k: v for k, v in layer.items() if k in ("name", "channels", "coverage", "page")} for layer in layers
+                {k: v for k, v in layer.items() if k in ("name", "channels", "coverage", "page", "shared")}
+                for layer in layers
             ],
             "classes": [{"name": c["name"], "page": c["page"]} for c in classes],
         }
@@ -171,6 +176,8 @@ class _Site:
         labels = label_channels(self.model, self.refs, layer, store=self.store)
         icons = layer_atlas(self.model, layer, settings=self.settings.icon_render, store=self.store,
                             progress=self.progress)
+        publish(self.store, icons.fingerprint, self.model.name, layer, self.refs, labels)
+        elsewhere = other_scan(self.store, icons.fingerprint, self.refs.key)
         base = f"layer/{slug(layer)}"
         sprite = self.out.image(icons.spritemap, f"img/{slug(layer)}/atlas.png")
         geometry = layer_geometry(self.model, layer)
@@ -190,19 +197,22 @@ class _Site:
                 "relevance": float(relevance[c]),
             }
             cells.append(cell)
-            self._channel(layer, c, cell, labels, sprite, geometry, heat, c in detailed)
+            shared = self._shared(layer, c, elsewhere, geometry) if elsewhere else None
+            self._channel(layer, c, cell, labels, sprite, geometry, heat, c in detailed, shared)
         info: dict[str, Any] = {
             "name": layer,
             "channels": channels,
             "coverage": len(icons.done) / channels,
             "page": f"{base}/index.html",
+            "shared": None if elsewhere is None else
+            {"model": elsewhere.model, "layer": elsewhere.layer, "images": elsewhere.images},
         }
         self.out.page(info["page"], "lens/layer.html.j2", model=self.model, layer=info, cells=cells, sprite=sprite,
                       icon=icons.cell, labeler=labels.labeler)
         return info
 
     def _channel(self, layer: str, c: int, cell: dict, labels: LayerLabels, sprite: str, geometry: Geometry,
-                 heat: dict[tuple[int, int], torch.Tensor], detailed: bool) -> None:
+                 heat: dict[tuple[int, int], torch.Tensor], detailed: bool, shared: dict | None) -> None:
         refs = {
             by: [self._reference(layer, c, r, geometry, heat) for r in self.refs.top(layer, c, by)]
             for by in ("activation", "relevance")
@@ -221,6 +231,7 @@ class _Site:
             refs=refs,
             variants=variants,
             drives=drives,
+            shared=shared,
             method=METHOD_LABELS[self.refs.method],
             labeler=labels.labeler,
             channels=self.refs.channels(layer),
@@ -246,6 +257,19 @@ class _Site:
             "target_page": self.class_pages.get(ref.target),
         }
 
+    def _shared(self, layer: str, c: int, scan: SharedScan, geometry: Geometry) -> dict[str, Any]:
+        """The channel's references in another scan of the same layer content, as patches."""
+        refs = []
+        for j, ref in enumerate(scan.references[c][: self.settings.k]):
+            try:
+                picture = self._picture(ref.image)
+            except ImageError:  # the file changed or broke since that scan: leave it out
+                continue
+            patch = picture.crop(geometry.box(ref.cell)).resize((PATCH, PATCH), Image.Resampling.BICUBIC)
+            path = self.out.image(patch, f"img/{slug(layer)}/{c}-shared{j}-patch.jpg")
+            refs.append({"id": ref.image, "name": Path(ref.image).name, "score": ref.score, "patch": path})
+        return {"model": scan.model, "layer": scan.layer, "images": scan.images, "label": scan.labels[c], "refs": refs}
+
     def _reference_heatmaps(self, layer: str) -> dict[tuple[int, int], torch.Tensor]:
         """Conditional heatmaps of each channel on its best references (each image's target class)."""
         rows = sorted({(r.image, c) for c in range(self.refs.channels(layer)) for by in ("activation", "relevance")
@@ -269,9 +293,11 @@ class _Site:
         result = render_objective(self.model, objective, self.settings.variant_render, progress=False, seed=c)
         return [self.out.image(img, f"img/{slug(layer)}/{c}-variant{i}.png") for i, img in enumerate(result.images)]
 
-    def _picture(self, image: int) -> Image.Image:
+    def _picture(self, image: int | str) -> Image.Image:
+        """A scanned image by index, or another scan's image by id, as the model sees it."""
         if image not in self.pictures:
-            self.pictures[image] = self.refs.load([image], self.model).images()[0]
+            batch = self.refs.load([image], self.model) if isinstance(image, int) else load_images([image], self.model)
+            self.pictures[image] = batch.images()[0]
         return self.pictures[image]
 
     def _class_page(self, name: str) -> str | None:
