@@ -19,6 +19,7 @@ which the content fingerprint shares with the original network.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -73,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     out = Path(args.out)
     with tempfile.TemporaryDirectory() as tmp:
-        data = load_labelled(make_texture_dataset(Path(tmp) / "textures", per_class=args.per_class, size=args.crop))
+        root = make_texture_dataset(Path(tmp) / "textures", per_class=args.per_class, size=args.crop)
+        data = load_labelled(root)
         result = sweep(list(EMBEDDED_STAGES), data, cuts=args.cuts, train=TrainConfig(epochs=args.epochs),
                        store=args.cache or str(Path(tmp) / "cache"), progress=True, device=args.device)
         print(result)
@@ -85,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nsaved the kept model to {folder} and loaded it back as {tuned.name}")
         held_out = [int(data.test[np.flatnonzero(data.labels[data.test] == c)[0]]) for c in range(len(data.classes))]
         images = load_images([data.paths[i] for i in held_out], tuned)
+        # named as in the data set (brick/005.png), not by the temporary folder that is gone after the run
+        images = dataclasses.replace(images, ids=[Path(i).relative_to(root).as_posix() for i in images.ids])
         icons = IconSettings("featureviz", icon_render(args), limit=args.icon_limit)
         analysis = report(tuned, images, KEPT_LAYER, "auto", groups=3, icons=icons, saliency=DEMO_SALIENCY,
                           progress=True, batch_size=args.batch_size)
