@@ -44,3 +44,7 @@ def test_a_published_scan_is_found_by_content_and_loses_what_is_gone(tmp_path):
     store.write_bytes(key, json.dumps(entry).encode())
     with pytest.warns(StaleCacheWarning, match="recomputing"):
         assert other_scan(store, fingerprint, "another scan") is None
+    entry["references"][0][0][2] = "not a cell"  # sealed again, but malformed: ignored, never a crash
+    store.write_checked_json(key, entry)
+    with pytest.warns(StaleCacheWarning, match="malformed"):
+        assert other_scan(store, fingerprint, "another scan") is None

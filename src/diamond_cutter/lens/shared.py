@@ -97,3 +97,8 @@ def _check(entry: Any) -> None:
         raise DiamondCutterError("not a shared-scan entry of this version")
     if len(entry["references"]) != len(entry["labels"]) or not isinstance(entry["images"], int):
         raise DiamondCutterError("references and labels do not match")
+    for column in entry["references"]:
+        for image, score, cell in column:
+            if not (isinstance(image, str) and isinstance(score, (int, float)) and len(cell) == 2
+                    and all(isinstance(v, int) for v in cell)):
+                raise DiamondCutterError(f"malformed reference {[image, score, cell]!r}")
