@@ -43,6 +43,24 @@ def test_signed_style_is_red_for_blue_against_and_shows_the_image_where_there_is
     assert np.ptp(middle) < 3  # grey: the (greyed) image shows through
 
 
+def test_relevance_picture_shows_where_evidence_sits_under_pixel_to_pixel_sign_flips():
+    """Relevance that flips sign from pixel to pixel (a checkerboard) cancels within each square; a patch
+    of evidence in one corner stays red, at the picture's size."""
+    size = 224
+    flips = torch.ones(size, size)
+    flips[::2, 1::2] = flips[1::2, ::2] = -1.0
+    heat = 5 * flips
+    heat[:48, :48] += 1.0  # a little net evidence, far below the flips' magnitude
+    grey = torch.full((3, size, size), 0.5)
+    picture = np.asarray(render.relevance_picture(grey, heat), dtype=int)
+    corner, rest = picture[8:40, 8:40].mean((0, 1)), picture[120:, 120:].mean((0, 1))
+    assert picture.shape == (size, size, 3)
+    assert corner[0] > corner[2] + 50  # red where the evidence is
+    assert np.ptp(rest) < 3  # elsewhere the flips cancel: the (greyed) image shows through
+    plain = np.asarray(render.attribution_picture(grey, heat, "signed"), dtype=int)[8:40, 8:40].mean((0, 1))
+    assert plain[0] - plain[2] < 20  # pixel by pixel, the flips drown the evidence: the corner is not red
+
+
 def test_magnitude_is_grey_at_the_image_size_and_overlay_is_coloured():
     grad = torch.randn(3, 16, 16)
     magnitude = render.attribution_picture(torch.rand(3, 32, 32), grad, "magnitude")

@@ -277,6 +277,24 @@ def _unit_map(values: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     return resize_map(values.float() / top, (size[1], size[0])).clamp(-1, 1).numpy()
 
 
+#: A relevance picture sums its map over squares of about 1/RELEVANCE_CELLS of the image's shorter side.
+RELEVANCE_CELLS = 14
+
+
+def relevance_picture(image: ImageLike, heat: torch.Tensor) -> Image.Image:
+    """A signed input-space relevance map (h×w, the image's size) in the signed style, over its image,
+    after summing it over squares of 1/:data:`RELEVANCE_CELLS` of the shorter side (16 px at 224).
+
+    Why: gradient × input and LRP maps flip sign from pixel to pixel, which at thumbnail size reads as
+    noise or, blended, as nothing at all; relevance per square shows where the evidence is, and a sum
+    keeps what the map conserves.
+    """
+    heat = _as_map(heat).detach().float()
+    region = max(1, min(heat.shape) // RELEVANCE_CELLS)
+    pooled = F.avg_pool2d(heat[None, None], region, ceil_mode=True)[0, 0] if region > 1 else heat
+    return attribution_picture(image, pooled, "signed")
+
+
 def _blend(image: Image.Image, weight: np.ndarray, colour: np.ndarray) -> Image.Image:
     """``colour`` over a mostly-grey, dimmed ``image``, so tints stand out also on orange or blue pictures."""
     rgb = np.asarray(image.convert("RGB"), dtype=np.float64)

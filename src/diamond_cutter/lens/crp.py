@@ -54,7 +54,7 @@ from ..capture import capture, preserved, truncated
 from ..errors import DiamondCutterError, UnknownNameError
 from ..images import as_batch
 from ..model import Model
-from ..render import heatmap_overlay
+from ..render import relevance_picture
 from ..targets import resolve_targets
 
 METHODS = ("auto", "lrp", "gradient")
@@ -118,9 +118,9 @@ class ConditionalHeatmaps:
         return (f"ConditionalHeatmaps({self.layer!r}, {METHOD_LABELS[self.method]}, "
                 f"{len(self.image_ids)} images × {len(self.concepts)} concepts)")
 
-    def overlay(self, image: int, concept: int, alpha: float = 0.55) -> Image.Image:
-        """The concept's heatmap over the image (red for, blue against)."""
-        return heatmap_overlay(self.pixels[image], self.maps[image, concept], cmap="bwr", signed=True, alpha=alpha)
+    def overlay(self, image: int, concept: int) -> Image.Image:
+        """The concept's heatmap over the image, red for and blue against (:func:`~.render.relevance_picture`)."""
+        return relevance_picture(self.pixels[image], self.maps[image, concept])
 
 
 @dataclass

@@ -44,7 +44,7 @@ from ..featureviz import FAST_SCHEDULE, Settings, objectives, render_objective
 from ..html import from_template
 from ..images import load_images
 from ..progress import bar
-from ..render import heatmap_overlay
+from ..render import relevance_picture
 from ..store import Store
 from .costs import lens_plan
 from .crp import METHOD_LABELS, CRPSettings, Relevance, channel_heatmaps
@@ -244,7 +244,7 @@ class _Site:
         patch = self.out.image(picture.crop(box).resize((PATCH, PATCH), Image.Resampling.BICUBIC), f"{name}-patch.jpg")
         overlay = None
         if (ref.image, c) in heat:
-            full = heatmap_overlay(picture, heat[(ref.image, c)], cmap="bwr", signed=True, alpha=0.6)
+            full = relevance_picture(picture, heat[(ref.image, c)])
             overlay = self.out.image(full.crop(box).resize((PATCH, PATCH), Image.Resampling.BICUBIC), f"{name}-crp.jpg")
         target = self.model.labels[ref.target]
         return {
@@ -320,9 +320,7 @@ class _Site:
                     "page": f"layer/{slug(layer)}/{ch}.html",
                     "maps": [
                         self.out.image(
-                            heatmap_overlay(self._picture(i), heat[(i, ch)], cmap="bwr", signed=True, alpha=0.6).resize(
-                                (PATCH, PATCH)
-                            ),
+                            relevance_picture(self._picture(i), heat[(i, ch)]).resize((PATCH, PATCH)),
                             f"img/class/{c}/{slug(layer)}-{ch}-{i}.jpg",
                         )
                         for i in examples

@@ -17,7 +17,7 @@ from ..errors import DiamondCutterError
 from ..html import image_uri
 from ..lens.crp import Relevance, channel_heatmaps
 from ..lens.site import slug
-from ..render import heatmap_overlay
+from ..render import relevance_picture
 
 ICON = 64
 
@@ -49,9 +49,7 @@ def conditional_icons(
     pictures = batch.images()
     return [
         {
-            c: image_uri(
-                heatmap_overlay(pictures[i], maps[(i, c)], cmap="bwr", signed=True, alpha=0.6).resize((ICON, ICON))
-            )
+            c: image_uri(relevance_picture(pictures[i], maps[(i, c)]).resize((ICON, ICON)))
             for (j, c) in rows
             if j == i
         }
