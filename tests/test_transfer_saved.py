@@ -156,3 +156,37 @@ def test_comparison_of_transferred_models(conv_saved, lite0, textures, tmp_path)
     figure = comparison.plot()
     assert type(figure).__name__ == "Figure" and figure.get_size_inches()[0] <= 10
     assert "all models agree" in str(comparison)
+
+
+@pytest.mark.parametrize("options", [{"head": "conv"}, {"head": "linear", "unfreeze": 1, "augment": True}])
+def test_inputs_over_the_memory_budget_train_from_a_file_the_same(lite0, textures, monkeypatch, options):
+    """A conv head's maps and fine-tuning's pixels that outgrow the budget live in a mapped file; the
+    training is the same as in RAM."""
+    import diamond_cutter.transfer.train as train
+
+    real = train.budgeted_empty
+
+    def run(budget: str | None) -> tuple[TrainedHead, list[str | None]]:
+        if budget is None:
+            monkeypatch.delenv("DIAMOND_CUTTER_MEMORY", raising=False)
+        else:
+            monkeypatch.setenv("DIAMOND_CUTTER_MEMORY", budget)
+        files: list[str | None] = []
+
+        def spy(*args):
+            out = real(*args)
+            files.append(getattr(out.untyped_storage(), "filename", None))
+            return out
+
+        monkeypatch.setattr(train, "budgeted_empty", spy)
+        head = options["head"]
+        rest = {k: v for k, v in options.items() if k != "head"}
+        return train_head(lite0, textures, "blocks.2", head, epochs=2, lr=1e-2, progress=False, **rest), files
+
+    in_ram, ram_files = run(None)
+    on_disk, disk_files = run("16K")
+    assert ram_files and not any(ram_files)
+    assert len(disk_files) == 3 and all(f and not Path(f).exists() for f in disk_files)  # unlinked at once
+    assert [h["val_accuracy"] for h in in_ram.history] == [h["val_accuracy"] for h in on_disk.history]
+    np.testing.assert_allclose([h["loss"] for h in in_ram.history], [h["loss"] for h in on_disk.history], rtol=1e-5)
+    assert np.array_equal(in_ram.test_predictions, on_disk.test_predictions)

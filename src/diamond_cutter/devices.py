@@ -95,6 +95,31 @@ def memory_budget(device: torch.device, budget: int | str | None = None) -> int:
     return int(share if device.type == "cuda" else min(share, CPU_CAP))
 
 
+def budgeted_empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """An uninitialised tensor on ``device`` when it fits :func:`memory_budget`, else on the CPU in a
+    temporary file mapped into memory.
+
+    Why: a training set's inputs (decoded pixels for fine-tuning, a cut's maps for a conv head) can
+    outgrow the RAM. Mapped from a file, their pages are the operating system's to drop and read back,
+    so the run slows down instead of dying. The file is unlinked at once and vanishes with the tensor,
+    even when the process is killed. Callers move each batch to ``device`` themselves.
+    """
+    import tempfile
+
+    import torch
+
+    count = 1
+    for side in shape:
+        count *= side
+    element = torch.empty(0, dtype=dtype).element_size()
+    if count * element <= memory_budget(device):
+        return torch.empty(shape, dtype=dtype, device=device)
+    with tempfile.NamedTemporaryFile(prefix="diamond-cutter-", suffix=".bin") as handle:
+        handle.truncate(max(1, count * element))
+        flat = torch.from_file(handle.name, shared=True, size=count, dtype=dtype)
+    return flat.view(shape)
+
+
 def even_batches(items: Sequence[T], batch: int) -> list[list[T]]:
     """``items`` in ⌈n/batch⌉ consecutive batches of sizes that differ by at most one.
 

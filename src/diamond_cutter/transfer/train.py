@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..capture import preserved
+from ..devices import budgeted_empty
 from ..errors import DiamondCutterError, UnknownNameError
 from ..html import short_repr, table_html
 from ..model import Model
@@ -240,12 +241,12 @@ def _fit(transfer: TransferNet, trainable: list[nn.Parameter], inputs: tuple[tor
         order = torch.randperm(len(y), generator=gen)
         total = 0.0
         for start in range(0, len(y), config.batch_size):
-            idx = order[start : start + config.batch_size].to(y.device)
+            idx = order[start : start + config.batch_size]
             if len(idx) < 2:  # batch statistics need two images; the image comes back next epoch
                 continue
-            x = x_train[idx]
+            x = x_train[idx.to(x_train.device)].to(y.device)  # inputs may live in a file (budgeted_empty)
             x = x if fixed else transfer.backbone(_augment(x, gen) if config.augment else x)
-            loss = nn.functional.cross_entropy(transfer.head(x), y[idx])
+            loss = nn.functional.cross_entropy(transfer.head(x), y[idx.to(y.device)])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -271,15 +272,18 @@ def _state(transfer: TransferNet, trainable: list[nn.Parameter]) -> dict[str, to
 
 def _inputs(transfer: TransferNet, model: Model, data: LabelledImages, indices: np.ndarray, batch_size: int,
             fixed: bool) -> torch.Tensor:
-    """The network input of ``indices`` or, for a fixed backbone, the backbone's output (computed once)."""
-    chunks = [] if len(indices) else [_empty(transfer, model, fixed)]
+    """The network input of ``indices`` or, for a fixed backbone, the backbone's output (computed once),
+    in one tensor that the memory budget may put in a file (:func:`~diamond_cutter.devices.budgeted_empty`)."""
+    out: torch.Tensor | None = None
     for start in range(0, len(indices), batch_size):
         x = data.pixels(indices[start : start + batch_size], model).to(model.device)
         if fixed:
             with torch.no_grad():
                 x = transfer.backbone(x)
-        chunks.append(x)
-    return torch.cat(chunks)
+        if out is None:
+            out = budgeted_empty((len(indices), *x.shape[1:]), x.dtype, model.device)
+        out[start : start + len(x)] = x.to(out.device)
+    return out if out is not None else _empty(transfer, model, fixed)
 
 
 def _empty(transfer: TransferNet, model: Model, fixed: bool) -> torch.Tensor:
@@ -307,8 +311,10 @@ def _predict(transfer: TransferNet, x: torch.Tensor, fixed: bool, batch_size: in
         return np.zeros(0, dtype=np.int64)
     was = transfer.head.training
     transfer.head.eval()
+    device = next(transfer.head.parameters()).device
     with torch.no_grad():
         net = transfer.head if fixed else transfer
-        preds = [net(x[s : s + batch_size]).argmax(dim=1).cpu().numpy() for s in range(0, len(x), batch_size)]
+        preds = [net(x[s : s + batch_size].to(device)).argmax(dim=1).cpu().numpy()
+                 for s in range(0, len(x), batch_size)]
     transfer.head.train(was)
     return np.concatenate(preds)
