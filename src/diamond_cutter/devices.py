@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeVar
 
@@ -104,9 +105,7 @@ def budgeted_empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.dev
     so the run slows down instead of dying. The file is unlinked at once and vanishes with the tensor,
     even when the process is killed. Callers move each batch to ``device`` themselves.
     """
-    import tempfile
-
-    import torch
+    import torch  # deferred: PyTorch takes seconds to import, and the CLI imports this module for --help
 
     count = 1
     for side in shape:
