@@ -66,6 +66,23 @@ def test_a_real_image_still_downloads_and_loads():
     assert batch.ids == [url] and batch.originals[0].size == (451, 300)
 
 
+def test_a_read_the_watchdog_wakes_is_late_even_when_the_clock_lags(monkeypatch):
+    """The watchdog's shutdown wakes a blocked read, which may end the body early a hair before the clock
+    would call it late; the download must still say deadline, not a short body. A clock frozen at zero
+    makes that race certain."""
+
+    class Frozen:
+        @staticmethod
+        def monotonic() -> float:
+            return 0.0
+
+    monkeypatch.setattr(download_module, "time", Frozen)
+    with servers.serving(servers.slow_body) as url:
+        with pytest.raises(dc.ImageError, match="deadline") as err:
+            download(url, QUICK)
+    assert url in str(err.value)
+
+
 def test_predict_skip_bad_moves_past_a_slow_url(monkeypatch, capsys):
     monkeypatch.setattr(download_module, "DEFAULT_LIMITS", QUICK)
     with servers.serving(servers.slow_body) as url, warnings.catch_warnings(record=True) as caught:
