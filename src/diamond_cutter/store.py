@@ -7,6 +7,10 @@ artifact with its key and SHA-256 in a sidecar, and :meth:`Store.read_checked`
 hands back only what still matches its seal and parses; anything else (a
 swapped, edited, truncated or foreign file) is reported with a warning naming
 the file and treated as absent, so the caller recomputes it.
+
+A write killed half way leaves its temporary file behind (never read: :meth:`Store.list`
+skips it). Local temporary names carry the writer's host and process id, so the first
+write into a folder removes what writers on this host that are no longer running left there.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
 import uuid
 import warnings
@@ -26,6 +32,8 @@ from .errors import DiamondCutterError, StaleCacheWarning
 
 #: Suffix of the sidecar that seals a cached artifact (its key and content hash).
 SEAL = ".seal.json"
+#: A local temporary file's name: ``.tmp-HOST-PID-random``, so a dead writer's leftovers can be told apart.
+_TEMPORARY = re.compile(r"\.tmp-(?P<host>[A-Za-z0-9_.]+)-(?P<pid>\d+)-")
 
 
 def file_mode() -> int:
@@ -61,6 +69,7 @@ class Store:
         root = str(root) if root is not None else str(default_cache_dir())
         self.root = root
         self.local = "://" not in root or root.startswith("file://")
+        self._tidied: set[Path] = set()
         if self.local:
             self._path = Path(root.removeprefix("file://")).expanduser()
             self._fs: Any = None
@@ -100,8 +109,10 @@ class Store:
         """Write atomically: a reader sees the old content or the new, never a part."""
         target = self.path(key)
         if self.local:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=Path(target).parent, prefix=".tmp-", suffix=Path(target).suffix)
+            folder = Path(target).parent
+            folder.mkdir(parents=True, exist_ok=True)
+            self._tidy(folder)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".tmp-{_host()}-{os.getpid()}-", suffix=Path(target).suffix)
             try:
                 os.chmod(tmp, file_mode())  # mkstemp makes 0600; a cache should follow the umask like any file
                 with os.fdopen(fd, "wb") as f:
@@ -118,6 +129,16 @@ class Store:
         with self._fs.open(tmp, "wb") as f:
             f.write(data)
         self._fs.mv(tmp, target)
+
+    def _tidy(self, folder: Path) -> None:
+        """Remove the temporary files that killed writers on this host left in ``folder`` (once per folder)."""
+        if folder in self._tidied:
+            return
+        self._tidied.add(folder)
+        for path in folder.glob(".tmp-*"):
+            match = _TEMPORARY.match(path.name)
+            if match and match["host"] == _host() and not _running(int(match["pid"])):
+                path.unlink(missing_ok=True)
 
     def read_json(self, key: str) -> Any:
         try:
@@ -214,6 +235,22 @@ class Store:
             Path(self.path(key)).unlink(missing_ok=True)
         elif self._fs.exists(self.path(key)):
             self._fs.rm(self.path(key))
+
+
+def _host() -> str:
+    """This machine's name as it may appear in a temporary file's name."""
+    return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (one we may not signal counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _seal_problem(seal: Any, key: str, data: bytes | None) -> str | None:

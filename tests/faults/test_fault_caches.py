@@ -137,3 +137,28 @@ def test_read_checked_is_quiet_about_absence_and_loud_about_the_rest(tmp_path):
     (tmp_path / "a.bin").write_bytes(b"pAyload")
     with pytest.warns(StaleCacheWarning, match="a.bin does not match its seal"):
         assert store.read_checked("a.bin") is None
+
+
+def test_a_killed_writers_temporary_files_are_removed_and_live_or_foreign_ones_kept(tmp_path):
+    """The first write into a folder removes what a dead writer on this host left; a running writer's
+    file and another host's file (whose processes cannot be checked from here) stay."""
+    import os
+    import subprocess
+    import sys
+
+    from diamond_cutter.store import _host
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    dead = int(gone.stdout)  # that process has exited
+    folder = tmp_path / "store" / "cache"
+    folder.mkdir(parents=True)
+    orphan = folder / f".tmp-{_host()}-{dead}-abc.pt"
+    live = folder / f".tmp-{_host()}-{os.getpid()}-def.pt"
+    foreign = folder / f".tmp-otherhost-{dead}-ghi.pt"
+    for path in (orphan, live, foreign):
+        path.write_bytes(b"half a shard")
+    store = Store(tmp_path / "store")
+    store.write_bytes("cache/artifact.pt", b"whole")
+    assert not orphan.exists() and live.exists() and foreign.exists()
+    assert store.read_bytes("cache/artifact.pt") == b"whole" and store.list("cache") == ["cache/artifact.pt"]

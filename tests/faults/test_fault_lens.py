@@ -120,6 +120,7 @@ def test_a_scan_killed_while_writing_a_shard_resumes_to_the_uninterrupted_answer
     assert computed == [2, 4, 6] and stale == []  # the finished shard is reused, the torn one never read
     assert_same(resumed, clean)
     assert scan(folder, store)[1] == [] and computed == [2, 4, 6]  # and now everything is sealed and reused
+    assert not any(p.exists() for p in torn)  # the killed writer's half shard is gone from the folder
 
 
 def test_a_shard_killed_before_its_seal_is_recomputed_with_a_warning(folder, clean, tmp_path, monkeypatch):
