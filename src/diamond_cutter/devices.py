@@ -8,6 +8,7 @@ from a budget instead of a constant.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
@@ -107,9 +108,7 @@ def budgeted_empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.dev
     """
     import torch  # deferred: PyTorch takes seconds to import, and the CLI imports this module for --help
 
-    count = 1
-    for side in shape:
-        count *= side
+    count = math.prod(shape)
     element = torch.empty(0, dtype=dtype).element_size()
     if count * element <= memory_budget(device):
         return torch.empty(shape, dtype=dtype, device=device)

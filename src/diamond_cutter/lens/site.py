@@ -195,10 +195,10 @@ class _Site:
                 "page": f"{base}/{c}.html",
                 "box": icons.box(c),
                 "relevance": float(relevance[c]),
+                "shared": self._shared(layer, c, elsewhere, geometry) if elsewhere else None,
             }
             cells.append(cell)
-            shared = self._shared(layer, c, elsewhere, geometry) if elsewhere else None
-            self._channel(layer, c, cell, labels, sprite, geometry, heat, c in detailed, shared)
+            self._channel(layer, c, cell, labels, sprite, geometry, heat, c in detailed)
         info: dict[str, Any] = {
             "name": layer,
             "channels": channels,
@@ -212,7 +212,7 @@ class _Site:
         return info
 
     def _channel(self, layer: str, c: int, cell: dict, labels: LayerLabels, sprite: str, geometry: Geometry,
-                 heat: dict[tuple[int, int], torch.Tensor], detailed: bool, shared: dict | None) -> None:
+                 heat: dict[tuple[int, int], torch.Tensor], detailed: bool) -> None:
         refs = {
             by: [self._reference(layer, c, r, geometry, heat) for r in self.refs.top(layer, c, by)]
             for by in ("activation", "relevance")
@@ -231,7 +231,7 @@ class _Site:
             refs=refs,
             variants=variants,
             drives=drives,
-            shared=shared,
+            shared=cell["shared"],
             method=METHOD_LABELS[self.refs.method],
             labeler=labels.labeler,
             channels=self.refs.channels(layer),
